@@ -1,0 +1,172 @@
+//! Object storage for artifacts: a small async [`BlobStore`] core with a local-directory and an
+//! S3-compatible implementation, opened from a URI by [`open`]. Every path goes through
+//! [`BlobPath`], which confines it to the store's root.
+//!
+//! Main types:
+//! - [`BlobStore`]: the trait every backend implements (`put`/`get`/`list`/`delete`), streaming
+//!   bodies as [`ByteStream`]s and returning [`BlobObject`]s and [`BlobEntry`]s;
+//! - [`BlobPath`]: a validated relative path (no `..`, absolute, encoded or Windows forms);
+//! - [`LocalStore`]: a directory on disk (`file:///dir` or a plain path), atomic writes via a
+//!   temporary file and rename, symlinks never followed out of the root;
+//! - [`S3Store`]: an S3-compatible bucket (`s3://bucket[/prefix]`) through `object_store`,
+//!   multipart uploads with bounded memory;
+//! - [`BlobError`]: every failure, with the artifact path it concerns.
+//!
+//! ```
+//! use kiln_blob::BlobPath;
+//! assert!(BlobPath::parse("1/abc/artifacts/model.pkl").is_ok());
+//! assert!(BlobPath::parse("../etc/passwd").is_err());
+//! ```
+
+mod local;
+mod path;
+mod s3;
+
+pub use local::LocalStore;
+pub use object_store::aws::AmazonS3Builder;
+pub use path::{BlobPath, MAX_PATH_LEN, MAX_SEGMENT_LEN};
+pub use s3::S3Store;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+
+/// A stream of bytes in or out of a store.
+pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
+
+/// One child of a listed directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobEntry {
+    /// Path relative to the store root.
+    pub path: BlobPath,
+    pub is_dir: bool,
+    /// `None` for directories.
+    pub size: Option<u64>,
+}
+
+/// An object being read.
+pub struct BlobObject {
+    pub size: u64,
+    pub stream: ByteStream,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("Invalid artifact path `{path}`: {reason}")]
+    InvalidPath { path: String, reason: &'static str },
+    #[error("Artifact `{0}` not found")]
+    NotFound(String),
+    #[error("Invalid artifact store URI `{uri}`: {reason}")]
+    InvalidUri { uri: String, reason: String },
+    #[error("Failed to access artifact `{path}`")]
+    Io {
+        path: String,
+        #[source]
+        err: std::io::Error,
+    },
+    #[error("Object store request for `{path}` failed")]
+    ObjectStore {
+        path: String,
+        #[source]
+        err: object_store::Error,
+    },
+}
+
+/// The small core every artifact backend implements.
+#[async_trait::async_trait]
+pub trait BlobStore: Send + Sync + std::fmt::Debug {
+    /// Stream `body` into `path`, replacing what was there; returns the bytes written. The body is
+    /// never held in memory whole, and a failed upload leaves no partial object behind.
+    async fn put(&self, path: &BlobPath, body: ByteStream) -> Result<u64, BlobError>;
+    /// Stream the object at `path`; [`BlobError::NotFound`] if there is none.
+    async fn get(&self, path: &BlobPath) -> Result<BlobObject, BlobError>;
+    /// Immediate children of `dir`, sorted by path; empty when `dir` is missing or a file.
+    async fn list(&self, dir: &BlobPath) -> Result<Vec<BlobEntry>, BlobError>;
+    /// Remove the object at `path`, or everything under it when it is a directory/prefix.
+    /// Removing nothing is not an error.
+    async fn delete(&self, path: &BlobPath) -> Result<(), BlobError>;
+    /// The store's URI, e.g. `file:///srv/artifacts` or `s3://bucket/prefix`.
+    fn uri(&self) -> String;
+}
+
+/// Open a store from `file:///dir`, a plain directory path, or `s3://bucket[/prefix]`.
+/// S3 settings come from the usual AWS environment variables (`AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`/`AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL`,
+/// `AWS_SESSION_TOKEN`) plus `AWS_ALLOW_HTTP` for loopback endpoints.
+pub fn open(uri: &str) -> Result<Arc<dyn BlobStore>, BlobError> {
+    let invalid = |reason: String| BlobError::InvalidUri {
+        uri: uri.to_owned(),
+        reason,
+    };
+    if uri.is_empty() {
+        return Err(invalid("the URI is empty".into()));
+    }
+    if let Some(rest) = strip_scheme(uri, "file") {
+        let path = file_uri_path(rest).map_err(invalid)?;
+        return Ok(Arc::new(LocalStore::new(path)?));
+    }
+    if let Some(rest) = strip_scheme(uri, "s3") {
+        let Some(rest) = rest.strip_prefix("//") else {
+            return Err(invalid("expected `s3://bucket[/prefix]`".into()));
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        return Ok(Arc::new(S3Store::new(bucket, prefix)?));
+    }
+    if let Some(scheme) = uri_scheme(uri) {
+        return Err(invalid(format!(
+            "unsupported scheme `{scheme}` (supported: `file://`, `s3://`, or a plain directory path)"
+        )));
+    }
+    Ok(Arc::new(LocalStore::new(uri)?))
+}
+
+/// `uri` without its `scheme:` (case-insensitive), when it has that scheme.
+fn strip_scheme<'a>(uri: &'a str, scheme: &str) -> Option<&'a str> {
+    let head = uri.get(..scheme.len())?;
+    let rest = uri.get(scheme.len()..)?;
+    (head.eq_ignore_ascii_case(scheme)).then_some(())?;
+    rest.strip_prefix(':')
+}
+
+/// The scheme of `uri` if it looks like `scheme:...` (RFC 3986). One-letter schemes are not
+/// schemes: they are Windows drive letters (`C:\data`).
+fn uri_scheme(uri: &str) -> Option<&str> {
+    let (scheme, _) = uri.split_once(':')?;
+    let mut chars = scheme.chars();
+    let first = chars.next()?;
+    let valid = first.is_ascii_alphabetic()
+        && scheme.len() > 1
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then_some(scheme)
+}
+
+/// The local path of a `file:` URI, given what follows `file:`: `///dir`, `//localhost/dir`,
+/// `/dir` or `dir`, percent-decoded.
+fn file_uri_path(rest: &str) -> Result<std::path::PathBuf, String> {
+    let path = match rest.strip_prefix("//") {
+        Some(after) if after.starts_with('/') || after.is_empty() => after,
+        Some(after) => match after.split_once('/') {
+            Some((host, _)) if host.eq_ignore_ascii_case("localhost") => &after[host.len()..],
+            _ => return Err("file URIs must name a local path (`file:///dir`)".into()),
+        },
+        None => rest,
+    };
+    decode_file_path(path)
+}
+
+fn decode_file_path(path: &str) -> Result<std::path::PathBuf, String> {
+    if path.is_empty() {
+        return Err("the file URI has no path".into());
+    }
+    if path.contains(['?', '#']) {
+        return Err("file URIs must not have a query or fragment".into());
+    }
+    let decoded = percent_encoding::percent_decode_str(path)
+        .decode_utf8()
+        .map_err(|_| "the file URI path is not valid UTF-8 once decoded".to_string())?;
+    if decoded.contains('\0') {
+        return Err("the file URI path contains NUL".into());
+    }
+    Ok(std::path::PathBuf::from(decoded.into_owned()))
+}

@@ -1,0 +1,1 @@
+//! HTTP client for a kiln or MLflow tracking server.

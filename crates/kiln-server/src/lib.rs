@@ -1,0 +1,1 @@
+//! Tracking server: MLflow REST API and artifact proxy.

@@ -1,0 +1,513 @@
+//! A thin layer over the two SQL drivers so the store logic is written once: values ([`Val`]),
+//! rows, a transaction handle ([`Tx`]) and the per-dialect differences ([`Dialect`]).
+//!
+//! SQL is written with `?` placeholders; the PostgreSQL side rewrites them to `$n`.
+
+use std::collections::HashMap;
+use std::sync::{Condvar, Mutex};
+
+use kiln_store::{StoreError, StoreResult};
+
+/// A SQL value crossing the driver boundary.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Val {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+}
+
+impl From<&str> for Val {
+    fn from(s: &str) -> Self {
+        Val::Text(s.to_string())
+    }
+}
+impl From<String> for Val {
+    fn from(s: String) -> Self {
+        Val::Text(s)
+    }
+}
+impl From<&String> for Val {
+    fn from(s: &String) -> Self {
+        Val::Text(s.clone())
+    }
+}
+impl From<i64> for Val {
+    fn from(v: i64) -> Self {
+        Val::Int(v)
+    }
+}
+impl From<f64> for Val {
+    fn from(v: f64) -> Self {
+        Val::Real(v)
+    }
+}
+impl From<bool> for Val {
+    fn from(v: bool) -> Self {
+        Val::Int(i64::from(v))
+    }
+}
+impl<T: Into<Val>> From<Option<T>> for Val {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Val::Null, Into::into)
+    }
+}
+
+/// One result row.
+#[derive(Debug, Clone)]
+pub(crate) struct Row(pub(crate) Vec<Val>);
+
+impl Row {
+    pub(crate) fn text(&self, i: usize) -> String {
+        match self.0.get(i) {
+            Some(Val::Text(s)) => s.clone(),
+            Some(Val::Int(v)) => v.to_string(),
+            Some(Val::Real(v)) => v.to_string(),
+            _ => String::new(),
+        }
+    }
+    pub(crate) fn opt_text(&self, i: usize) -> Option<String> {
+        match self.0.get(i) {
+            Some(Val::Null) | None => None,
+            _ => Some(self.text(i)),
+        }
+    }
+    pub(crate) fn int(&self, i: usize) -> i64 {
+        self.opt_int(i).unwrap_or(0)
+    }
+    #[allow(clippy::cast_possible_truncation)]
+    pub(crate) fn opt_int(&self, i: usize) -> Option<i64> {
+        match self.0.get(i) {
+            Some(Val::Int(v)) => Some(*v),
+            Some(Val::Real(v)) => Some(*v as i64),
+            Some(Val::Text(s)) => s.parse().ok(),
+            _ => None,
+        }
+    }
+    #[allow(clippy::cast_precision_loss)]
+    pub(crate) fn opt_real(&self, i: usize) -> Option<f64> {
+        match self.0.get(i) {
+            Some(Val::Real(v)) => Some(*v),
+            Some(Val::Int(v)) => Some(*v as f64),
+            Some(Val::Text(s)) => s.parse().ok(),
+            _ => None,
+        }
+    }
+}
+
+/// The SQL differences between the backends that the store logic needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// A case-insensitive LIKE of `col` against the next placeholder.
+    pub(crate) fn ilike(self, col: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("LOWER({col}) LIKE LOWER(?)"),
+            Dialect::Postgres => format!("{col} ILIKE ?"),
+        }
+    }
+    /// `NULLS LAST` where the dialect would otherwise put NULLs first.
+    pub(crate) fn nulls_last(self, ascending: bool) -> &'static str {
+        match (self, ascending) {
+            (Dialect::Sqlite, true) | (Dialect::Postgres, false) => " NULLS LAST",
+            _ => "",
+        }
+    }
+}
+
+/// A transaction on either backend.
+pub(crate) trait Tx {
+    fn exec(&mut self, sql: &str, params: &[Val]) -> StoreResult<u64>;
+    fn query(&mut self, sql: &str, params: &[Val]) -> StoreResult<Vec<Row>>;
+    fn dialect(&self) -> Dialect;
+
+    fn query_opt(&mut self, sql: &str, params: &[Val]) -> StoreResult<Option<Row>> {
+        Ok(self.query(sql, params)?.into_iter().next())
+    }
+}
+
+fn db_err(context: &str, err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::backend(format!("Database error while {context}"), err)
+}
+
+// ---------------------------------------------------------------- SQLite
+
+pub(crate) struct SqliteTx<'a> {
+    tx: rusqlite::Transaction<'a>,
+}
+
+fn to_sqlite(v: &Val) -> rusqlite::types::Value {
+    match v {
+        Val::Null => rusqlite::types::Value::Null,
+        Val::Int(i) => rusqlite::types::Value::Integer(*i),
+        Val::Real(f) => rusqlite::types::Value::Real(*f),
+        Val::Text(s) => rusqlite::types::Value::Text(s.clone()),
+    }
+}
+
+fn from_sqlite(v: rusqlite::types::ValueRef<'_>) -> Val {
+    use rusqlite::types::ValueRef;
+    match v {
+        ValueRef::Null => Val::Null,
+        ValueRef::Integer(i) => Val::Int(i),
+        ValueRef::Real(f) => Val::Real(f),
+        ValueRef::Text(t) | ValueRef::Blob(t) => Val::Text(String::from_utf8_lossy(t).into_owned()),
+    }
+}
+
+impl Tx for SqliteTx<'_> {
+    fn exec(&mut self, sql: &str, params: &[Val]) -> StoreResult<u64> {
+        let mut stmt = self.tx.prepare_cached(sql).map_err(|e| db_err("preparing a statement", e))?;
+        let n = stmt
+            .execute(rusqlite::params_from_iter(params.iter().map(to_sqlite)))
+            .map_err(map_sqlite_err)?;
+        Ok(n as u64)
+    }
+
+    fn query(&mut self, sql: &str, params: &[Val]) -> StoreResult<Vec<Row>> {
+        let mut stmt = self.tx.prepare_cached(sql).map_err(|e| db_err("preparing a query", e))?;
+        let cols = stmt.column_count();
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(params.iter().map(to_sqlite)))
+            .map_err(map_sqlite_err)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(map_sqlite_err)? {
+            let mut vals = Vec::with_capacity(cols);
+            for i in 0..cols {
+                vals.push(row.get_ref(i).map(from_sqlite).unwrap_or(Val::Null));
+            }
+            out.push(Row(vals));
+        }
+        Ok(out)
+    }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+}
+
+fn map_sqlite_err(e: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(f, _) = &e {
+        if f.code == rusqlite::ErrorCode::ConstraintViolation {
+            return StoreError::already_exists(format!("Constraint violated: {e}"));
+        }
+    }
+    db_err("running a statement", e)
+}
+
+/// One writer connection and a small pool of readers over a WAL database.
+pub(crate) struct SqliteDb {
+    writer: Mutex<rusqlite::Connection>,
+    readers: Pool<rusqlite::Connection>,
+}
+
+impl SqliteDb {
+    pub(crate) fn open(path: &std::path::Path, readers: usize) -> StoreResult<Self> {
+        let open = || -> StoreResult<rusqlite::Connection> {
+            let conn = rusqlite::Connection::open(path)
+                .map_err(|e| db_err(&format!("opening SQLite database `{}`", path.display()), e))?;
+            conn.busy_timeout(std::time::Duration::from_secs(30))
+                .map_err(|e| db_err("setting busy_timeout", e))?;
+            // WAL + synchronous=NORMAL: a commit is durable once it returns as far as a process
+            // crash (SIGKILL) is concerned; only an OS crash can lose the last commits.
+            conn.execute_batch(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF; \
+                 PRAGMA case_sensitive_like=ON; PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;",
+            )
+            .map_err(|e| db_err("configuring SQLite", e))?;
+            conn.set_prepared_statement_cache_capacity(256);
+            Ok(conn)
+        };
+        let writer = open()?;
+        let mut pool = Vec::new();
+        for _ in 0..readers.max(1) {
+            pool.push(open()?);
+        }
+        Ok(Self { writer: Mutex::new(writer), readers: Pool::new(pool) })
+    }
+
+    pub(crate) fn write<T>(&self, f: impl FnOnce(&mut dyn Tx) -> StoreResult<T>) -> StoreResult<T> {
+        let mut conn = self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| db_err("starting a transaction", e))?;
+        let mut stx = SqliteTx { tx };
+        let out = f(&mut stx)?;
+        stx.tx.commit().map_err(|e| db_err("committing", e))?;
+        Ok(out)
+    }
+
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&mut dyn Tx) -> StoreResult<T>) -> StoreResult<T> {
+        let mut guard = self.readers.get();
+        let tx = guard.transaction().map_err(|e| db_err("starting a read transaction", e))?;
+        let mut stx = SqliteTx { tx };
+        let out = f(&mut stx)?;
+        drop(stx);
+        Ok(out)
+    }
+}
+
+// ---------------------------------------------------------------- PostgreSQL
+
+impl postgres::types::ToSql for Val {
+    fn to_sql(
+        &self,
+        ty: &postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        use postgres::types::Type;
+        match self {
+            Val::Null => Ok(postgres::types::IsNull::Yes),
+            Val::Int(i) => match *ty {
+                Type::INT8 => i.to_sql(ty, out),
+                Type::INT4 => i32::try_from(*i)?.to_sql(ty, out),
+                Type::INT2 => i16::try_from(*i)?.to_sql(ty, out),
+                #[allow(clippy::cast_precision_loss)]
+                Type::FLOAT8 => (*i as f64).to_sql(ty, out),
+                Type::BOOL => (*i != 0).to_sql(ty, out),
+                _ => i.to_string().to_sql(ty, out),
+            },
+            Val::Real(f) => match *ty {
+                Type::FLOAT8 => f.to_sql(ty, out),
+                #[allow(clippy::cast_possible_truncation)]
+                Type::FLOAT4 => (*f as f32).to_sql(ty, out),
+                _ => f.to_string().to_sql(ty, out),
+            },
+            Val::Text(s) => match *ty {
+                Type::INT8 => s.parse::<i64>()?.to_sql(ty, out),
+                Type::FLOAT8 => s.parse::<f64>()?.to_sql(ty, out),
+                _ => s.to_sql(ty, out),
+            },
+        }
+    }
+
+    fn accepts(_: &postgres::types::Type) -> bool {
+        true
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
+impl<'a> postgres::types::FromSql<'a> for Val {
+    fn from_sql(
+        ty: &postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        use postgres::types::Type;
+        Ok(match *ty {
+            Type::INT8 => Val::Int(i64::from_sql(ty, raw)?),
+            Type::INT4 => Val::Int(i64::from(i32::from_sql(ty, raw)?)),
+            Type::INT2 => Val::Int(i64::from(i16::from_sql(ty, raw)?)),
+            Type::BOOL => Val::Int(i64::from(bool::from_sql(ty, raw)?)),
+            Type::FLOAT8 => Val::Real(f64::from_sql(ty, raw)?),
+            Type::FLOAT4 => Val::Real(f64::from(f32::from_sql(ty, raw)?)),
+            _ => Val::Text(String::from_sql(ty, raw)?),
+        })
+    }
+
+    fn from_sql_null(_: &postgres::types::Type) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Val::Null)
+    }
+
+    fn accepts(_: &postgres::types::Type) -> bool {
+        true
+    }
+}
+
+/// Rewrite `?` placeholders to `$1, $2, …`.
+fn pg_sql(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+pub(crate) struct PgConn {
+    client: postgres::Client,
+    cache: HashMap<String, postgres::Statement>,
+}
+
+pub(crate) struct PgTx<'a> {
+    tx: postgres::Transaction<'a>,
+    cache: &'a mut HashMap<String, postgres::Statement>,
+}
+
+impl<'a> PgTx<'a> {
+    pub(crate) fn new(tx: postgres::Transaction<'a>, cache: &'a mut HashMap<String, postgres::Statement>) -> Self {
+        Self { tx, cache }
+    }
+
+    pub(crate) fn commit(self) -> StoreResult<()> {
+        self.tx.commit().map_err(map_pg_err)
+    }
+
+    fn stmt(&mut self, sql: &str) -> StoreResult<postgres::Statement> {
+        if let Some(s) = self.cache.get(sql) {
+            return Ok(s.clone());
+        }
+        let stmt = self.tx.prepare(&pg_sql(sql)).map_err(map_pg_err)?;
+        if self.cache.len() > 512 {
+            self.cache.clear();
+        }
+        self.cache.insert(sql.to_string(), stmt.clone());
+        Ok(stmt)
+    }
+}
+
+fn pg_params(params: &[Val]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
+    params.iter().map(|v| v as &(dyn postgres::types::ToSql + Sync)).collect()
+}
+
+impl Tx for PgTx<'_> {
+    fn exec(&mut self, sql: &str, params: &[Val]) -> StoreResult<u64> {
+        let stmt = self.stmt(sql)?;
+        self.tx.execute(&stmt, &pg_params(params)).map_err(map_pg_err)
+    }
+
+    fn query(&mut self, sql: &str, params: &[Val]) -> StoreResult<Vec<Row>> {
+        let stmt = self.stmt(sql)?;
+        let rows = self.tx.query(&stmt, &pg_params(params)).map_err(map_pg_err)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut vals = Vec::with_capacity(row.len());
+            for i in 0..row.len() {
+                vals.push(row.try_get::<_, Val>(i).map_err(map_pg_err)?);
+            }
+            out.push(Row(vals));
+        }
+        Ok(out)
+    }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+}
+
+fn map_pg_err(e: postgres::Error) -> StoreError {
+    if let Some(db) = e.as_db_error() {
+        if *db.code() == postgres::error::SqlState::UNIQUE_VIOLATION {
+            return StoreError::already_exists(format!("Constraint violated: {}", db.message()));
+        }
+    }
+    db_err("running a statement", e)
+}
+
+/// A pool of PostgreSQL connections.
+pub(crate) struct PgDb {
+    pool: Pool<PgConn>,
+    url: String,
+}
+
+impl PgDb {
+    pub(crate) fn connect(url: &str, size: usize) -> StoreResult<Self> {
+        let mut conns = Vec::new();
+        for _ in 0..size.max(1) {
+            conns.push(PgConn { client: pg_connect(url)?, cache: HashMap::new() });
+        }
+        Ok(Self { pool: Pool::new(conns), url: url.to_string() })
+    }
+
+    pub(crate) fn write<T>(&self, f: impl FnOnce(&mut dyn Tx) -> StoreResult<T>) -> StoreResult<T> {
+        let mut guard = self.pool.get();
+        if guard.client.is_closed() {
+            *guard = PgConn { client: pg_connect(&self.url)?, cache: HashMap::new() };
+        }
+        let PgConn { client, cache } = &mut *guard;
+        let tx = client.transaction().map_err(map_pg_err)?;
+        let mut ptx = PgTx { tx, cache };
+        let out = f(&mut ptx)?;
+        ptx.tx.commit().map_err(map_pg_err)?;
+        Ok(out)
+    }
+
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&mut dyn Tx) -> StoreResult<T>) -> StoreResult<T> {
+        self.write(f)
+    }
+
+    /// Run `f` on a plain connection outside a transaction (migrations take an advisory lock).
+    pub(crate) fn with_client<T>(&self, f: impl FnOnce(&mut postgres::Client) -> StoreResult<T>) -> StoreResult<T> {
+        let mut guard = self.pool.get();
+        f(&mut guard.client)
+    }
+}
+
+pub(crate) fn pg_connect(url: &str) -> StoreResult<postgres::Client> {
+    postgres::Client::connect(url, postgres::NoTls)
+        .map_err(|e| db_err(&format!("connecting to PostgreSQL at `{}`", redact(url)), e))
+}
+
+/// The URL without its password.
+pub(crate) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{}@{}", &url[..s + 3], user, &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+// ---------------------------------------------------------------- pool
+
+/// A fixed set of connections handed out one at a time.
+pub(crate) struct Pool<C> {
+    items: Mutex<Vec<C>>,
+    ready: Condvar,
+}
+
+pub(crate) struct PoolGuard<'a, C> {
+    pool: &'a Pool<C>,
+    item: Option<C>,
+}
+
+impl<C> Pool<C> {
+    fn new(items: Vec<C>) -> Self {
+        Self { items: Mutex::new(items), ready: Condvar::new() }
+    }
+
+    fn get(&self) -> PoolGuard<'_, C> {
+        let mut items = self.items.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        loop {
+            if let Some(item) = items.pop() {
+                return PoolGuard { pool: self, item: Some(item) };
+            }
+            items = self.ready.wait(items).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+}
+
+impl<C> std::ops::Deref for PoolGuard<'_, C> {
+    type Target = C;
+    fn deref(&self) -> &C {
+        self.item.as_ref().expect("present until drop")
+    }
+}
+
+impl<C> std::ops::DerefMut for PoolGuard<'_, C> {
+    fn deref_mut(&mut self) -> &mut C {
+        self.item.as_mut().expect("present until drop")
+    }
+}
+
+impl<C> Drop for PoolGuard<'_, C> {
+    fn drop(&mut self) {
+        if let Some(item) = self.item.take() {
+            let mut items = self.pool.items.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            items.push(item);
+            self.pool.ready.notify_one();
+        }
+    }
+}

@@ -1,0 +1,551 @@
+//! The model registry: registered models, versions, tags, stages and aliases with an append-only
+//! alias history.
+
+
+
+use kiln_store::{AliasActor, NameQuery, NewModelVersion, Page, RegistryStore, StoreError, StoreResult};
+use kiln_types::{filter::Entity, Alias, AliasEvent, ModelVersion, RegisteredModel, Tag};
+
+use crate::db::{Row, Tx, Val};
+use crate::search::{numeric_condition, string_condition};
+use crate::tracking::{finish_page, limit_params, truncate, validate_key, MAX_TAG_VALUE};
+use crate::SqlStore;
+
+const STAGES: &[&str] = &["None", "Staging", "Production", "Archived"];
+
+fn canonical_stage(stage: &str) -> StoreResult<&'static str> {
+    STAGES
+        .iter()
+        .find(|s| s.eq_ignore_ascii_case(stage))
+        .copied()
+        .ok_or_else(|| StoreError::invalid(format!("Invalid Model Version stage: {stage}. Value must be one of None, Staging, Production, Archived.")))
+}
+
+fn parse_version(version: &str) -> StoreResult<i64> {
+    version
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or_else(|| StoreError::invalid(format!("Invalid model version '{version}': expected a positive integer")))
+}
+
+fn model_not_found(name: &str) -> StoreError {
+    StoreError::not_found(format!("Registered Model with name={name} not found"))
+}
+
+fn version_not_found(name: &str, version: &str) -> StoreError {
+    StoreError::not_found(format!("Model Version (name={name}, version={version}) not found"))
+}
+
+fn require_model(tx: &mut dyn Tx, name: &str) -> StoreResult<()> {
+    tx.query_opt("SELECT 1 FROM registered_models WHERE name = ?", &[Val::from(name)])?
+        .map(|_| ())
+        .ok_or_else(|| model_not_found(name))
+}
+
+fn require_version(tx: &mut dyn Tx, name: &str, version: &str) -> StoreResult<i64> {
+    let v = parse_version(version)?;
+    tx.query_opt("SELECT 1 FROM model_versions WHERE name = ? AND version = ?", &[Val::from(name), Val::Int(v)])?
+        .map(|_| v)
+        .ok_or_else(|| version_not_found(name, version))
+}
+
+fn touch_model(tx: &mut dyn Tx, name: &str, now: i64) -> StoreResult<()> {
+    tx.exec("UPDATE registered_models SET last_updated_timestamp = ? WHERE name = ?", &[Val::Int(now), Val::from(name)])?;
+    Ok(())
+}
+
+const MV_COLS: &str = "name, version, creation_timestamp, last_updated_timestamp, description, user_id, current_stage, \
+                       source, run_id, run_link, status, model_id";
+
+fn load_versions(tx: &mut dyn Tx, rows: &[Row]) -> StoreResult<Vec<ModelVersion>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let name = row.text(0);
+        let version = row.int(1);
+        let key = [Val::from(&name), Val::Int(version)];
+        let tags = tx
+            .query("SELECT key, value FROM model_version_tags WHERE name = ? AND version = ? ORDER BY key", &key)?
+            .iter()
+            .map(|r| Tag::new(r.text(0), r.text(1)))
+            .collect();
+        let aliases = tx
+            .query("SELECT alias FROM registered_model_aliases WHERE name = ? AND version = ? ORDER BY alias", &key)?
+            .iter()
+            .map(|r| r.text(0))
+            .collect();
+        out.push(ModelVersion {
+            name,
+            version: version.to_string(),
+            creation_timestamp: row.int(2),
+            last_updated_timestamp: row.int(3),
+            description: row.text(4),
+            user_id: row.opt_text(5),
+            current_stage: row.text(6),
+            source: row.text(7),
+            run_id: row.opt_text(8),
+            run_link: row.text(9),
+            status: row.text(10),
+            model_id: row.opt_text(11),
+            tags,
+            aliases,
+        });
+    }
+    Ok(out)
+}
+
+fn get_version_tx(tx: &mut dyn Tx, name: &str, version: i64) -> StoreResult<ModelVersion> {
+    let rows = tx.query(&format!("SELECT {MV_COLS} FROM model_versions WHERE name = ? AND version = ?"), &[Val::from(name), Val::Int(version)])?;
+    load_versions(tx, &rows)?.pop().ok_or_else(|| version_not_found(name, &version.to_string()))
+}
+
+fn latest_versions_tx(tx: &mut dyn Tx, name: &str, stages: &[String]) -> StoreResult<Vec<ModelVersion>> {
+    let rows = tx.query(
+        &format!(
+            "SELECT {MV_COLS} FROM model_versions mv WHERE name = ? AND version = \
+             (SELECT MAX(version) FROM model_versions x WHERE x.name = mv.name AND x.current_stage = mv.current_stage) \
+             ORDER BY version"
+        ),
+        &[Val::from(name)],
+    )?;
+    let mut versions = load_versions(tx, &rows)?;
+    if !stages.is_empty() {
+        let wanted: Vec<&str> = stages.iter().map(|s| canonical_stage(s)).collect::<StoreResult<_>>()?;
+        versions.retain(|v| wanted.contains(&v.current_stage.as_str()));
+    }
+    Ok(versions)
+}
+
+fn get_model_tx(tx: &mut dyn Tx, name: &str) -> StoreResult<RegisteredModel> {
+    let row = tx
+        .query_opt(
+            "SELECT name, creation_timestamp, last_updated_timestamp, description FROM registered_models WHERE name = ?",
+            &[Val::from(name)],
+        )?
+        .ok_or_else(|| model_not_found(name))?;
+    model_from_row(tx, &row)
+}
+
+fn model_from_row(tx: &mut dyn Tx, row: &Row) -> StoreResult<RegisteredModel> {
+    let name = row.text(0);
+    let tags = tx
+        .query("SELECT key, value FROM registered_model_tags WHERE name = ? ORDER BY key", &[Val::from(&name)])?
+        .iter()
+        .map(|r| Tag::new(r.text(0), r.text(1)))
+        .collect();
+    let aliases = tx
+        .query("SELECT alias, version FROM registered_model_aliases WHERE name = ? ORDER BY alias", &[Val::from(&name)])?
+        .iter()
+        .map(|r| Alias { alias: r.text(0), version: r.int(1).to_string() })
+        .collect();
+    let latest_versions = latest_versions_tx(tx, &name, &[])?;
+    Ok(RegisteredModel {
+        name,
+        creation_timestamp: row.int(1),
+        last_updated_timestamp: row.int(2),
+        description: row.opt_text(3),
+        latest_versions,
+        tags,
+        aliases,
+    })
+}
+
+fn record_alias(tx: &mut dyn Tx, name: &str, alias: &str, version: Option<i64>, actor: &AliasActor) -> StoreResult<()> {
+    let previous = tx
+        .query_opt("SELECT version FROM registered_model_aliases WHERE name = ? AND alias = ?", &[Val::from(name), Val::from(alias)])?
+        .and_then(|r| r.opt_int(0));
+    tx.exec(
+        "INSERT INTO alias_history (name, alias, version, previous_version, timestamp, user_id, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        &[
+            Val::from(name),
+            Val::from(alias),
+            Val::from(version),
+            Val::from(previous),
+            Val::Int(kiln_types::now_ms()),
+            Val::from(actor.user_id.clone()),
+            Val::from(actor.reason.clone()),
+        ],
+    )?;
+    Ok(())
+}
+
+fn validate_alias(alias: &str) -> StoreResult<()> {
+    if alias.is_empty() || alias.len() > 255 || !alias.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return Err(StoreError::invalid(format!(
+            "Invalid alias '{alias}': use 1-255 letters, digits, '_' or '-'"
+        )));
+    }
+    if alias.eq_ignore_ascii_case("latest") || (alias.starts_with('v') && alias[1..].parse::<u64>().is_ok()) {
+        return Err(StoreError::invalid(format!("'{alias}' is reserved and cannot be used as an alias")));
+    }
+    Ok(())
+}
+
+impl RegistryStore for SqlStore {
+    fn create_registered_model(&self, name: &str, description: Option<&str>, tags: &[Tag]) -> StoreResult<RegisteredModel> {
+        if name.trim().is_empty() {
+            return Err(StoreError::invalid("Registered model name cannot be empty."));
+        }
+        for t in tags {
+            validate_key("tag", &t.key)?;
+        }
+        self.write(|tx| {
+            if tx.query_opt("SELECT 1 FROM registered_models WHERE name = ?", &[Val::from(name)])?.is_some() {
+                return Err(StoreError::already_exists(format!("Registered Model (name={name}) already exists.")));
+            }
+            let now = kiln_types::now_ms();
+            tx.exec(
+                "INSERT INTO registered_models (name, creation_timestamp, last_updated_timestamp, description) VALUES (?, ?, ?, ?)",
+                &[Val::from(name), Val::Int(now), Val::Int(now), Val::from(description)],
+            )?;
+            for t in tags {
+                tx.exec(
+                    "INSERT INTO registered_model_tags (name, key, value) VALUES (?, ?, ?) ON CONFLICT (name, key) DO UPDATE SET value = excluded.value",
+                    &[Val::from(name), Val::from(&t.key), Val::Text(truncate(&t.value, MAX_TAG_VALUE))],
+                )?;
+            }
+            get_model_tx(tx, name)
+        })
+    }
+
+    fn get_registered_model(&self, name: &str) -> StoreResult<RegisteredModel> {
+        self.read(|tx| get_model_tx(tx, name))
+    }
+
+    fn update_registered_model(&self, name: &str, description: &str) -> StoreResult<RegisteredModel> {
+        self.write(|tx| {
+            require_model(tx, name)?;
+            tx.exec(
+                "UPDATE registered_models SET description = ?, last_updated_timestamp = ? WHERE name = ?",
+                &[Val::from(description), Val::Int(kiln_types::now_ms()), Val::from(name)],
+            )?;
+            get_model_tx(tx, name)
+        })
+    }
+
+    fn rename_registered_model(&self, name: &str, new_name: &str) -> StoreResult<RegisteredModel> {
+        if new_name.trim().is_empty() {
+            return Err(StoreError::invalid("Registered model name cannot be empty."));
+        }
+        self.write(|tx| {
+            require_model(tx, name)?;
+            if tx.query_opt("SELECT 1 FROM registered_models WHERE name = ?", &[Val::from(new_name)])?.is_some() {
+                return Err(StoreError::already_exists(format!("Registered Model (name={new_name}) already exists.")));
+            }
+            for table in ["registered_models", "registered_model_tags", "model_versions", "model_version_tags", "registered_model_aliases", "alias_history"] {
+                tx.exec(&format!("UPDATE {table} SET name = ? WHERE name = ?"), &[Val::from(new_name), Val::from(name)])?;
+            }
+            touch_model(tx, new_name, kiln_types::now_ms())?;
+            get_model_tx(tx, new_name)
+        })
+    }
+
+    fn delete_registered_model(&self, name: &str) -> StoreResult<()> {
+        self.write(|tx| {
+            require_model(tx, name)?;
+            for table in ["registered_models", "registered_model_tags", "model_versions", "model_version_tags", "registered_model_aliases"] {
+                tx.exec(&format!("DELETE FROM {table} WHERE name = ?"), &[Val::from(name)])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn search_registered_models(&self, query: &NameQuery) -> StoreResult<Page<RegisteredModel>> {
+        self.read(|tx| {
+            let dialect = tx.dialect();
+            let mut sql = String::from("SELECT name, creation_timestamp, last_updated_timestamp, description FROM registered_models rm WHERE 1 = 1");
+            let mut params = Vec::new();
+            for c in &query.filter.clauses {
+                let (cond, vals) = match c.entity {
+                    Entity::Tag => {
+                        let (cond, vals) = string_condition(dialect, "t.value", c.comparator, &c.value)?;
+                        let mut all = vec![Val::from(&c.key)];
+                        all.extend(vals);
+                        // `!=` on a tag also matches models without the tag, as MLflow's
+                        // `tag.mlflow.prompt.is_prompt != 'true'` relies on.
+                        if c.comparator == kiln_types::filter::Comparator::Ne {
+                            (format!("NOT EXISTS (SELECT 1 FROM registered_model_tags t WHERE t.name = rm.name AND t.key = ? AND NOT ({cond}))"), all)
+                        } else {
+                            (format!("EXISTS (SELECT 1 FROM registered_model_tags t WHERE t.name = rm.name AND t.key = ? AND {cond})"), all)
+                        }
+                    }
+                    _ if c.key == "name" => string_condition(dialect, "rm.name", c.comparator, &c.value)?,
+                    _ => return Err(StoreError::invalid(format!("Invalid filter key '{}' for registered models", c.key))),
+                };
+                sql.push_str(" AND ");
+                sql.push_str(&cond);
+                params.extend(vals);
+            }
+            let mut order = Vec::new();
+            for o in &query.order_by {
+                let col = match o.key.as_str() {
+                    "name" => "rm.name",
+                    "creation_timestamp" => "rm.creation_timestamp",
+                    "last_updated_timestamp" => "rm.last_updated_timestamp",
+                    other => return Err(StoreError::invalid(format!("Invalid order_by key '{other}' for registered models"))),
+                };
+                order.push(format!("{col} {}", if o.ascending { "ASC" } else { "DESC" }));
+            }
+            order.push("rm.name ASC".into());
+            sql.push_str(&format!(" ORDER BY {} LIMIT ? OFFSET ?", order.join(", ")));
+            params.extend(limit_params(&query.page));
+            let rows = tx.query(&sql, &params)?;
+            let mut models = Vec::with_capacity(rows.len());
+            for row in &rows {
+                models.push(model_from_row(tx, row)?);
+            }
+            Ok(finish_page(models, &query.page))
+        })
+    }
+
+    fn set_registered_model_tag(&self, name: &str, tag: &Tag) -> StoreResult<()> {
+        validate_key("tag", &tag.key)?;
+        self.write(|tx| {
+            require_model(tx, name)?;
+            tx.exec(
+                "INSERT INTO registered_model_tags (name, key, value) VALUES (?, ?, ?) ON CONFLICT (name, key) DO UPDATE SET value = excluded.value",
+                &[Val::from(name), Val::from(&tag.key), Val::Text(truncate(&tag.value, MAX_TAG_VALUE))],
+            )?;
+            touch_model(tx, name, kiln_types::now_ms())
+        })
+    }
+
+    fn delete_registered_model_tag(&self, name: &str, key: &str) -> StoreResult<()> {
+        self.write(|tx| {
+            require_model(tx, name)?;
+            tx.exec("DELETE FROM registered_model_tags WHERE name = ? AND key = ?", &[Val::from(name), Val::from(key)])?;
+            Ok(())
+        })
+    }
+
+    fn create_model_version(&self, new: &NewModelVersion) -> StoreResult<ModelVersion> {
+        for t in &new.tags {
+            validate_key("tag", &t.key)?;
+        }
+        self.write(|tx| {
+            require_model(tx, &new.name)?;
+            let next = tx
+                .query_opt("SELECT MAX(version) FROM model_versions WHERE name = ?", &[Val::from(&new.name)])?
+                .and_then(|r| r.opt_int(0))
+                .unwrap_or(0)
+                + 1;
+            let now = kiln_types::now_ms();
+            tx.exec(
+                &format!("INSERT INTO model_versions ({MV_COLS}) VALUES (?, ?, ?, ?, ?, ?, 'None', ?, ?, ?, 'READY', ?)"),
+                &[
+                    Val::from(&new.name),
+                    Val::Int(next),
+                    Val::Int(now),
+                    Val::Int(now),
+                    Val::from(new.description.clone().unwrap_or_default()),
+                    Val::from(new.user_id.clone()),
+                    Val::from(&new.source),
+                    Val::from(new.run_id.clone()),
+                    Val::from(new.run_link.clone().unwrap_or_default()),
+                    Val::from(new.model_id.clone()),
+                ],
+            )?;
+            for t in &new.tags {
+                tx.exec(
+                    "INSERT INTO model_version_tags (name, version, key, value) VALUES (?, ?, ?, ?) \
+                     ON CONFLICT (name, version, key) DO UPDATE SET value = excluded.value",
+                    &[Val::from(&new.name), Val::Int(next), Val::from(&t.key), Val::Text(truncate(&t.value, MAX_TAG_VALUE))],
+                )?;
+            }
+            touch_model(tx, &new.name, now)?;
+            get_version_tx(tx, &new.name, next)
+        })
+    }
+
+    fn get_model_version(&self, name: &str, version: &str) -> StoreResult<ModelVersion> {
+        let v = parse_version(version)?;
+        self.read(|tx| get_version_tx(tx, name, v))
+    }
+
+    fn update_model_version(&self, name: &str, version: &str, description: &str) -> StoreResult<ModelVersion> {
+        self.write(|tx| {
+            let v = require_version(tx, name, version)?;
+            let now = kiln_types::now_ms();
+            tx.exec(
+                "UPDATE model_versions SET description = ?, last_updated_timestamp = ? WHERE name = ? AND version = ?",
+                &[Val::from(description), Val::Int(now), Val::from(name), Val::Int(v)],
+            )?;
+            get_version_tx(tx, name, v)
+        })
+    }
+
+    fn delete_model_version(&self, name: &str, version: &str) -> StoreResult<()> {
+        self.write(|tx| {
+            let v = require_version(tx, name, version)?;
+            let key = [Val::from(name), Val::Int(v)];
+            tx.exec("DELETE FROM model_versions WHERE name = ? AND version = ?", &key)?;
+            tx.exec("DELETE FROM model_version_tags WHERE name = ? AND version = ?", &key)?;
+            tx.exec("DELETE FROM registered_model_aliases WHERE name = ? AND version = ?", &key)?;
+            touch_model(tx, name, kiln_types::now_ms())
+        })
+    }
+
+    fn transition_model_version_stage(&self, name: &str, version: &str, stage: &str, archive_existing: bool) -> StoreResult<ModelVersion> {
+        let stage = canonical_stage(stage)?;
+        self.write(|tx| {
+            let v = require_version(tx, name, version)?;
+            let now = kiln_types::now_ms();
+            if archive_existing && matches!(stage, "Staging" | "Production") {
+                tx.exec(
+                    "UPDATE model_versions SET current_stage = 'Archived', last_updated_timestamp = ? WHERE name = ? AND current_stage = ? AND version <> ?",
+                    &[Val::Int(now), Val::from(name), Val::from(stage), Val::Int(v)],
+                )?;
+            }
+            tx.exec(
+                "UPDATE model_versions SET current_stage = ?, last_updated_timestamp = ? WHERE name = ? AND version = ?",
+                &[Val::from(stage), Val::Int(now), Val::from(name), Val::Int(v)],
+            )?;
+            touch_model(tx, name, now)?;
+            get_version_tx(tx, name, v)
+        })
+    }
+
+    fn get_latest_versions(&self, name: &str, stages: &[String]) -> StoreResult<Vec<ModelVersion>> {
+        self.read(|tx| {
+            require_model(tx, name)?;
+            latest_versions_tx(tx, name, stages)
+        })
+    }
+
+    fn search_model_versions(&self, query: &NameQuery) -> StoreResult<Page<ModelVersion>> {
+        self.read(|tx| {
+            let dialect = tx.dialect();
+            let mut sql = format!("SELECT {MV_COLS} FROM model_versions mv WHERE 1 = 1");
+            let mut params = Vec::new();
+            for c in &query.filter.clauses {
+                let (cond, vals) = match c.entity {
+                    Entity::Tag => {
+                        let (cond, vals) = string_condition(dialect, "t.value", c.comparator, &c.value)?;
+                        let mut all = vec![Val::from(&c.key)];
+                        all.extend(vals);
+                        (
+                            format!("EXISTS (SELECT 1 FROM model_version_tags t WHERE t.name = mv.name AND t.version = mv.version AND t.key = ? AND {cond})"),
+                            all,
+                        )
+                    }
+                    _ => match c.key.as_str() {
+                        "name" => string_condition(dialect, "mv.name", c.comparator, &c.value)?,
+                        "run_id" => string_condition(dialect, "mv.run_id", c.comparator, &c.value)?,
+                        "source_path" | "source" => string_condition(dialect, "mv.source", c.comparator, &c.value)?,
+                        "version" => string_condition(dialect, "CAST(mv.version AS TEXT)", c.comparator, &c.value)?,
+                        "version_number" => numeric_condition("mv.version", c.comparator, &c.value)?,
+                        other => return Err(StoreError::invalid(format!("Invalid filter key '{other}' for model versions"))),
+                    },
+                };
+                sql.push_str(" AND ");
+                sql.push_str(&cond);
+                params.extend(vals);
+            }
+            let mut order = Vec::new();
+            for o in &query.order_by {
+                let col = match o.key.as_str() {
+                    "name" => "mv.name",
+                    "version_number" | "version" => "mv.version",
+                    "creation_timestamp" => "mv.creation_timestamp",
+                    "last_updated_timestamp" => "mv.last_updated_timestamp",
+                    other => return Err(StoreError::invalid(format!("Invalid order_by key '{other}' for model versions"))),
+                };
+                order.push(format!("{col} {}", if o.ascending { "ASC" } else { "DESC" }));
+            }
+            order.push("mv.name ASC".into());
+            order.push("mv.version DESC".into());
+            sql.push_str(&format!(" ORDER BY {} LIMIT ? OFFSET ?", order.join(", ")));
+            params.extend(limit_params(&query.page));
+            let rows = tx.query(&sql, &params)?;
+            let versions = load_versions(tx, &rows)?;
+            Ok(finish_page(versions, &query.page))
+        })
+    }
+
+    fn set_model_version_tag(&self, name: &str, version: &str, tag: &Tag) -> StoreResult<()> {
+        validate_key("tag", &tag.key)?;
+        self.write(|tx| {
+            let v = require_version(tx, name, version)?;
+            tx.exec(
+                "INSERT INTO model_version_tags (name, version, key, value) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (name, version, key) DO UPDATE SET value = excluded.value",
+                &[Val::from(name), Val::Int(v), Val::from(&tag.key), Val::Text(truncate(&tag.value, MAX_TAG_VALUE))],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn delete_model_version_tag(&self, name: &str, version: &str, key: &str) -> StoreResult<()> {
+        self.write(|tx| {
+            let v = require_version(tx, name, version)?;
+            tx.exec("DELETE FROM model_version_tags WHERE name = ? AND version = ? AND key = ?", &[Val::from(name), Val::Int(v), Val::from(key)])?;
+            Ok(())
+        })
+    }
+
+    fn set_alias(&self, name: &str, alias: &str, version: &str, actor: &AliasActor) -> StoreResult<()> {
+        validate_alias(alias)?;
+        self.write(|tx| {
+            require_model(tx, name)?;
+            let v = require_version(tx, name, version)?;
+            record_alias(tx, name, alias, Some(v), actor)?;
+            tx.exec(
+                "INSERT INTO registered_model_aliases (name, alias, version) VALUES (?, ?, ?) \
+                 ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version",
+                &[Val::from(name), Val::from(alias), Val::Int(v)],
+            )?;
+            touch_model(tx, name, kiln_types::now_ms())
+        })
+    }
+
+    fn delete_alias(&self, name: &str, alias: &str, actor: &AliasActor) -> StoreResult<()> {
+        self.write(|tx| {
+            require_model(tx, name)?;
+            if tx
+                .query_opt("SELECT 1 FROM registered_model_aliases WHERE name = ? AND alias = ?", &[Val::from(name), Val::from(alias)])?
+                .is_none()
+            {
+                return Ok(());
+            }
+            record_alias(tx, name, alias, None, actor)?;
+            tx.exec("DELETE FROM registered_model_aliases WHERE name = ? AND alias = ?", &[Val::from(name), Val::from(alias)])?;
+            touch_model(tx, name, kiln_types::now_ms())
+        })
+    }
+
+    fn get_model_version_by_alias(&self, name: &str, alias: &str) -> StoreResult<ModelVersion> {
+        self.read(|tx| {
+            require_model(tx, name)?;
+            let v = tx
+                .query_opt("SELECT version FROM registered_model_aliases WHERE name = ? AND alias = ?", &[Val::from(name), Val::from(alias)])?
+                .ok_or_else(|| StoreError::not_found(format!("Registered model alias {alias} not found.")))?
+                .int(0);
+            get_version_tx(tx, name, v)
+        })
+    }
+
+    fn alias_history(&self, name: &str, alias: &str) -> StoreResult<Vec<AliasEvent>> {
+        self.read(|tx| {
+            require_model(tx, name)?;
+            let rows = tx.query(
+                "SELECT name, alias, version, previous_version, timestamp, user_id, reason FROM alias_history \
+                 WHERE name = ? AND alias = ? ORDER BY id",
+                &[Val::from(name), Val::from(alias)],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|r| AliasEvent {
+                    name: r.text(0),
+                    alias: r.text(1),
+                    version: r.opt_int(2).map(|v| v.to_string()),
+                    previous_version: r.opt_int(3).map(|v| v.to_string()),
+                    timestamp: r.int(4),
+                    user_id: r.opt_text(5),
+                    reason: r.opt_text(6),
+                })
+                .collect())
+        })
+    }
+}
+
