@@ -40,7 +40,10 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidParameterValue, message)
@@ -49,7 +52,10 @@ impl ApiError {
         Self::new(ErrorCode::ResourceDoesNotExist, message)
     }
     pub fn body(&self) -> ErrorBody {
-        ErrorBody { error_code: self.code.as_str().to_string(), message: self.message.clone() }
+        ErrorBody {
+            error_code: self.code.as_str().to_string(),
+            message: self.message.clone(),
+        }
     }
 }
 
@@ -69,8 +75,14 @@ impl JsonBody {
         }
         match serde_json::from_slice::<Value>(bytes) {
             Ok(Value::Object(map)) => Ok(Self(map)),
-            Ok(_) => Err(ApiError::new(ErrorCode::BadRequest, "The request body must be a JSON object.")),
-            Err(e) => Err(ApiError::new(ErrorCode::BadRequest, format!("Malformed JSON request body: {e}"))),
+            Ok(_) => Err(ApiError::new(
+                ErrorCode::BadRequest,
+                "The request body must be a JSON object.",
+            )),
+            Err(e) => Err(ApiError::new(
+                ErrorCode::BadRequest,
+                format!("Malformed JSON request body: {e}"),
+            )),
         }
     }
 
@@ -106,13 +118,17 @@ impl JsonBody {
                 Value::String(s) => Ok(Some(s.clone())),
                 other => Ok(Some(other.to_string())),
             },
-            Some(_) => Err(ApiError::invalid(format!("Invalid value for parameter '{key}': expected a string."))),
+            Some(_) => Err(ApiError::invalid(format!(
+                "Invalid value for parameter '{key}': expected a string."
+            ))),
         }
     }
 
     /// A required, non-empty string.
     pub fn str(&self, key: &str) -> Result<String, ApiError> {
-        self.opt_str(key)?.filter(|s| !s.is_empty()).ok_or_else(|| missing(key))
+        self.opt_str(key)?
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| missing(key))
     }
 
     /// The first non-empty of several keys (e.g. `run_id` / `run_uuid`).
@@ -127,7 +143,11 @@ impl JsonBody {
 
     #[allow(clippy::cast_possible_truncation)]
     pub fn opt_i64(&self, key: &str) -> Result<Option<i64>, ApiError> {
-        let bad = || ApiError::invalid(format!("Invalid value for parameter '{key}': expected an integer."));
+        let bad = || {
+            ApiError::invalid(format!(
+                "Invalid value for parameter '{key}': expected an integer."
+            ))
+        };
         match self.get(key) {
             None => Ok(None),
             Some(Value::Number(n)) => n
@@ -147,7 +167,11 @@ impl JsonBody {
     }
 
     pub fn opt_f64(&self, key: &str) -> Result<Option<f64>, ApiError> {
-        let bad = || ApiError::invalid(format!("Invalid value for parameter '{key}': expected a number."));
+        let bad = || {
+            ApiError::invalid(format!(
+                "Invalid value for parameter '{key}': expected a number."
+            ))
+        };
         match self.get(key) {
             None => Ok(None),
             Some(Value::Number(n)) => n.as_f64().map(Some).ok_or_else(bad),
@@ -163,9 +187,13 @@ impl JsonBody {
             Some(Value::String(s)) => match s.to_ascii_lowercase().as_str() {
                 "true" | "1" => Ok(Some(true)),
                 "false" | "0" | "" => Ok(Some(false)),
-                _ => Err(ApiError::invalid(format!("Invalid value for parameter '{key}': expected true or false."))),
+                _ => Err(ApiError::invalid(format!(
+                    "Invalid value for parameter '{key}': expected true or false."
+                ))),
             },
-            Some(_) => Err(ApiError::invalid(format!("Invalid value for parameter '{key}': expected a boolean."))),
+            Some(_) => Err(ApiError::invalid(format!(
+                "Invalid value for parameter '{key}': expected a boolean."
+            ))),
         }
     }
 
@@ -178,11 +206,15 @@ impl JsonBody {
                 .map(|v| match v {
                     Value::String(s) => Ok(s.clone()),
                     Value::Number(n) => Ok(n.to_string()),
-                    _ => Err(ApiError::invalid(format!("Invalid value for parameter '{key}': expected a list of strings."))),
+                    _ => Err(ApiError::invalid(format!(
+                        "Invalid value for parameter '{key}': expected a list of strings."
+                    ))),
                 })
                 .collect(),
             Some(Value::String(s)) => Ok(vec![s.clone()]),
-            Some(_) => Err(ApiError::invalid(format!("Invalid value for parameter '{key}': expected a list of strings."))),
+            Some(_) => Err(ApiError::invalid(format!(
+                "Invalid value for parameter '{key}': expected a list of strings."
+            ))),
         }
     }
 
@@ -190,8 +222,9 @@ impl JsonBody {
     pub fn list<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Vec<T>, ApiError> {
         match self.get(key) {
             None => Ok(Vec::new()),
-            Some(v) => serde_json::from_value(v.clone())
-                .map_err(|e| ApiError::invalid(format!("Invalid value for parameter '{key}': {e}"))),
+            Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
+                ApiError::invalid(format!("Invalid value for parameter '{key}': {e}"))
+            }),
         }
     }
 }

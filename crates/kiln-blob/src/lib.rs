@@ -94,6 +94,11 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
 /// S3 settings come from the usual AWS environment variables (`AWS_ACCESS_KEY_ID`,
 /// `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`/`AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL`,
 /// `AWS_SESSION_TOKEN`) plus `AWS_ALLOW_HTTP` for loopback endpoints.
+///
+/// Local forms: `file:///dir`, `file://localhost/dir`, `file:/dir`, `file:dir` (percent-decoded)
+/// and plain paths; the directory is created if missing. The region defaults to `us-east-1`,
+/// an `http://` endpoint allows plain HTTP, and requests are path-style (see
+/// [`S3Store::from_builder`]). Any other scheme is [`BlobError::InvalidUri`].
 pub fn open(uri: &str) -> Result<Arc<dyn BlobStore>, BlobError> {
     let invalid = |reason: String| BlobError::InvalidUri {
         uri: uri.to_owned(),
@@ -123,10 +128,12 @@ pub fn open(uri: &str) -> Result<Arc<dyn BlobStore>, BlobError> {
 
 /// `uri` without its `scheme:` (case-insensitive), when it has that scheme.
 fn strip_scheme<'a>(uri: &'a str, scheme: &str) -> Option<&'a str> {
-    let head = uri.get(..scheme.len())?;
-    let rest = uri.get(scheme.len()..)?;
-    (head.eq_ignore_ascii_case(scheme)).then_some(())?;
-    rest.strip_prefix(':')
+    let (head, rest) = uri.split_at_checked(scheme.len())?;
+    if head.eq_ignore_ascii_case(scheme) {
+        rest.strip_prefix(':')
+    } else {
+        None
+    }
 }
 
 /// The scheme of `uri` if it looks like `scheme:...` (RFC 3986). One-letter schemes are not
@@ -147,7 +154,9 @@ fn file_uri_path(rest: &str) -> Result<std::path::PathBuf, String> {
     let path = match rest.strip_prefix("//") {
         Some(after) if after.starts_with('/') || after.is_empty() => after,
         Some(after) => match after.split_once('/') {
-            Some((host, _)) if host.eq_ignore_ascii_case("localhost") => &after[host.len()..],
+            Some((host, _)) if host.eq_ignore_ascii_case("localhost") => {
+                after.get(host.len()..).unwrap_or_default()
+            }
             _ => return Err("file URIs must name a local path (`file:///dir`)".into()),
         },
         None => rest,

@@ -161,7 +161,10 @@ fn from_sqlite(v: rusqlite::types::ValueRef<'_>) -> Val {
 
 impl Tx for SqliteTx<'_> {
     fn exec(&mut self, sql: &str, params: &[Val]) -> StoreResult<u64> {
-        let mut stmt = self.tx.prepare_cached(sql).map_err(|e| db_err("preparing a statement", e))?;
+        let mut stmt = self
+            .tx
+            .prepare_cached(sql)
+            .map_err(|e| db_err("preparing a statement", e))?;
         let n = stmt
             .execute(rusqlite::params_from_iter(params.iter().map(to_sqlite)))
             .map_err(map_sqlite_err)?;
@@ -169,7 +172,10 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn query(&mut self, sql: &str, params: &[Val]) -> StoreResult<Vec<Row>> {
-        let mut stmt = self.tx.prepare_cached(sql).map_err(|e| db_err("preparing a query", e))?;
+        let mut stmt = self
+            .tx
+            .prepare_cached(sql)
+            .map_err(|e| db_err("preparing a query", e))?;
         let cols = stmt.column_count();
         let mut rows = stmt
             .query(rusqlite::params_from_iter(params.iter().map(to_sqlite)))
@@ -227,11 +233,17 @@ impl SqliteDb {
         for _ in 0..readers.max(1) {
             pool.push(open()?);
         }
-        Ok(Self { writer: Mutex::new(writer), readers: Pool::new(pool) })
+        Ok(Self {
+            writer: Mutex::new(writer),
+            readers: Pool::new(pool),
+        })
     }
 
     pub(crate) fn write<T>(&self, f: impl FnOnce(&mut dyn Tx) -> StoreResult<T>) -> StoreResult<T> {
-        let mut conn = self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut conn = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| db_err("starting a transaction", e))?;
@@ -243,7 +255,9 @@ impl SqliteDb {
 
     pub(crate) fn read<T>(&self, f: impl FnOnce(&mut dyn Tx) -> StoreResult<T>) -> StoreResult<T> {
         let mut guard = self.readers.get();
-        let tx = guard.transaction().map_err(|e| db_err("starting a read transaction", e))?;
+        let tx = guard
+            .transaction()
+            .map_err(|e| db_err("starting a read transaction", e))?;
         let mut stx = SqliteTx { tx };
         let out = f(&mut stx)?;
         drop(stx);
@@ -309,7 +323,9 @@ impl<'a> postgres::types::FromSql<'a> for Val {
         })
     }
 
-    fn from_sql_null(_: &postgres::types::Type) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+    fn from_sql_null(
+        _: &postgres::types::Type,
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
         Ok(Val::Null)
     }
 
@@ -345,7 +361,10 @@ pub(crate) struct PgTx<'a> {
 }
 
 impl<'a> PgTx<'a> {
-    pub(crate) fn new(tx: postgres::Transaction<'a>, cache: &'a mut HashMap<String, postgres::Statement>) -> Self {
+    pub(crate) fn new(
+        tx: postgres::Transaction<'a>,
+        cache: &'a mut HashMap<String, postgres::Statement>,
+    ) -> Self {
         Self { tx, cache }
     }
 
@@ -367,18 +386,26 @@ impl<'a> PgTx<'a> {
 }
 
 fn pg_params(params: &[Val]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
-    params.iter().map(|v| v as &(dyn postgres::types::ToSql + Sync)).collect()
+    params
+        .iter()
+        .map(|v| v as &(dyn postgres::types::ToSql + Sync))
+        .collect()
 }
 
 impl Tx for PgTx<'_> {
     fn exec(&mut self, sql: &str, params: &[Val]) -> StoreResult<u64> {
         let stmt = self.stmt(sql)?;
-        self.tx.execute(&stmt, &pg_params(params)).map_err(map_pg_err)
+        self.tx
+            .execute(&stmt, &pg_params(params))
+            .map_err(map_pg_err)
     }
 
     fn query(&mut self, sql: &str, params: &[Val]) -> StoreResult<Vec<Row>> {
         let stmt = self.stmt(sql)?;
-        let rows = self.tx.query(&stmt, &pg_params(params)).map_err(map_pg_err)?;
+        let rows = self
+            .tx
+            .query(&stmt, &pg_params(params))
+            .map_err(map_pg_err)?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let mut vals = Vec::with_capacity(row.len());
@@ -414,15 +441,24 @@ impl PgDb {
     pub(crate) fn connect(url: &str, size: usize) -> StoreResult<Self> {
         let mut conns = Vec::new();
         for _ in 0..size.max(1) {
-            conns.push(PgConn { client: pg_connect(url)?, cache: HashMap::new() });
+            conns.push(PgConn {
+                client: pg_connect(url)?,
+                cache: HashMap::new(),
+            });
         }
-        Ok(Self { pool: Pool::new(conns), url: url.to_string() })
+        Ok(Self {
+            pool: Pool::new(conns),
+            url: url.to_string(),
+        })
     }
 
     pub(crate) fn write<T>(&self, f: impl FnOnce(&mut dyn Tx) -> StoreResult<T>) -> StoreResult<T> {
         let mut guard = self.pool.get();
         if guard.client.is_closed() {
-            *guard = PgConn { client: pg_connect(&self.url)?, cache: HashMap::new() };
+            *guard = PgConn {
+                client: pg_connect(&self.url)?,
+                cache: HashMap::new(),
+            };
         }
         let PgConn { client, cache } = &mut *guard;
         let tx = client.transaction().map_err(map_pg_err)?;
@@ -437,7 +473,10 @@ impl PgDb {
     }
 
     /// Run `f` on a plain connection outside a transaction (migrations take an advisory lock).
-    pub(crate) fn with_client<T>(&self, f: impl FnOnce(&mut postgres::Client) -> StoreResult<T>) -> StoreResult<T> {
+    pub(crate) fn with_client<T>(
+        &self,
+        f: impl FnOnce(&mut postgres::Client) -> StoreResult<T>,
+    ) -> StoreResult<T> {
         let mut guard = self.pool.get();
         f(&mut guard.client)
     }
@@ -475,16 +514,28 @@ pub(crate) struct PoolGuard<'a, C> {
 
 impl<C> Pool<C> {
     fn new(items: Vec<C>) -> Self {
-        Self { items: Mutex::new(items), ready: Condvar::new() }
+        Self {
+            items: Mutex::new(items),
+            ready: Condvar::new(),
+        }
     }
 
     fn get(&self) -> PoolGuard<'_, C> {
-        let mut items = self.items.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut items = self
+            .items
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         loop {
             if let Some(item) = items.pop() {
-                return PoolGuard { pool: self, item: Some(item) };
+                return PoolGuard {
+                    pool: self,
+                    item: Some(item),
+                };
             }
-            items = self.ready.wait(items).unwrap_or_else(std::sync::PoisonError::into_inner);
+            items = self
+                .ready
+                .wait(items)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
         }
     }
 }
@@ -505,7 +556,11 @@ impl<C> std::ops::DerefMut for PoolGuard<'_, C> {
 impl<C> Drop for PoolGuard<'_, C> {
     fn drop(&mut self) {
         if let Some(item) = self.item.take() {
-            let mut items = self.pool.items.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut items = self
+                .pool
+                .items
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             items.push(item);
             self.pool.ready.notify_one();
         }

@@ -9,7 +9,10 @@ use crate::SqlStore;
 /// `deleted_time` condition for the cutoff (`None` = everything deleted).
 fn cutoff_cond(col: &str, cutoff: Option<i64>) -> (String, Vec<Val>) {
     match cutoff {
-        Some(t) => (format!("{col} IS NOT NULL AND {col} <= ?"), vec![Val::Int(t)]),
+        Some(t) => (
+            format!("{col} IS NOT NULL AND {col} <= ?"),
+            vec![Val::Int(t)],
+        ),
         None => ("1 = 1".to_string(), Vec::new()),
     }
 }
@@ -50,7 +53,11 @@ fn collect(tx: &mut dyn Tx, cutoff: Option<i64>) -> StoreResult<GcPlan> {
     let mut logged_models = Vec::new();
     let mut seen = std::collections::HashSet::new();
     let run_ids: Vec<Val> = runs.iter().map(|r| Val::from(&r.run_id)).collect();
-    let exp_ids: Vec<Val> = experiments.iter().filter_map(|e| e.experiment_id.parse::<i64>().ok()).map(Val::Int).collect();
+    let exp_ids: Vec<Val> = experiments
+        .iter()
+        .filter_map(|e| e.experiment_id.parse::<i64>().ok())
+        .map(Val::Int)
+        .collect();
     let keep = "NOT EXISTS (SELECT 1 FROM model_versions mv WHERE mv.model_id = lm.model_id)";
     let mut queries: Vec<(String, Vec<Val>)> = Vec::new();
     for chunk in run_ids.chunks(500) {
@@ -75,12 +82,20 @@ fn collect(tx: &mut dyn Tx, cutoff: Option<i64>) -> StoreResult<GcPlan> {
     for (sql, params) in queries {
         for r in tx.query(&sql, &params)? {
             if seen.insert(r.text(0)) {
-                logged_models.push(GcLoggedModel { model_id: r.text(0), experiment_id: r.text(1), artifact_uri: r.text(2) });
+                logged_models.push(GcLoggedModel {
+                    model_id: r.text(0),
+                    experiment_id: r.text(1),
+                    artifact_uri: r.text(2),
+                });
             }
         }
     }
     logged_models.sort_by(|a, b| a.model_id.cmp(&b.model_id));
-    Ok(GcPlan { runs, logged_models, experiments })
+    Ok(GcPlan {
+        runs,
+        logged_models,
+        experiments,
+    })
 }
 
 impl GcStore for SqlStore {

@@ -52,12 +52,14 @@ pub struct SqlStore {
 
 impl std::fmt::Debug for SqlStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqlStore").field("uri", &db::redact(&self.uri)).finish()
+        f.debug_struct("SqlStore")
+            .field("uri", &db::redact(&self.uri))
+            .finish()
     }
 }
 
 /// Advisory-lock key that serialises migrations across replicas.
-const MIGRATION_LOCK_KEY: i64 = 0x6b69_6c6e_6d69_67; // "kilnmig"
+const MIGRATION_LOCK_KEY: i64 = 0x006b_696c_6e6d_6967; // "kilnmig"
 
 impl SqlStore {
     /// Open `sqlite:///path/kiln.db`, `sqlite::memory:`-less file paths, or
@@ -66,20 +68,36 @@ impl SqlStore {
         if let Some(path) = sqlite_path(uri) {
             if let Some(parent) = path.parent() {
                 if !parent.as_os_str().is_empty() {
-                    fs_err::create_dir_all(parent).map_err(|e| StoreError::backend("Failed to create the store directory", e))?;
+                    fs_err::create_dir_all(parent).map_err(|e| {
+                        StoreError::backend("Failed to create the store directory", e)
+                    })?;
                 }
             }
-            let readers = if options.pool_size == 0 { 4 } else { options.pool_size };
+            let readers = if options.pool_size == 0 {
+                4
+            } else {
+                options.pool_size
+            };
             let db = SqliteDb::open(&path, readers)?;
-            let store = Self { backend: Backend::Sqlite(db), uri: uri.to_string() };
+            let store = Self {
+                backend: Backend::Sqlite(db),
+                uri: uri.to_string(),
+            };
             // The embedded store upgrades itself: one process owns the file.
             store.write(|tx| schema::upgrade(tx).map(|_| ()))?;
             return Ok(store);
         }
         if uri.starts_with("postgresql://") || uri.starts_with("postgres://") {
-            let size = if options.pool_size == 0 { 8 } else { options.pool_size };
+            let size = if options.pool_size == 0 {
+                8
+            } else {
+                options.pool_size
+            };
             let db = PgDb::connect(uri, size)?;
-            let store = Self { backend: Backend::Postgres(db), uri: uri.to_string() };
+            let store = Self {
+                backend: Backend::Postgres(db),
+                uri: uri.to_string(),
+            };
             if options.migrate {
                 store.upgrade()?;
             }
@@ -100,6 +118,18 @@ impl SqlStore {
         )))
     }
 
+    /// Open without refusing an out-of-date PostgreSQL schema (for `kiln db status`).
+    pub fn open_unchecked(uri: &str) -> StoreResult<Self> {
+        if uri.starts_with("postgresql://") || uri.starts_with("postgres://") {
+            let db = PgDb::connect(uri, 1)?;
+            return Ok(Self {
+                backend: Backend::Postgres(db),
+                uri: uri.to_string(),
+            });
+        }
+        Self::open(uri, &OpenOptions::default())
+    }
+
     /// Apply pending migrations (under an advisory lock on PostgreSQL). Returns the versions applied.
     pub fn upgrade(&self) -> StoreResult<Vec<i64>> {
         match &self.backend {
@@ -111,7 +141,9 @@ impl SqlStore {
                 };
                 lock(client, "SELECT pg_advisory_lock($1)")?;
                 let result = (|| -> StoreResult<Vec<i64>> {
-                    let tx = client.transaction().map_err(|e| StoreError::backend("Failed to start the migration", e))?;
+                    let tx = client
+                        .transaction()
+                        .map_err(|e| StoreError::backend("Failed to start the migration", e))?;
                     let mut cache = std::collections::HashMap::new();
                     let mut ptx = db::PgTx::new(tx, &mut cache);
                     let applied = schema::upgrade(&mut ptx)?;
@@ -129,7 +161,10 @@ impl SqlStore {
     /// The applied and the latest schema version.
     pub fn schema_status(&self) -> StoreResult<SchemaStatus> {
         let current = self.read(schema::current_version)?;
-        Ok(SchemaStatus { current, latest: schema::latest_version() })
+        Ok(SchemaStatus {
+            current,
+            latest: schema::latest_version(),
+        })
     }
 
     pub(crate) fn write<T>(&self, f: impl FnOnce(&mut dyn Tx) -> StoreResult<T>) -> StoreResult<T> {

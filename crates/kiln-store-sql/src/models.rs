@@ -1,16 +1,23 @@
 //! MLflow 3 logged models.
 
-use kiln_store::{LoggedModelQuery, LoggedModelStore, NewLoggedModel, Page, StoreError, StoreResult};
+use kiln_store::{
+    LoggedModelQuery, LoggedModelStore, NewLoggedModel, Page, StoreError, StoreResult,
+};
 use kiln_types::{
-    filter::Entity, LifecycleStage, LoggedModel, LoggedModelData, LoggedModelInfo, LoggedModelStatus, Metric, Param, Tag,
+    filter::Entity, LifecycleStage, LoggedModel, LoggedModelData, LoggedModelInfo,
+    LoggedModelStatus, Metric, Param, Tag,
 };
 
 use crate::db::{Row, Tx, Val};
 use crate::search::{numeric_condition, string_condition};
-use crate::tracking::{finish_page, limit_params, metric_value, parse_experiment_id, placeholders, truncate, validate_key, MAX_TAG_VALUE};
+use crate::tracking::{
+    finish_page, limit_params, metric_value, parse_experiment_id, placeholders, truncate,
+    validate_key, MAX_TAG_VALUE,
+};
 use crate::SqlStore;
 
-const COLS: &str = "model_id, experiment_id, name, artifact_uri, status, source_run_id, creation_timestamp_ms, \
+const COLS: &str =
+    "model_id, experiment_id, name, artifact_uri, status, source_run_id, creation_timestamp_ms, \
                     last_updated_timestamp_ms, model_type, lifecycle_stage";
 
 fn info_from_row(row: &Row) -> LoggedModelInfo {
@@ -19,7 +26,8 @@ fn info_from_row(row: &Row) -> LoggedModelInfo {
         experiment_id: row.text(1),
         name: row.text(2),
         artifact_uri: row.text(3),
-        status: LoggedModelStatus::parse(&row.text(4)).unwrap_or(LoggedModelStatus::LoggedModelPending),
+        status: LoggedModelStatus::parse(&row.text(4))
+            .unwrap_or(LoggedModelStatus::LoggedModelPending),
         source_run_id: row.opt_text(5),
         creation_timestamp_ms: row.int(6),
         last_updated_timestamp_ms: row.int(7),
@@ -39,14 +47,23 @@ fn load(tx: &mut dyn Tx, rows: &[Row]) -> StoreResult<Vec<LoggedModel>> {
         let mut info = info_from_row(row);
         let id = Val::from(&info.model_id);
         info.tags = tx
-            .query("SELECT key, value FROM logged_model_tags WHERE model_id = ? ORDER BY key", std::slice::from_ref(&id))?
+            .query(
+                "SELECT key, value FROM logged_model_tags WHERE model_id = ? ORDER BY key",
+                std::slice::from_ref(&id),
+            )?
             .iter()
             .map(|r| Tag::new(r.text(0), r.text(1)))
             .collect();
         let params = tx
-            .query("SELECT key, value FROM logged_model_params WHERE model_id = ? ORDER BY key", std::slice::from_ref(&id))?
+            .query(
+                "SELECT key, value FROM logged_model_params WHERE model_id = ? ORDER BY key",
+                std::slice::from_ref(&id),
+            )?
             .iter()
-            .map(|r| Param { key: r.text(0), value: r.text(1) })
+            .map(|r| Param {
+                key: r.text(0),
+                value: r.text(1),
+            })
             .collect();
         let metrics = tx
             .query(
@@ -64,13 +81,19 @@ fn load(tx: &mut dyn Tx, rows: &[Row]) -> StoreResult<Vec<LoggedModel>> {
                 m
             })
             .collect();
-        out.push(LoggedModel { info, data: LoggedModelData { params, metrics } });
+        out.push(LoggedModel {
+            info,
+            data: LoggedModelData { params, metrics },
+        });
     }
     Ok(out)
 }
 
 fn get_tx(tx: &mut dyn Tx, model_id: &str) -> StoreResult<LoggedModel> {
-    let rows = tx.query(&format!("SELECT {COLS} FROM logged_models WHERE model_id = ?"), &[Val::from(model_id)])?;
+    let rows = tx.query(
+        &format!("SELECT {COLS} FROM logged_models WHERE model_id = ?"),
+        &[Val::from(model_id)],
+    )?;
     if rows.is_empty() {
         return Err(not_found(model_id));
     }
@@ -78,9 +101,12 @@ fn get_tx(tx: &mut dyn Tx, model_id: &str) -> StoreResult<LoggedModel> {
 }
 
 fn require(tx: &mut dyn Tx, model_id: &str) -> StoreResult<()> {
-    tx.query_opt("SELECT 1 FROM logged_models WHERE model_id = ?", &[Val::from(model_id)])?
-        .map(|_| ())
-        .ok_or_else(|| not_found(model_id))
+    tx.query_opt(
+        "SELECT 1 FROM logged_models WHERE model_id = ?",
+        &[Val::from(model_id)],
+    )?
+    .map(|_| ())
+    .ok_or_else(|| not_found(model_id))
 }
 
 impl LoggedModelStore for SqlStore {
@@ -93,7 +119,11 @@ impl LoggedModelStore for SqlStore {
             validate_key("param", &p.key)?;
         }
         let model_id = kiln_types::new_model_id();
-        let name = new.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| kiln_types::run_name_for(&model_id[2..]));
+        let name = new
+            .name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| kiln_types::run_name_for(&model_id[2..]));
         self.write(|tx| {
             let row = tx
                 .query_opt("SELECT lifecycle_stage, artifact_location FROM experiments WHERE experiment_id = ?", &[Val::Int(exp_id)])?
@@ -142,7 +172,11 @@ impl LoggedModelStore for SqlStore {
         self.read(|tx| get_tx(tx, model_id))
     }
 
-    fn set_logged_model_status(&self, model_id: &str, status: LoggedModelStatus) -> StoreResult<LoggedModel> {
+    fn set_logged_model_status(
+        &self,
+        model_id: &str,
+        status: LoggedModelStatus,
+    ) -> StoreResult<LoggedModel> {
         self.write(|tx| {
             require(tx, model_id)?;
             tx.exec(
@@ -176,9 +210,14 @@ impl LoggedModelStore for SqlStore {
     fn delete_logged_model_tag(&self, model_id: &str, key: &str) -> StoreResult<()> {
         self.write(|tx| {
             require(tx, model_id)?;
-            let n = tx.exec("DELETE FROM logged_model_tags WHERE model_id = ? AND key = ?", &[Val::from(model_id), Val::from(key)])?;
+            let n = tx.exec(
+                "DELETE FROM logged_model_tags WHERE model_id = ? AND key = ?",
+                &[Val::from(model_id), Val::from(key)],
+            )?;
             if n == 0 {
-                return Err(StoreError::not_found(format!("No tag with key '{key}' on logged model '{model_id}'")));
+                return Err(StoreError::not_found(format!(
+                    "No tag with key '{key}' on logged model '{model_id}'"
+                )));
             }
             Ok(())
         })
@@ -196,9 +235,17 @@ impl LoggedModelStore for SqlStore {
     }
 
     fn search_logged_models(&self, query: &LoggedModelQuery) -> StoreResult<Page<LoggedModel>> {
-        let exp_ids: Vec<Val> = query.experiment_ids.iter().filter_map(|e| e.parse::<i64>().ok()).map(Val::Int).collect();
+        let exp_ids: Vec<Val> = query
+            .experiment_ids
+            .iter()
+            .filter_map(|e| e.parse::<i64>().ok())
+            .map(Val::Int)
+            .collect();
         if exp_ids.is_empty() {
-            return Ok(Page { items: Vec::new(), next_page_token: None });
+            return Ok(Page {
+                items: Vec::new(),
+                next_page_token: None,
+            });
         }
         self.read(|tx| {
             let dialect = tx.dialect();

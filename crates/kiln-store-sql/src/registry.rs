@@ -1,9 +1,9 @@
 //! The model registry: registered models, versions, tags, stages and aliases with an append-only
 //! alias history.
 
-
-
-use kiln_store::{AliasActor, NameQuery, NewModelVersion, Page, RegistryStore, StoreError, StoreResult};
+use kiln_store::{
+    AliasActor, NameQuery, NewModelVersion, Page, RegistryStore, StoreError, StoreResult,
+};
 use kiln_types::{filter::Entity, Alias, AliasEvent, ModelVersion, RegisteredModel, Tag};
 
 use crate::db::{Row, Tx, Val};
@@ -27,7 +27,11 @@ fn parse_version(version: &str) -> StoreResult<i64> {
         .parse::<i64>()
         .ok()
         .filter(|v| *v > 0)
-        .ok_or_else(|| StoreError::invalid(format!("Invalid model version '{version}': expected a positive integer")))
+        .ok_or_else(|| {
+            StoreError::invalid(format!(
+                "Invalid model version '{version}': expected a positive integer"
+            ))
+        })
 }
 
 fn model_not_found(name: &str) -> StoreError {
@@ -35,24 +39,35 @@ fn model_not_found(name: &str) -> StoreError {
 }
 
 fn version_not_found(name: &str, version: &str) -> StoreError {
-    StoreError::not_found(format!("Model Version (name={name}, version={version}) not found"))
+    StoreError::not_found(format!(
+        "Model Version (name={name}, version={version}) not found"
+    ))
 }
 
 fn require_model(tx: &mut dyn Tx, name: &str) -> StoreResult<()> {
-    tx.query_opt("SELECT 1 FROM registered_models WHERE name = ?", &[Val::from(name)])?
-        .map(|_| ())
-        .ok_or_else(|| model_not_found(name))
+    tx.query_opt(
+        "SELECT 1 FROM registered_models WHERE name = ?",
+        &[Val::from(name)],
+    )?
+    .map(|_| ())
+    .ok_or_else(|| model_not_found(name))
 }
 
 fn require_version(tx: &mut dyn Tx, name: &str, version: &str) -> StoreResult<i64> {
     let v = parse_version(version)?;
-    tx.query_opt("SELECT 1 FROM model_versions WHERE name = ? AND version = ?", &[Val::from(name), Val::Int(v)])?
-        .map(|_| v)
-        .ok_or_else(|| version_not_found(name, version))
+    tx.query_opt(
+        "SELECT 1 FROM model_versions WHERE name = ? AND version = ?",
+        &[Val::from(name), Val::Int(v)],
+    )?
+    .map(|_| v)
+    .ok_or_else(|| version_not_found(name, version))
 }
 
 fn touch_model(tx: &mut dyn Tx, name: &str, now: i64) -> StoreResult<()> {
-    tx.exec("UPDATE registered_models SET last_updated_timestamp = ? WHERE name = ?", &[Val::Int(now), Val::from(name)])?;
+    tx.exec(
+        "UPDATE registered_models SET last_updated_timestamp = ? WHERE name = ?",
+        &[Val::Int(now), Val::from(name)],
+    )?;
     Ok(())
 }
 
@@ -96,11 +111,20 @@ fn load_versions(tx: &mut dyn Tx, rows: &[Row]) -> StoreResult<Vec<ModelVersion>
 }
 
 fn get_version_tx(tx: &mut dyn Tx, name: &str, version: i64) -> StoreResult<ModelVersion> {
-    let rows = tx.query(&format!("SELECT {MV_COLS} FROM model_versions WHERE name = ? AND version = ?"), &[Val::from(name), Val::Int(version)])?;
-    load_versions(tx, &rows)?.pop().ok_or_else(|| version_not_found(name, &version.to_string()))
+    let rows = tx.query(
+        &format!("SELECT {MV_COLS} FROM model_versions WHERE name = ? AND version = ?"),
+        &[Val::from(name), Val::Int(version)],
+    )?;
+    load_versions(tx, &rows)?
+        .pop()
+        .ok_or_else(|| version_not_found(name, &version.to_string()))
 }
 
-fn latest_versions_tx(tx: &mut dyn Tx, name: &str, stages: &[String]) -> StoreResult<Vec<ModelVersion>> {
+fn latest_versions_tx(
+    tx: &mut dyn Tx,
+    name: &str,
+    stages: &[String],
+) -> StoreResult<Vec<ModelVersion>> {
     let rows = tx.query(
         &format!(
             "SELECT {MV_COLS} FROM model_versions mv WHERE name = ? AND version = \
@@ -111,7 +135,10 @@ fn latest_versions_tx(tx: &mut dyn Tx, name: &str, stages: &[String]) -> StoreRe
     )?;
     let mut versions = load_versions(tx, &rows)?;
     if !stages.is_empty() {
-        let wanted: Vec<&str> = stages.iter().map(|s| canonical_stage(s)).collect::<StoreResult<_>>()?;
+        let wanted: Vec<&str> = stages
+            .iter()
+            .map(|s| canonical_stage(s))
+            .collect::<StoreResult<_>>()?;
         versions.retain(|v| wanted.contains(&v.current_stage.as_str()));
     }
     Ok(versions)
@@ -130,14 +157,23 @@ fn get_model_tx(tx: &mut dyn Tx, name: &str) -> StoreResult<RegisteredModel> {
 fn model_from_row(tx: &mut dyn Tx, row: &Row) -> StoreResult<RegisteredModel> {
     let name = row.text(0);
     let tags = tx
-        .query("SELECT key, value FROM registered_model_tags WHERE name = ? ORDER BY key", &[Val::from(&name)])?
+        .query(
+            "SELECT key, value FROM registered_model_tags WHERE name = ? ORDER BY key",
+            &[Val::from(&name)],
+        )?
         .iter()
         .map(|r| Tag::new(r.text(0), r.text(1)))
         .collect();
     let aliases = tx
-        .query("SELECT alias, version FROM registered_model_aliases WHERE name = ? ORDER BY alias", &[Val::from(&name)])?
+        .query(
+            "SELECT alias, version FROM registered_model_aliases WHERE name = ? ORDER BY alias",
+            &[Val::from(&name)],
+        )?
         .iter()
-        .map(|r| Alias { alias: r.text(0), version: r.int(1).to_string() })
+        .map(|r| Alias {
+            alias: r.text(0),
+            version: r.int(1).to_string(),
+        })
         .collect();
     let latest_versions = latest_versions_tx(tx, &name, &[])?;
     Ok(RegisteredModel {
@@ -151,9 +187,18 @@ fn model_from_row(tx: &mut dyn Tx, row: &Row) -> StoreResult<RegisteredModel> {
     })
 }
 
-fn record_alias(tx: &mut dyn Tx, name: &str, alias: &str, version: Option<i64>, actor: &AliasActor) -> StoreResult<()> {
+fn record_alias(
+    tx: &mut dyn Tx,
+    name: &str,
+    alias: &str,
+    version: Option<i64>,
+    actor: &AliasActor,
+) -> StoreResult<()> {
     let previous = tx
-        .query_opt("SELECT version FROM registered_model_aliases WHERE name = ? AND alias = ?", &[Val::from(name), Val::from(alias)])?
+        .query_opt(
+            "SELECT version FROM registered_model_aliases WHERE name = ? AND alias = ?",
+            &[Val::from(name), Val::from(alias)],
+        )?
         .and_then(|r| r.opt_int(0));
     tx.exec(
         "INSERT INTO alias_history (name, alias, version, previous_version, timestamp, user_id, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -171,21 +216,37 @@ fn record_alias(tx: &mut dyn Tx, name: &str, alias: &str, version: Option<i64>, 
 }
 
 fn validate_alias(alias: &str) -> StoreResult<()> {
-    if alias.is_empty() || alias.len() > 255 || !alias.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+    if alias.is_empty()
+        || alias.len() > 255
+        || !alias
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
         return Err(StoreError::invalid(format!(
             "Invalid alias '{alias}': use 1-255 letters, digits, '_' or '-'"
         )));
     }
-    if alias.eq_ignore_ascii_case("latest") || (alias.starts_with('v') && alias[1..].parse::<u64>().is_ok()) {
-        return Err(StoreError::invalid(format!("'{alias}' is reserved and cannot be used as an alias")));
+    if alias.eq_ignore_ascii_case("latest")
+        || (alias.starts_with('v') && alias[1..].parse::<u64>().is_ok())
+    {
+        return Err(StoreError::invalid(format!(
+            "'{alias}' is reserved and cannot be used as an alias"
+        )));
     }
     Ok(())
 }
 
 impl RegistryStore for SqlStore {
-    fn create_registered_model(&self, name: &str, description: Option<&str>, tags: &[Tag]) -> StoreResult<RegisteredModel> {
+    fn create_registered_model(
+        &self,
+        name: &str,
+        description: Option<&str>,
+        tags: &[Tag],
+    ) -> StoreResult<RegisteredModel> {
         if name.trim().is_empty() {
-            return Err(StoreError::invalid("Registered model name cannot be empty."));
+            return Err(StoreError::invalid(
+                "Registered model name cannot be empty.",
+            ));
         }
         for t in tags {
             validate_key("tag", &t.key)?;
@@ -213,7 +274,11 @@ impl RegistryStore for SqlStore {
         self.read(|tx| get_model_tx(tx, name))
     }
 
-    fn update_registered_model(&self, name: &str, description: &str) -> StoreResult<RegisteredModel> {
+    fn update_registered_model(
+        &self,
+        name: &str,
+        description: &str,
+    ) -> StoreResult<RegisteredModel> {
         self.write(|tx| {
             require_model(tx, name)?;
             tx.exec(
@@ -226,15 +291,35 @@ impl RegistryStore for SqlStore {
 
     fn rename_registered_model(&self, name: &str, new_name: &str) -> StoreResult<RegisteredModel> {
         if new_name.trim().is_empty() {
-            return Err(StoreError::invalid("Registered model name cannot be empty."));
+            return Err(StoreError::invalid(
+                "Registered model name cannot be empty.",
+            ));
         }
         self.write(|tx| {
             require_model(tx, name)?;
-            if tx.query_opt("SELECT 1 FROM registered_models WHERE name = ?", &[Val::from(new_name)])?.is_some() {
-                return Err(StoreError::already_exists(format!("Registered Model (name={new_name}) already exists.")));
+            if tx
+                .query_opt(
+                    "SELECT 1 FROM registered_models WHERE name = ?",
+                    &[Val::from(new_name)],
+                )?
+                .is_some()
+            {
+                return Err(StoreError::already_exists(format!(
+                    "Registered Model (name={new_name}) already exists."
+                )));
             }
-            for table in ["registered_models", "registered_model_tags", "model_versions", "model_version_tags", "registered_model_aliases", "alias_history"] {
-                tx.exec(&format!("UPDATE {table} SET name = ? WHERE name = ?"), &[Val::from(new_name), Val::from(name)])?;
+            for table in [
+                "registered_models",
+                "registered_model_tags",
+                "model_versions",
+                "model_version_tags",
+                "registered_model_aliases",
+                "alias_history",
+            ] {
+                tx.exec(
+                    &format!("UPDATE {table} SET name = ? WHERE name = ?"),
+                    &[Val::from(new_name), Val::from(name)],
+                )?;
             }
             touch_model(tx, new_name, kiln_types::now_ms())?;
             get_model_tx(tx, new_name)
@@ -244,8 +329,17 @@ impl RegistryStore for SqlStore {
     fn delete_registered_model(&self, name: &str) -> StoreResult<()> {
         self.write(|tx| {
             require_model(tx, name)?;
-            for table in ["registered_models", "registered_model_tags", "model_versions", "model_version_tags", "registered_model_aliases"] {
-                tx.exec(&format!("DELETE FROM {table} WHERE name = ?"), &[Val::from(name)])?;
+            for table in [
+                "registered_models",
+                "registered_model_tags",
+                "model_versions",
+                "model_version_tags",
+                "registered_model_aliases",
+            ] {
+                tx.exec(
+                    &format!("DELETE FROM {table} WHERE name = ?"),
+                    &[Val::from(name)],
+                )?;
             }
             Ok(())
         })
@@ -314,7 +408,10 @@ impl RegistryStore for SqlStore {
     fn delete_registered_model_tag(&self, name: &str, key: &str) -> StoreResult<()> {
         self.write(|tx| {
             require_model(tx, name)?;
-            tx.exec("DELETE FROM registered_model_tags WHERE name = ? AND key = ?", &[Val::from(name), Val::from(key)])?;
+            tx.exec(
+                "DELETE FROM registered_model_tags WHERE name = ? AND key = ?",
+                &[Val::from(name), Val::from(key)],
+            )?;
             Ok(())
         })
     }
@@ -363,7 +460,12 @@ impl RegistryStore for SqlStore {
         self.read(|tx| get_version_tx(tx, name, v))
     }
 
-    fn update_model_version(&self, name: &str, version: &str, description: &str) -> StoreResult<ModelVersion> {
+    fn update_model_version(
+        &self,
+        name: &str,
+        version: &str,
+        description: &str,
+    ) -> StoreResult<ModelVersion> {
         self.write(|tx| {
             let v = require_version(tx, name, version)?;
             let now = kiln_types::now_ms();
@@ -379,14 +481,29 @@ impl RegistryStore for SqlStore {
         self.write(|tx| {
             let v = require_version(tx, name, version)?;
             let key = [Val::from(name), Val::Int(v)];
-            tx.exec("DELETE FROM model_versions WHERE name = ? AND version = ?", &key)?;
-            tx.exec("DELETE FROM model_version_tags WHERE name = ? AND version = ?", &key)?;
-            tx.exec("DELETE FROM registered_model_aliases WHERE name = ? AND version = ?", &key)?;
+            tx.exec(
+                "DELETE FROM model_versions WHERE name = ? AND version = ?",
+                &key,
+            )?;
+            tx.exec(
+                "DELETE FROM model_version_tags WHERE name = ? AND version = ?",
+                &key,
+            )?;
+            tx.exec(
+                "DELETE FROM registered_model_aliases WHERE name = ? AND version = ?",
+                &key,
+            )?;
             touch_model(tx, name, kiln_types::now_ms())
         })
     }
 
-    fn transition_model_version_stage(&self, name: &str, version: &str, stage: &str, archive_existing: bool) -> StoreResult<ModelVersion> {
+    fn transition_model_version_stage(
+        &self,
+        name: &str,
+        version: &str,
+        stage: &str,
+        archive_existing: bool,
+    ) -> StoreResult<ModelVersion> {
         let stage = canonical_stage(stage)?;
         self.write(|tx| {
             let v = require_version(tx, name, version)?;
@@ -470,7 +587,12 @@ impl RegistryStore for SqlStore {
             tx.exec(
                 "INSERT INTO model_version_tags (name, version, key, value) VALUES (?, ?, ?, ?) \
                  ON CONFLICT (name, version, key) DO UPDATE SET value = excluded.value",
-                &[Val::from(name), Val::Int(v), Val::from(&tag.key), Val::Text(truncate(&tag.value, MAX_TAG_VALUE))],
+                &[
+                    Val::from(name),
+                    Val::Int(v),
+                    Val::from(&tag.key),
+                    Val::Text(truncate(&tag.value, MAX_TAG_VALUE)),
+                ],
             )?;
             Ok(())
         })
@@ -479,12 +601,21 @@ impl RegistryStore for SqlStore {
     fn delete_model_version_tag(&self, name: &str, version: &str, key: &str) -> StoreResult<()> {
         self.write(|tx| {
             let v = require_version(tx, name, version)?;
-            tx.exec("DELETE FROM model_version_tags WHERE name = ? AND version = ? AND key = ?", &[Val::from(name), Val::Int(v), Val::from(key)])?;
+            tx.exec(
+                "DELETE FROM model_version_tags WHERE name = ? AND version = ? AND key = ?",
+                &[Val::from(name), Val::Int(v), Val::from(key)],
+            )?;
             Ok(())
         })
     }
 
-    fn set_alias(&self, name: &str, alias: &str, version: &str, actor: &AliasActor) -> StoreResult<()> {
+    fn set_alias(
+        &self,
+        name: &str,
+        alias: &str,
+        version: &str,
+        actor: &AliasActor,
+    ) -> StoreResult<()> {
         validate_alias(alias)?;
         self.write(|tx| {
             require_model(tx, name)?;
@@ -503,13 +634,19 @@ impl RegistryStore for SqlStore {
         self.write(|tx| {
             require_model(tx, name)?;
             if tx
-                .query_opt("SELECT 1 FROM registered_model_aliases WHERE name = ? AND alias = ?", &[Val::from(name), Val::from(alias)])?
+                .query_opt(
+                    "SELECT 1 FROM registered_model_aliases WHERE name = ? AND alias = ?",
+                    &[Val::from(name), Val::from(alias)],
+                )?
                 .is_none()
             {
                 return Ok(());
             }
             record_alias(tx, name, alias, None, actor)?;
-            tx.exec("DELETE FROM registered_model_aliases WHERE name = ? AND alias = ?", &[Val::from(name), Val::from(alias)])?;
+            tx.exec(
+                "DELETE FROM registered_model_aliases WHERE name = ? AND alias = ?",
+                &[Val::from(name), Val::from(alias)],
+            )?;
             touch_model(tx, name, kiln_types::now_ms())
         })
     }
@@ -518,8 +655,13 @@ impl RegistryStore for SqlStore {
         self.read(|tx| {
             require_model(tx, name)?;
             let v = tx
-                .query_opt("SELECT version FROM registered_model_aliases WHERE name = ? AND alias = ?", &[Val::from(name), Val::from(alias)])?
-                .ok_or_else(|| StoreError::not_found(format!("Registered model alias {alias} not found.")))?
+                .query_opt(
+                    "SELECT version FROM registered_model_aliases WHERE name = ? AND alias = ?",
+                    &[Val::from(name), Val::from(alias)],
+                )?
+                .ok_or_else(|| {
+                    StoreError::not_found(format!("Registered model alias {alias} not found."))
+                })?
                 .int(0);
             get_version_tx(tx, name, v)
         })
@@ -548,4 +690,3 @@ impl RegistryStore for SqlStore {
         })
     }
 }
-

@@ -24,12 +24,19 @@ fn op(c: Comparator) -> Option<&'static str> {
 }
 
 /// `col <cmp> ?` for a string column.
-pub(crate) fn string_condition(dialect: Dialect, col: &str, c: Comparator, value: &Value) -> StoreResult<(String, Vec<Val>)> {
+pub(crate) fn string_condition(
+    dialect: Dialect,
+    col: &str,
+    c: Comparator,
+    value: &Value,
+) -> StoreResult<(String, Vec<Val>)> {
     let text = |v: &Value| -> StoreResult<String> {
         match v {
             Value::String(s) => Ok(s.clone()),
             Value::Number(n) => Ok(n.to_string()),
-            _ => Err(StoreError::invalid(format!("Expected a single-quoted string value for {col}"))),
+            _ => Err(StoreError::invalid(format!(
+                "Expected a single-quoted string value for {col}"
+            ))),
         }
     };
     Ok(match c {
@@ -39,22 +46,39 @@ pub(crate) fn string_condition(dialect: Dialect, col: &str, c: Comparator, value
         Comparator::ILike => (dialect.ilike(col), vec![Val::Text(text(value)?)]),
         Comparator::In | Comparator::NotIn => {
             let Value::List(items) = value else {
-                return Err(StoreError::invalid("IN and NOT IN expect a parenthesised list of strings, e.g. ('a', 'b')"));
+                return Err(StoreError::invalid(
+                    "IN and NOT IN expect a parenthesised list of strings, e.g. ('a', 'b')",
+                ));
             };
             let not = if c == Comparator::NotIn { "NOT " } else { "" };
-            (format!("{col} {not}IN ({})", placeholders(items.len())), items.iter().map(Val::from).collect())
+            (
+                format!("{col} {not}IN ({})", placeholders(items.len())),
+                items.iter().map(Val::from).collect(),
+            )
         }
-        other => return Err(StoreError::invalid(format!("Comparator {other:?} is not supported for string values"))),
+        other => {
+            return Err(StoreError::invalid(format!(
+                "Comparator {other:?} is not supported for string values"
+            )))
+        }
     })
 }
 
 /// `col <cmp> ?` for a numeric column.
-pub(crate) fn numeric_condition(col: &str, c: Comparator, value: &Value) -> StoreResult<(String, Vec<Val>)> {
+pub(crate) fn numeric_condition(
+    col: &str,
+    c: Comparator,
+    value: &Value,
+) -> StoreResult<(String, Vec<Val>)> {
     let Some(o) = op(c) else {
-        return Err(StoreError::invalid(format!("Comparator {c:?} is not supported for numeric values")));
+        return Err(StoreError::invalid(format!(
+            "Comparator {c:?} is not supported for numeric values"
+        )));
     };
     let Value::Number(n) = value else {
-        return Err(StoreError::invalid(format!("Expected a numeric value for {col}")));
+        return Err(StoreError::invalid(format!(
+            "Expected a numeric value for {col}"
+        )));
     };
     Ok((format!("{col} {o} ?"), vec![Val::Real(*n)]))
 }
@@ -82,27 +106,42 @@ fn run_attribute_column(key: &str) -> StoreResult<&'static str> {
         "artifact_uri" => "r.artifact_uri",
         "start_time" => "r.start_time",
         "end_time" => "r.end_time",
-        other => return Err(StoreError::invalid(format!("Invalid attribute key '{other}' for runs"))),
+        other => {
+            return Err(StoreError::invalid(format!(
+                "Invalid attribute key '{other}' for runs"
+            )))
+        }
     })
 }
 
 /// SQL and parameters selecting the ids of one page of runs, in order (one row more than the
 /// page size, to know whether another page follows).
-pub(crate) fn compile_run_search(dialect: Dialect, experiment_ids: &[i64], query: &RunQuery) -> StoreResult<(String, Vec<Val>)> {
+pub(crate) fn compile_run_search(
+    dialect: Dialect,
+    experiment_ids: &[i64],
+    query: &RunQuery,
+) -> StoreResult<(String, Vec<Val>)> {
     let exp_vals: Vec<Val> = experiment_ids.iter().map(|e| Val::Int(*e)).collect();
     let exp_ph = placeholders(exp_vals.len());
     let mut joins = String::new();
     let mut join_params: Vec<Val> = Vec::new();
     let mut wheres = vec![
         format!("r.experiment_id IN ({exp_ph})"),
-        format!("r.lifecycle_stage IN ({})", placeholders(query.view.stages().len())),
+        format!(
+            "r.lifecycle_stage IN ({})",
+            placeholders(query.view.stages().len())
+        ),
     ];
     let mut where_params: Vec<Val> = exp_vals.clone();
     where_params.extend(query.view.stages().iter().map(|s| Val::from(*s)));
 
     // One inner join per filtered metric key; ordering by the same key reuses it.
     let mut metric_alias: HashMap<&str, String> = HashMap::new();
-    let join_metric = |joins: &mut String, join_params: &mut Vec<Val>, key: &str, left: bool| -> String {
+    let join_metric = |joins: &mut String,
+                       join_params: &mut Vec<Val>,
+                       key: &str,
+                       left: bool|
+     -> String {
         let alias = format!("m{}", join_params.len());
         let kind = if left { "LEFT JOIN" } else { "JOIN" };
         joins.push_str(&format!(
@@ -124,15 +163,24 @@ pub(crate) fn compile_run_search(dialect: Dialect, experiment_ids: &[i64], query
                         a
                     }
                 };
-                let (cond, vals) = numeric_condition(&format!("{alias}.value"), c.comparator, &c.value)?;
+                let (cond, vals) =
+                    numeric_condition(&format!("{alias}.value"), c.comparator, &c.value)?;
                 wheres.push(cond);
                 where_params.extend(vals);
             }
             Entity::Param | Entity::Tag => {
-                let table = if c.entity == Entity::Param { "params" } else { "tags" };
+                let table = if c.entity == Entity::Param {
+                    "params"
+                } else {
+                    "tags"
+                };
                 match c.comparator {
                     Comparator::IsNull | Comparator::IsNotNull => {
-                        let not = if c.comparator == Comparator::IsNull { "NOT " } else { "" };
+                        let not = if c.comparator == Comparator::IsNull {
+                            "NOT "
+                        } else {
+                            ""
+                        };
                         wheres.push(format!("{not}EXISTS (SELECT 1 FROM {table} x WHERE x.run_uuid = r.run_uuid AND x.key = ?)"));
                         where_params.push(Val::from(&c.key));
                     }
@@ -156,7 +204,8 @@ pub(crate) fn compile_run_search(dialect: Dialect, experiment_ids: &[i64], query
             }
             Entity::Dataset => {
                 let (sql, vals) = if c.key == "context" {
-                    let (cond, vals) = string_condition(dialect, "it.value", c.comparator, &c.value)?;
+                    let (cond, vals) =
+                        string_condition(dialect, "it.value", c.comparator, &c.value)?;
                     (
                         format!(
                             "EXISTS (SELECT 1 FROM input_tags it WHERE it.run_uuid = r.run_uuid AND it.key = 'mlflow.data.context' AND {cond})"
@@ -167,7 +216,11 @@ pub(crate) fn compile_run_search(dialect: Dialect, experiment_ids: &[i64], query
                     let col = match c.key.as_str() {
                         "name" => "d.name",
                         "digest" => "d.digest",
-                        other => return Err(StoreError::invalid(format!("Invalid dataset key '{other}'"))),
+                        other => {
+                            return Err(StoreError::invalid(format!(
+                                "Invalid dataset key '{other}'"
+                            )))
+                        }
                     };
                     let (cond, vals) = string_condition(dialect, col, c.comparator, &c.value)?;
                     (
@@ -201,7 +254,11 @@ pub(crate) fn compile_run_search(dialect: Dialect, experiment_ids: &[i64], query
                 order.push(format!("{alias}.value {dir}{nulls}"));
             }
             Entity::Param | Entity::Tag => {
-                let table = if o.entity == Entity::Param { "params" } else { "tags" };
+                let table = if o.entity == Entity::Param {
+                    "params"
+                } else {
+                    "tags"
+                };
                 let alias = format!("o{}", join_params.len());
                 joins.push_str(&format!(" LEFT JOIN {table} {alias} ON {alias}.run_uuid = r.run_uuid AND {alias}.key = ?"));
                 join_params.push(Val::from(&o.key));
@@ -211,7 +268,9 @@ pub(crate) fn compile_run_search(dialect: Dialect, experiment_ids: &[i64], query
                 let col = run_attribute_column(&o.key)?;
                 order.push(format!("{col} {dir}{nulls}"));
             }
-            Entity::Dataset => return Err(StoreError::invalid("Ordering by datasets is not supported")),
+            Entity::Dataset => {
+                return Err(StoreError::invalid("Ordering by datasets is not supported"))
+            }
         }
     }
     order.push("r.start_time DESC".into());

@@ -7,9 +7,8 @@ use kiln_store::{
     StoreError, StoreResult,
 };
 use kiln_types::{
-    filter::Entity,
-    DatasetInput, Experiment, LifecycleStage, Metric, ModelOutput, Param, Run, RunData,
-    RunInfo, RunInputs, RunOutputs, RunStatus, Tag,
+    filter::Entity, DatasetInput, Experiment, LifecycleStage, Metric, ModelOutput, Param, Run,
+    RunData, RunInfo, RunInputs, RunOutputs, RunStatus, Tag,
 };
 
 use crate::db::{Row, Tx, Val};
@@ -34,14 +33,19 @@ pub(crate) fn truncate(s: &str, max: usize) -> String {
 
 pub(crate) fn parse_experiment_id(id: &str) -> StoreResult<i64> {
     if !kiln_types::is_valid_experiment_id(id) {
-        return Err(StoreError::invalid(format!("Invalid experiment ID '{id}': expected a decimal number")));
+        return Err(StoreError::invalid(format!(
+            "Invalid experiment ID '{id}': expected a decimal number"
+        )));
     }
-    id.parse().map_err(|_| StoreError::invalid(format!("Invalid experiment ID '{id}'")))
+    id.parse()
+        .map_err(|_| StoreError::invalid(format!("Invalid experiment ID '{id}'")))
 }
 
 pub(crate) fn validate_key(kind: &str, key: &str) -> StoreResult<()> {
     if key.is_empty() {
-        return Err(StoreError::invalid(format!("Invalid {kind} name: the key must not be empty")));
+        return Err(StoreError::invalid(format!(
+            "Invalid {kind} name: the key must not be empty"
+        )));
     }
     if key.len() > MAX_KEY {
         return Err(StoreError::invalid(format!(
@@ -50,7 +54,9 @@ pub(crate) fn validate_key(kind: &str, key: &str) -> StoreResult<()> {
         )));
     }
     if key.contains("..") || key.starts_with('/') || key.contains('\0') {
-        return Err(StoreError::invalid(format!("Invalid {kind} name '{key}': must not contain '..', start with '/' or contain NUL")));
+        return Err(StoreError::invalid(format!(
+            "Invalid {kind} name '{key}': must not contain '..', start with '/' or contain NUL"
+        )));
     }
     Ok(())
 }
@@ -64,15 +70,22 @@ pub(crate) fn finish_page<T>(mut items: Vec<T>, page: &PageRequest) -> Page<T> {
     } else {
         None
     };
-    Page { items, next_page_token }
+    Page {
+        items,
+        next_page_token,
+    }
 }
 
 pub(crate) fn limit_params(page: &PageRequest) -> [Val; 2] {
     let limit = i64::try_from(page.max_results.saturating_add(1)).unwrap_or(i64::MAX);
-    [Val::Int(limit), Val::Int(i64::try_from(page.offset).unwrap_or(i64::MAX))]
+    [
+        Val::Int(limit),
+        Val::Int(i64::try_from(page.offset).unwrap_or(i64::MAX)),
+    ]
 }
 
-const EXPERIMENT_COLS: &str = "experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time";
+const EXPERIMENT_COLS: &str =
+    "experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time";
 
 fn experiment_from_row(row: &Row) -> Experiment {
     Experiment {
@@ -90,14 +103,21 @@ fn load_experiment_tags(tx: &mut dyn Tx, exps: &mut [Experiment]) -> StoreResult
     if exps.is_empty() {
         return Ok(());
     }
-    let ids: Vec<Val> = exps.iter().filter_map(|e| e.experiment_id.parse::<i64>().ok()).map(Val::Int).collect();
+    let ids: Vec<Val> = exps
+        .iter()
+        .filter_map(|e| e.experiment_id.parse::<i64>().ok())
+        .map(Val::Int)
+        .collect();
     let sql = format!(
         "SELECT experiment_id, key, value FROM experiment_tags WHERE experiment_id IN ({}) ORDER BY key",
         placeholders(ids.len())
     );
     let mut by_id: HashMap<String, Vec<Tag>> = HashMap::new();
     for row in tx.query(&sql, &ids)? {
-        by_id.entry(row.text(0)).or_default().push(Tag::new(row.text(1), row.text(2)));
+        by_id
+            .entry(row.text(0))
+            .or_default()
+            .push(Tag::new(row.text(1), row.text(2)));
     }
     for e in exps {
         e.tags = by_id.remove(&e.experiment_id).unwrap_or_default();
@@ -108,29 +128,49 @@ fn load_experiment_tags(tx: &mut dyn Tx, exps: &mut [Experiment]) -> StoreResult
 pub(crate) fn get_experiment_tx(tx: &mut dyn Tx, experiment_id: &str) -> StoreResult<Experiment> {
     let id = parse_experiment_id(experiment_id)?;
     let row = tx
-        .query_opt(&format!("SELECT {EXPERIMENT_COLS} FROM experiments WHERE experiment_id = ?"), &[Val::Int(id)])?
-        .ok_or_else(|| StoreError::not_found(format!("No Experiment with id={experiment_id} exists")))?;
+        .query_opt(
+            &format!("SELECT {EXPERIMENT_COLS} FROM experiments WHERE experiment_id = ?"),
+            &[Val::Int(id)],
+        )?
+        .ok_or_else(|| {
+            StoreError::not_found(format!("No Experiment with id={experiment_id} exists"))
+        })?;
     let mut exps = vec![experiment_from_row(&row)];
     load_experiment_tags(tx, &mut exps)?;
     Ok(exps.remove(0))
 }
 
 fn touch_experiment(tx: &mut dyn Tx, id: i64) -> StoreResult<()> {
-    tx.exec("UPDATE experiments SET last_update_time = ? WHERE experiment_id = ?", &[Val::Int(kiln_types::now_ms()), Val::Int(id)])?;
+    tx.exec(
+        "UPDATE experiments SET last_update_time = ? WHERE experiment_id = ?",
+        &[Val::Int(kiln_types::now_ms()), Val::Int(id)],
+    )?;
     Ok(())
 }
 
 fn require_experiment(tx: &mut dyn Tx, id: i64, experiment_id: &str) -> StoreResult<String> {
     let row = tx
-        .query_opt("SELECT lifecycle_stage FROM experiments WHERE experiment_id = ?", &[Val::Int(id)])?
-        .ok_or_else(|| StoreError::not_found(format!("No Experiment with id={experiment_id} exists")))?;
+        .query_opt(
+            "SELECT lifecycle_stage FROM experiments WHERE experiment_id = ?",
+            &[Val::Int(id)],
+        )?
+        .ok_or_else(|| {
+            StoreError::not_found(format!("No Experiment with id={experiment_id} exists"))
+        })?;
     Ok(row.text(0))
 }
 
 impl ExperimentStore for SqlStore {
-    fn create_experiment(&self, name: &str, artifact_location: Option<&str>, tags: &[Tag]) -> StoreResult<String> {
+    fn create_experiment(
+        &self,
+        name: &str,
+        artifact_location: Option<&str>,
+        tags: &[Tag],
+    ) -> StoreResult<String> {
         if name.trim().is_empty() {
-            return Err(StoreError::invalid("Invalid experiment name: must be a non-empty string"));
+            return Err(StoreError::invalid(
+                "Invalid experiment name: must be a non-empty string",
+            ));
         }
         for t in tags {
             validate_key("tag", &t.key)?;
@@ -172,8 +212,13 @@ impl ExperimentStore for SqlStore {
     fn get_experiment_by_name(&self, name: &str) -> StoreResult<Experiment> {
         self.read(|tx| {
             let row = tx
-                .query_opt(&format!("SELECT {EXPERIMENT_COLS} FROM experiments WHERE name = ?"), &[Val::from(name)])?
-                .ok_or_else(|| StoreError::not_found(format!("Could not find experiment with name '{name}'")))?;
+                .query_opt(
+                    &format!("SELECT {EXPERIMENT_COLS} FROM experiments WHERE name = ?"),
+                    &[Val::from(name)],
+                )?
+                .ok_or_else(|| {
+                    StoreError::not_found(format!("Could not find experiment with name '{name}'"))
+                })?;
             let mut exps = vec![experiment_from_row(&row)];
             load_experiment_tags(tx, &mut exps)?;
             Ok(exps.remove(0))
@@ -232,20 +277,36 @@ impl ExperimentStore for SqlStore {
 
     fn rename_experiment(&self, experiment_id: &str, new_name: &str) -> StoreResult<()> {
         if new_name.trim().is_empty() {
-            return Err(StoreError::invalid("Invalid experiment name: must be a non-empty string"));
+            return Err(StoreError::invalid(
+                "Invalid experiment name: must be a non-empty string",
+            ));
         }
         let id = parse_experiment_id(experiment_id)?;
         self.write(|tx| {
             let stage = require_experiment(tx, id, experiment_id)?;
             if stage != "active" {
-                return Err(StoreError::invalid("Cannot rename a non-active experiment."));
+                return Err(StoreError::invalid(
+                    "Cannot rename a non-active experiment.",
+                ));
             }
-            if tx.query_opt("SELECT 1 FROM experiments WHERE name = ? AND experiment_id <> ?", &[Val::from(new_name), Val::Int(id)])?.is_some() {
-                return Err(StoreError::already_exists(format!("Experiment '{new_name}' already exists.")));
+            if tx
+                .query_opt(
+                    "SELECT 1 FROM experiments WHERE name = ? AND experiment_id <> ?",
+                    &[Val::from(new_name), Val::Int(id)],
+                )?
+                .is_some()
+            {
+                return Err(StoreError::already_exists(format!(
+                    "Experiment '{new_name}' already exists."
+                )));
             }
             tx.exec(
                 "UPDATE experiments SET name = ?, last_update_time = ? WHERE experiment_id = ?",
-                &[Val::from(new_name), Val::Int(kiln_types::now_ms()), Val::Int(id)],
+                &[
+                    Val::from(new_name),
+                    Val::Int(kiln_types::now_ms()),
+                    Val::Int(id),
+                ],
             )?;
             Ok(())
         })
@@ -301,12 +362,18 @@ impl ExperimentStore for SqlStore {
         self.write(|tx| {
             let stage = require_experiment(tx, id, experiment_id)?;
             if stage != "active" {
-                return Err(StoreError::invalid(format!("The experiment {experiment_id} must be in the 'active' state.")));
+                return Err(StoreError::invalid(format!(
+                    "The experiment {experiment_id} must be in the 'active' state."
+                )));
             }
             tx.exec(
                 "INSERT INTO experiment_tags (experiment_id, key, value) VALUES (?, ?, ?) \
                  ON CONFLICT (experiment_id, key) DO UPDATE SET value = excluded.value",
-                &[Val::Int(id), Val::from(&tag.key), Val::Text(truncate(&tag.value, MAX_TAG_VALUE))],
+                &[
+                    Val::Int(id),
+                    Val::from(&tag.key),
+                    Val::Text(truncate(&tag.value, MAX_TAG_VALUE)),
+                ],
             )?;
             touch_experiment(tx, id)
         })
@@ -316,9 +383,14 @@ impl ExperimentStore for SqlStore {
         let id = parse_experiment_id(experiment_id)?;
         self.write(|tx| {
             require_experiment(tx, id, experiment_id)?;
-            let n = tx.exec("DELETE FROM experiment_tags WHERE experiment_id = ? AND key = ?", &[Val::Int(id), Val::from(key)])?;
+            let n = tx.exec(
+                "DELETE FROM experiment_tags WHERE experiment_id = ? AND key = ?",
+                &[Val::Int(id), Val::from(key)],
+            )?;
             if n == 0 {
-                return Err(StoreError::not_found(format!("No tag with name: {key} in experiment with id {experiment_id}")));
+                return Err(StoreError::not_found(format!(
+                    "No tag with name: {key} in experiment with id {experiment_id}"
+                )));
             }
             Ok(())
         })
@@ -368,11 +440,19 @@ pub(crate) fn load_runs(tx: &mut dyn Tx, ids: &[String]) -> StoreResult<Vec<Run>
     for chunk in ids.chunks(900) {
         let vals: Vec<Val> = chunk.iter().map(Val::from).collect();
         let ph = placeholders(chunk.len());
-        for row in tx.query(&format!("SELECT {RUN_COLS} FROM runs WHERE run_uuid IN ({ph})"), &vals)? {
+        for row in tx.query(
+            &format!("SELECT {RUN_COLS} FROM runs WHERE run_uuid IN ({ph})"),
+            &vals,
+        )? {
             let info = run_info_from_row(&row);
             runs.insert(
                 info.run_id.clone(),
-                Run { info, data: RunData::default(), inputs: RunInputs::default(), outputs: RunOutputs::default() },
+                Run {
+                    info,
+                    data: RunData::default(),
+                    inputs: RunInputs::default(),
+                    outputs: RunOutputs::default(),
+                },
             );
         }
         for row in tx.query(
@@ -383,12 +463,23 @@ pub(crate) fn load_runs(tx: &mut dyn Tx, ids: &[String]) -> StoreResult<Vec<Run>
                 run.data.metrics.push(Metric::new(row.text(1), metric_value(&row, 2, 3), row.int(4), row.int(5)));
             }
         }
-        for row in tx.query(&format!("SELECT run_uuid, key, value FROM params WHERE run_uuid IN ({ph}) ORDER BY key"), &vals)? {
+        for row in tx.query(
+            &format!(
+                "SELECT run_uuid, key, value FROM params WHERE run_uuid IN ({ph}) ORDER BY key"
+            ),
+            &vals,
+        )? {
             if let Some(run) = runs.get_mut(&row.text(0)) {
-                run.data.params.push(Param { key: row.text(1), value: row.text(2) });
+                run.data.params.push(Param {
+                    key: row.text(1),
+                    value: row.text(2),
+                });
             }
         }
-        for row in tx.query(&format!("SELECT run_uuid, key, value FROM tags WHERE run_uuid IN ({ph}) ORDER BY key"), &vals)? {
+        for row in tx.query(
+            &format!("SELECT run_uuid, key, value FROM tags WHERE run_uuid IN ({ph}) ORDER BY key"),
+            &vals,
+        )? {
             if let Some(run) = runs.get_mut(&row.text(0)) {
                 run.data.tags.push(Tag::new(row.text(1), row.text(2)));
             }
@@ -403,7 +494,12 @@ pub(crate) fn load_runs(tx: &mut dyn Tx, ids: &[String]) -> StoreResult<Vec<Run>
     Ok(ids.iter().filter_map(|id| runs.remove(id)).collect())
 }
 
-fn load_inputs(tx: &mut dyn Tx, vals: &[Val], ph: &str, runs: &mut HashMap<String, Run>) -> StoreResult<()> {
+fn load_inputs(
+    tx: &mut dyn Tx,
+    vals: &[Val],
+    ph: &str,
+    runs: &mut HashMap<String, Run>,
+) -> StoreResult<()> {
     let rows = tx.query(
         &format!(
             "SELECT i.run_uuid, d.dataset_uuid, d.name, d.digest, d.source_type, d.source, d.dataset_schema, d.profile \
@@ -443,7 +539,10 @@ fn not_found_run(run_id: &str) -> StoreError {
 /// The run's experiment id, checking that it exists and is active.
 pub(crate) fn require_active_run(tx: &mut dyn Tx, run_id: &str) -> StoreResult<i64> {
     let row = tx
-        .query_opt("SELECT lifecycle_stage, experiment_id FROM runs WHERE run_uuid = ?", &[Val::from(run_id)])?
+        .query_opt(
+            "SELECT lifecycle_stage, experiment_id FROM runs WHERE run_uuid = ?",
+            &[Val::from(run_id)],
+        )?
         .ok_or_else(|| not_found_run(run_id))?;
     if row.text(0) != "active" {
         return Err(StoreError::invalid(format!(
@@ -456,7 +555,10 @@ pub(crate) fn require_active_run(tx: &mut dyn Tx, run_id: &str) -> StoreResult<i
 
 fn require_run(tx: &mut dyn Tx, run_id: &str) -> StoreResult<String> {
     let row = tx
-        .query_opt("SELECT lifecycle_stage FROM runs WHERE run_uuid = ?", &[Val::from(run_id)])?
+        .query_opt(
+            "SELECT lifecycle_stage FROM runs WHERE run_uuid = ?",
+            &[Val::from(run_id)],
+        )?
         .ok_or_else(|| not_found_run(run_id))?;
     Ok(row.text(0))
 }
@@ -468,12 +570,20 @@ fn set_tag_tx(tx: &mut dyn Tx, run_id: &str, tag: &Tag) -> StoreResult<()> {
         &[Val::from(run_id), Val::from(&tag.key), Val::from(&value)],
     )?;
     if tag.key == "mlflow.runName" {
-        tx.exec("UPDATE runs SET name = ? WHERE run_uuid = ?", &[Val::from(&value), Val::from(run_id)])?;
+        tx.exec(
+            "UPDATE runs SET name = ? WHERE run_uuid = ?",
+            &[Val::from(&value), Val::from(run_id)],
+        )?;
     }
     Ok(())
 }
 
-fn log_metrics_tx(tx: &mut dyn Tx, run_id: &str, experiment_id: i64, metrics: &[Metric]) -> StoreResult<()> {
+fn log_metrics_tx(
+    tx: &mut dyn Tx,
+    run_id: &str,
+    experiment_id: i64,
+    metrics: &[Metric],
+) -> StoreResult<()> {
     for m in metrics {
         let (value, is_nan) = metric_val(m.value);
         tx.exec(
@@ -518,7 +628,10 @@ fn log_params_tx(tx: &mut dyn Tx, run_id: &str, params: &[Param]) -> StoreResult
             }
             continue;
         }
-        if let Some(row) = tx.query_opt("SELECT value FROM params WHERE run_uuid = ? AND key = ?", &[Val::from(run_id), Val::from(&p.key)])? {
+        if let Some(row) = tx.query_opt(
+            "SELECT value FROM params WHERE run_uuid = ? AND key = ?",
+            &[Val::from(run_id), Val::from(&p.key)],
+        )? {
             let old = row.text(0);
             if old != value {
                 return Err(StoreError::invalid(format!(
@@ -528,7 +641,10 @@ fn log_params_tx(tx: &mut dyn Tx, run_id: &str, params: &[Param]) -> StoreResult
                 )));
             }
         } else {
-            tx.exec("INSERT INTO params (run_uuid, key, value) VALUES (?, ?, ?)", &[Val::from(run_id), Val::from(&p.key), Val::from(&value)])?;
+            tx.exec(
+                "INSERT INTO params (run_uuid, key, value) VALUES (?, ?, ?)",
+                &[Val::from(run_id), Val::from(&p.key), Val::from(&value)],
+            )?;
         }
         seen.insert(&p.key, value);
     }
@@ -542,7 +658,11 @@ impl RunStore for SqlStore {
             validate_key("tag", &t.key)?;
         }
         let run_id = kiln_types::new_run_id();
-        let name_tag = new.tags.iter().find(|t| t.key == "mlflow.runName").map(|t| t.value.clone());
+        let name_tag = new
+            .tags
+            .iter()
+            .find(|t| t.key == "mlflow.runName")
+            .map(|t| t.value.clone());
         let run_name = new
             .run_name
             .clone()
@@ -587,23 +707,36 @@ impl RunStore for SqlStore {
     }
 
     fn get_run(&self, run_id: &str) -> StoreResult<Run> {
-        self.read(|tx| load_runs(tx, &[run_id.to_string()])?.pop().ok_or_else(|| not_found_run(run_id)))
+        self.read(|tx| {
+            load_runs(tx, &[run_id.to_string()])?
+                .pop()
+                .ok_or_else(|| not_found_run(run_id))
+        })
     }
 
     fn update_run(&self, run_id: &str, update: &RunUpdate) -> StoreResult<RunInfo> {
         self.write(|tx| {
             require_active_run(tx, run_id)?;
             if let Some(status) = update.status {
-                tx.exec("UPDATE runs SET status = ? WHERE run_uuid = ?", &[Val::from(status.as_str()), Val::from(run_id)])?;
+                tx.exec(
+                    "UPDATE runs SET status = ? WHERE run_uuid = ?",
+                    &[Val::from(status.as_str()), Val::from(run_id)],
+                )?;
             }
             if let Some(end) = update.end_time {
-                tx.exec("UPDATE runs SET end_time = ? WHERE run_uuid = ?", &[Val::Int(end), Val::from(run_id)])?;
+                tx.exec(
+                    "UPDATE runs SET end_time = ? WHERE run_uuid = ?",
+                    &[Val::Int(end), Val::from(run_id)],
+                )?;
             }
             if let Some(name) = update.run_name.as_deref().filter(|n| !n.is_empty()) {
                 set_tag_tx(tx, run_id, &Tag::new("mlflow.runName", name))?;
             }
             let row = tx
-                .query_opt(&format!("SELECT {RUN_COLS} FROM runs WHERE run_uuid = ?"), &[Val::from(run_id)])?
+                .query_opt(
+                    &format!("SELECT {RUN_COLS} FROM runs WHERE run_uuid = ?"),
+                    &[Val::from(run_id)],
+                )?
                 .ok_or_else(|| not_found_run(run_id))?;
             Ok(run_info_from_row(&row))
         })
@@ -628,8 +761,18 @@ impl RunStore for SqlStore {
         })
     }
 
-    fn log_batch(&self, run_id: &str, metrics: &[Metric], params: &[Param], tags: &[Tag]) -> StoreResult<()> {
-        if metrics.len() > 1000 || params.len() > 100 || tags.len() > 100 || metrics.len() + params.len() + tags.len() > 1000 {
+    fn log_batch(
+        &self,
+        run_id: &str,
+        metrics: &[Metric],
+        params: &[Param],
+        tags: &[Tag],
+    ) -> StoreResult<()> {
+        if metrics.len() > 1000
+            || params.len() > 100
+            || tags.len() > 100
+            || metrics.len() + params.len() + tags.len() > 1000
+        {
             return Err(StoreError::invalid(format!(
                 "A batch logging request can contain at most 1000 metrics, 100 params, 100 tags and 1000 entries in total; \
                  got {} metrics, {} params and {} tags",
@@ -661,9 +804,14 @@ impl RunStore for SqlStore {
     fn delete_tag(&self, run_id: &str, key: &str) -> StoreResult<()> {
         self.write(|tx| {
             require_active_run(tx, run_id)?;
-            let n = tx.exec("DELETE FROM tags WHERE run_uuid = ? AND key = ?", &[Val::from(run_id), Val::from(key)])?;
+            let n = tx.exec(
+                "DELETE FROM tags WHERE run_uuid = ? AND key = ?",
+                &[Val::from(run_id), Val::from(key)],
+            )?;
             if n == 0 {
-                return Err(StoreError::not_found(format!("No tag with name: {key} in run with id {run_id}")));
+                return Err(StoreError::not_found(format!(
+                    "No tag with name: {key} in run with id {run_id}"
+                )));
             }
             Ok(())
         })
@@ -728,7 +876,12 @@ impl RunStore for SqlStore {
         })
     }
 
-    fn get_metric_history(&self, run_id: &str, key: &str, page: &PageRequest) -> StoreResult<Page<Metric>> {
+    fn get_metric_history(
+        &self,
+        run_id: &str,
+        key: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Metric>> {
         self.read(|tx| {
             require_run(tx, run_id)?;
             let mut params = vec![Val::from(run_id), Val::from(key)];
@@ -753,17 +906,26 @@ impl RunStore for SqlStore {
     }
 
     fn search_runs(&self, query: &RunQuery) -> StoreResult<Page<Run>> {
-        let exp_ids: Vec<i64> = query.experiment_ids.iter().filter_map(|e| e.parse().ok()).collect();
+        let exp_ids: Vec<i64> = query
+            .experiment_ids
+            .iter()
+            .filter_map(|e| e.parse().ok())
+            .collect();
         if exp_ids.is_empty() {
-            return Ok(Page { items: Vec::new(), next_page_token: None });
+            return Ok(Page {
+                items: Vec::new(),
+                next_page_token: None,
+            });
         }
         self.read(|tx| {
             let (sql, params) = crate::search::compile_run_search(tx.dialect(), &exp_ids, query)?;
             let ids: Vec<String> = tx.query(&sql, &params)?.iter().map(|r| r.text(0)).collect();
             let page = finish_page(ids, &query.page);
             let runs = load_runs(tx, &page.items)?;
-            Ok(Page { items: runs, next_page_token: page.next_page_token })
+            Ok(Page {
+                items: runs,
+                next_page_token: page.next_page_token,
+            })
         })
     }
 }
-

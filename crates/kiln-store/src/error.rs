@@ -32,8 +32,14 @@ impl StoreError {
     pub fn invalid(msg: impl Into<String>) -> Self {
         Self::InvalidParameter(msg.into())
     }
-    pub fn backend(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        Self::Backend { message: message.into(), source: Box::new(source) }
+    pub fn backend(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Backend {
+            message: message.into(),
+            source: Box::new(source),
+        }
     }
 
     pub fn code(&self) -> ErrorCode {

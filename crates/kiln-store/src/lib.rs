@@ -28,7 +28,12 @@ use kiln_types::{
 /// Experiments: named groups of runs.
 pub trait ExperimentStore: Send + Sync {
     /// Create an experiment; `artifact_location` defaults to `mlflow-artifacts:/<id>`.
-    fn create_experiment(&self, name: &str, artifact_location: Option<&str>, tags: &[Tag]) -> StoreResult<String>;
+    fn create_experiment(
+        &self,
+        name: &str,
+        artifact_location: Option<&str>,
+        tags: &[Tag],
+    ) -> StoreResult<String>;
     fn get_experiment(&self, experiment_id: &str) -> StoreResult<Experiment>;
     fn get_experiment_by_name(&self, name: &str) -> StoreResult<Experiment>;
     fn search_experiments(&self, query: &ExperimentQuery) -> StoreResult<Page<Experiment>>;
@@ -48,11 +53,22 @@ pub trait RunStore: Send + Sync {
     fn restore_run(&self, run_id: &str) -> StoreResult<()>;
     /// Apply metrics, params and tags atomically. A param re-logged with a different value fails
     /// the whole batch.
-    fn log_batch(&self, run_id: &str, metrics: &[Metric], params: &[Param], tags: &[Tag]) -> StoreResult<()>;
+    fn log_batch(
+        &self,
+        run_id: &str,
+        metrics: &[Metric],
+        params: &[Param],
+        tags: &[Tag],
+    ) -> StoreResult<()>;
     fn delete_tag(&self, run_id: &str, key: &str) -> StoreResult<()>;
     fn log_inputs(&self, run_id: &str, datasets: &[DatasetInput]) -> StoreResult<()>;
     fn log_outputs(&self, run_id: &str, models: &[ModelOutput]) -> StoreResult<()>;
-    fn get_metric_history(&self, run_id: &str, key: &str, page: &PageRequest) -> StoreResult<Page<Metric>>;
+    fn get_metric_history(
+        &self,
+        run_id: &str,
+        key: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Metric>>;
     fn search_runs(&self, query: &RunQuery) -> StoreResult<Page<Run>>;
 }
 
@@ -60,7 +76,11 @@ pub trait RunStore: Send + Sync {
 pub trait LoggedModelStore: Send + Sync {
     fn create_logged_model(&self, new: &NewLoggedModel) -> StoreResult<LoggedModel>;
     fn get_logged_model(&self, model_id: &str) -> StoreResult<LoggedModel>;
-    fn set_logged_model_status(&self, model_id: &str, status: LoggedModelStatus) -> StoreResult<LoggedModel>;
+    fn set_logged_model_status(
+        &self,
+        model_id: &str,
+        status: LoggedModelStatus,
+    ) -> StoreResult<LoggedModel>;
     fn set_logged_model_tags(&self, model_id: &str, tags: &[Tag]) -> StoreResult<()>;
     fn delete_logged_model_tag(&self, model_id: &str, key: &str) -> StoreResult<()>;
     fn delete_logged_model(&self, model_id: &str) -> StoreResult<()>;
@@ -69,9 +89,18 @@ pub trait LoggedModelStore: Send + Sync {
 
 /// The model registry: registered models, versions, tags and aliases.
 pub trait RegistryStore: Send + Sync {
-    fn create_registered_model(&self, name: &str, description: Option<&str>, tags: &[Tag]) -> StoreResult<RegisteredModel>;
+    fn create_registered_model(
+        &self,
+        name: &str,
+        description: Option<&str>,
+        tags: &[Tag],
+    ) -> StoreResult<RegisteredModel>;
     fn get_registered_model(&self, name: &str) -> StoreResult<RegisteredModel>;
-    fn update_registered_model(&self, name: &str, description: &str) -> StoreResult<RegisteredModel>;
+    fn update_registered_model(
+        &self,
+        name: &str,
+        description: &str,
+    ) -> StoreResult<RegisteredModel>;
     fn rename_registered_model(&self, name: &str, new_name: &str) -> StoreResult<RegisteredModel>;
     fn delete_registered_model(&self, name: &str) -> StoreResult<()>;
     fn search_registered_models(&self, query: &NameQuery) -> StoreResult<Page<RegisteredModel>>;
@@ -80,16 +109,33 @@ pub trait RegistryStore: Send + Sync {
 
     fn create_model_version(&self, new: &NewModelVersion) -> StoreResult<ModelVersion>;
     fn get_model_version(&self, name: &str, version: &str) -> StoreResult<ModelVersion>;
-    fn update_model_version(&self, name: &str, version: &str, description: &str) -> StoreResult<ModelVersion>;
+    fn update_model_version(
+        &self,
+        name: &str,
+        version: &str,
+        description: &str,
+    ) -> StoreResult<ModelVersion>;
     fn delete_model_version(&self, name: &str, version: &str) -> StoreResult<()>;
-    fn transition_model_version_stage(&self, name: &str, version: &str, stage: &str, archive_existing: bool) -> StoreResult<ModelVersion>;
+    fn transition_model_version_stage(
+        &self,
+        name: &str,
+        version: &str,
+        stage: &str,
+        archive_existing: bool,
+    ) -> StoreResult<ModelVersion>;
     fn get_latest_versions(&self, name: &str, stages: &[String]) -> StoreResult<Vec<ModelVersion>>;
     fn search_model_versions(&self, query: &NameQuery) -> StoreResult<Page<ModelVersion>>;
     fn set_model_version_tag(&self, name: &str, version: &str, tag: &Tag) -> StoreResult<()>;
     fn delete_model_version_tag(&self, name: &str, version: &str, key: &str) -> StoreResult<()>;
 
     /// Point `alias` at `version`, recording who/why in the append-only alias history.
-    fn set_alias(&self, name: &str, alias: &str, version: &str, actor: &AliasActor) -> StoreResult<()>;
+    fn set_alias(
+        &self,
+        name: &str,
+        alias: &str,
+        version: &str,
+        actor: &AliasActor,
+    ) -> StoreResult<()>;
     fn delete_alias(&self, name: &str, alias: &str, actor: &AliasActor) -> StoreResult<()>;
     fn get_model_version_by_alias(&self, name: &str, alias: &str) -> StoreResult<ModelVersion>;
     /// Alias history, oldest first.
@@ -106,7 +152,9 @@ pub trait GcStore: Send + Sync {
 }
 
 /// Everything a tracking server needs.
-pub trait TrackingStore: ExperimentStore + RunStore + LoggedModelStore + RegistryStore + GcStore {
+pub trait TrackingStore:
+    ExperimentStore + RunStore + LoggedModelStore + RegistryStore + GcStore
+{
     /// Human-readable backend kind, e.g. `sqlite` or `postgresql`.
     fn kind(&self) -> &'static str;
 }

@@ -22,7 +22,10 @@ pub struct PageRequest {
 
 impl Default for PageRequest {
     fn default() -> Self {
-        Self { max_results: 1000, offset: 0 }
+        Self {
+            max_results: 1000,
+            offset: 0,
+        }
     }
 }
 

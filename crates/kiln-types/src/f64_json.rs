@@ -79,7 +79,9 @@ pub mod lenient_i64 {
                 }
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<i64, E> {
-                v.trim().parse().map_err(|_| E::custom(format!("expected an integer, got `{v}`")))
+                v.trim()
+                    .parse()
+                    .map_err(|_| E::custom(format!("expected an integer, got `{v}`")))
             }
             fn visit_unit<E: de::Error>(self) -> Result<i64, E> {
                 Ok(0)

@@ -1,1 +1,71 @@
-fn main() {}
+//! The `kiln` binary: the composition root. It parses the command line, picks store
+//! implementations from URIs, runs one command and maps failures to documented exit codes.
+
+mod cli;
+mod commands;
+mod printer;
+mod tracking;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Exit code for a usage or input error.
+const EXIT_INPUT: u8 = 2;
+/// Exit code for an internal failure.
+const EXIT_INTERNAL: u8 = 3;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let default_level = if matches!(cli.command, cli::Command::Server(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KILN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let printer = printer::Printer;
+    match commands::run(cli.command, &printer) {
+        Ok(code) => code,
+        Err(err) => {
+            printer.error(&err);
+            ExitCode::from(exit_code(&err))
+        }
+    }
+}
+
+/// Input errors (unknown ids, bad filters, bad URIs) exit 2; infrastructure failures exit 3.
+fn exit_code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<kiln_store::StoreError>() {
+            return match e {
+                kiln_store::StoreError::Backend { .. } | kiln_store::StoreError::Schema(_) => {
+                    EXIT_INTERNAL
+                }
+                _ => EXIT_INPUT,
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<kiln_client::ClientError>() {
+            return match e.code() {
+                Some(kiln_types::ErrorCode::InternalError) | None => EXIT_INTERNAL,
+                Some(_) => EXIT_INPUT,
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<kiln_blob::BlobError>() {
+            return match e {
+                kiln_blob::BlobError::InvalidPath { .. }
+                | kiln_blob::BlobError::InvalidUri { .. } => EXIT_INPUT,
+                _ => EXIT_INTERNAL,
+            };
+        }
+        if cause.downcast_ref::<commands::InputError>().is_some() {
+            return EXIT_INPUT;
+        }
+    }
+    EXIT_INTERNAL
+}

@@ -1,0 +1,112 @@
+//! The artifact proxy (`/api/2.0/mlflow-artifacts/artifacts/...`): streamed upload and download,
+//! listing and deletion, every path confined by [`kiln_blob::BlobPath`].
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures::StreamExt;
+use kiln_blob::BlobPath;
+use serde_json::{json, Value};
+
+use super::{empty, Params};
+use crate::{ApiResult, AppState};
+
+pub(crate) fn routes() -> Router<AppState> {
+    let p = kiln_api::ARTIFACTS_PREFIX;
+    Router::new()
+        .route(p, get(list))
+        .route(&format!("{p}/"), get(list))
+        .route(
+            &format!("{p}/{{*path}}"),
+            get(download).put(upload).delete(remove),
+        )
+        // The UI's ajax variant.
+        .route("/ajax-api/2.0/mlflow-artifacts/artifacts", get(list))
+        .route(
+            "/ajax-api/2.0/mlflow-artifacts/artifacts/{*path}",
+            get(download).put(upload).delete(remove),
+        )
+}
+
+/// Reject a raw request target that smuggles traversal past URL normalisation (e.g. `%2e%2e`).
+fn parse_path(path: &str) -> ApiResult<BlobPath> {
+    Ok(BlobPath::parse(path)?)
+}
+
+async fn upload(
+    State(s): State<AppState>,
+    Path(path): Path<String>,
+    req: Request,
+) -> ApiResult<Json<Value>> {
+    let path = parse_path(&path)?;
+    if path.is_root() {
+        return Err(kiln_api::ApiError::invalid("An artifact upload needs a file path").into());
+    }
+    let stream = req
+        .into_body()
+        .into_data_stream()
+        .map(|chunk| chunk.map_err(std::io::Error::other))
+        .boxed();
+    s.blobs.put(&path, stream).await?;
+    Ok(empty())
+}
+
+async fn download(State(s): State<AppState>, Path(path): Path<String>) -> ApiResult<Response> {
+    let path = parse_path(&path)?;
+    let object = s.blobs.get(&path).await?;
+    let mime = guess_mime(path.as_str());
+    let mut resp = Body::from_stream(object.stream).into_response();
+    let headers = resp.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
+    if let Ok(len) = HeaderValue::from_str(&object.size.to_string()) {
+        headers.insert(header::CONTENT_LENGTH, len);
+    }
+    Ok(resp)
+}
+
+async fn remove(State(s): State<AppState>, Path(path): Path<String>) -> ApiResult<Json<Value>> {
+    let path = parse_path(&path)?;
+    if path.is_root() {
+        return Err(kiln_api::ApiError::invalid("Refusing to delete the artifact root").into());
+    }
+    s.blobs.delete(&path).await?;
+    Ok(empty())
+}
+
+async fn list(State(s): State<AppState>, Params(p): Params) -> ApiResult<Json<Value>> {
+    let dir = parse_path(&p.opt_str("path")?.unwrap_or_default())?;
+    let entries = s.blobs.list(&dir).await?;
+    if entries.is_empty() {
+        return Ok(Json(json!({})));
+    }
+    let files: Vec<Value> = entries
+        .iter()
+        .map(|e| {
+            let name = e.path.file_name().unwrap_or_default();
+            match e.size {
+                Some(size) if !e.is_dir => {
+                    json!({ "path": name, "is_dir": false, "file_size": size })
+                }
+                _ => json!({ "path": name, "is_dir": true }),
+            }
+        })
+        .collect();
+    Ok(Json(json!({ "files": files })))
+}
+
+fn guess_mime(path: &str) -> &'static str {
+    let ext = path.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
+    match ext.as_str() {
+        "txt" | "log" | "md" | "py" | "yaml" | "yml" | "cfg" | "mlmodel" => "text/plain",
+        "json" => "application/json",
+        "html" | "htm" => "text/html",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "svg" => "image/svg+xml",
+        "csv" => "text/csv",
+        _ => "application/octet-stream",
+    }
+}

@@ -1,0 +1,261 @@
+//! The route table: one module per resource, mounted under MLflow's API and AJAX prefixes.
+
+mod artifacts;
+mod experiments;
+mod logged_models;
+mod registry;
+mod runs;
+
+use axum::extract::{FromRequest, Request};
+use axum::http::Method;
+use axum::routing::{delete, get, patch, post};
+use axum::{Json, Router};
+use kiln_api::{ApiError, JsonBody};
+use kiln_store::{PageRequest, MAX_RESULTS_LIMIT};
+use kiln_types::ErrorCode;
+use serde_json::{json, Value};
+
+use crate::{ApiResult, AppState, ServerError};
+
+/// Largest JSON request body accepted (artifact uploads stream and are not limited by this).
+const MAX_JSON_BODY: usize = 16 * 1024 * 1024;
+
+/// Build the HTTP application.
+pub fn create_app(state: AppState) -> Router {
+    let api = api_routes();
+    Router::new()
+        .nest(kiln_api::API_PREFIX, api.clone())
+        .nest(kiln_api::AJAX_PREFIX, api)
+        .merge(artifacts::routes())
+        .route("/health", get(|| async { "OK" }))
+        .route(
+            "/version",
+            get(|| async { kiln_api::MLFLOW_COMPAT_VERSION }),
+        )
+        .route("/api/3.0/mlflow/server-info", get(server_info))
+        .route("/ajax-api/3.0/mlflow/server-info", get(server_info))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+fn api_routes() -> Router<AppState> {
+    Router::new()
+        .route("/experiments/create", post(experiments::create))
+        .route("/experiments/get", get(experiments::get))
+        .route("/experiments/get-by-name", get(experiments::get_by_name))
+        .route(
+            "/experiments/search",
+            post(experiments::search).get(experiments::search),
+        )
+        .route("/experiments/list", get(experiments::search))
+        .route("/experiments/update", post(experiments::update))
+        .route("/experiments/delete", post(experiments::delete))
+        .route("/experiments/restore", post(experiments::restore))
+        .route(
+            "/experiments/set-experiment-tag",
+            post(experiments::set_tag),
+        )
+        .route(
+            "/experiments/delete-experiment-tag",
+            post(experiments::delete_tag),
+        )
+        .route("/runs/create", post(runs::create))
+        .route("/runs/get", get(runs::get))
+        .route("/runs/update", post(runs::update))
+        .route("/runs/delete", post(runs::delete))
+        .route("/runs/restore", post(runs::restore))
+        .route("/runs/log-metric", post(runs::log_metric))
+        .route("/runs/log-parameter", post(runs::log_param))
+        .route("/runs/set-tag", post(runs::set_tag))
+        .route("/runs/delete-tag", post(runs::delete_tag))
+        .route("/runs/log-batch", post(runs::log_batch))
+        .route("/runs/log-inputs", post(runs::log_inputs))
+        .route("/runs/outputs", post(runs::log_outputs))
+        .route("/runs/log-model", post(runs::log_model_legacy))
+        .route("/runs/search", post(runs::search).get(runs::search))
+        .route("/metrics/get-history", get(runs::get_history))
+        .route("/logged-models", post(logged_models::create))
+        .route("/logged-models/search", post(logged_models::search))
+        .route(
+            "/logged-models/{model_id}",
+            get(logged_models::get)
+                .patch(logged_models::finalize)
+                .delete(logged_models::delete),
+        )
+        .route(
+            "/logged-models/{model_id}/tags",
+            patch(logged_models::set_tags),
+        )
+        .route(
+            "/logged-models/{model_id}/tags/{key}",
+            delete(logged_models::delete_tag),
+        )
+        .route("/registered-models/create", post(registry::create_model))
+        .route("/registered-models/get", get(registry::get_model))
+        .route("/registered-models/update", patch(registry::update_model))
+        .route("/registered-models/rename", post(registry::rename_model))
+        .route("/registered-models/delete", delete(registry::delete_model))
+        .route("/registered-models/search", get(registry::search_models))
+        .route("/registered-models/set-tag", post(registry::set_model_tag))
+        .route(
+            "/registered-models/delete-tag",
+            delete(registry::delete_model_tag),
+        )
+        .route(
+            "/registered-models/get-latest-versions",
+            post(registry::latest_versions).get(registry::latest_versions),
+        )
+        .route(
+            "/registered-models/alias",
+            post(registry::set_alias)
+                .delete(registry::delete_alias)
+                .get(registry::get_by_alias),
+        )
+        .route("/model-versions/create", post(registry::create_version))
+        .route("/model-versions/get", get(registry::get_version))
+        .route("/model-versions/update", patch(registry::update_version))
+        .route("/model-versions/delete", delete(registry::delete_version))
+        .route("/model-versions/search", get(registry::search_versions))
+        .route("/model-versions/set-tag", post(registry::set_version_tag))
+        .route(
+            "/model-versions/delete-tag",
+            delete(registry::delete_version_tag),
+        )
+        .route(
+            "/model-versions/transition-stage",
+            post(registry::transition_stage),
+        )
+        .route(
+            "/model-versions/get-download-uri",
+            get(registry::download_uri),
+        )
+}
+
+async fn server_info() -> Json<Value> {
+    Json(json!({
+        "store_type": "SqlStore",
+        "multipart_uploads_enabled": false,
+        "multipart_downloads_enabled": false,
+        "server": "kiln",
+        "kiln_version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+async fn not_found(method: Method, uri: axum::http::Uri) -> ServerError {
+    ServerError(ApiError::new(
+        ErrorCode::ResourceDoesNotExist,
+        format!("No endpoint for {method} {}", uri.path()),
+    ))
+}
+
+/// A request's parameters: the query string, overlaid by a JSON body when there is one.
+pub(crate) struct Params(pub(crate) JsonBody);
+
+impl<S: Send + Sync> FromRequest<S> for Params {
+    type Rejection = ServerError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = req.uri().query().unwrap_or("").to_string();
+        let bytes = axum::body::to_bytes(req.into_body(), MAX_JSON_BODY)
+            .await
+            .map_err(|e| {
+                ServerError(ApiError::new(
+                    ErrorCode::BadRequest,
+                    format!("Failed to read the request body (limit {MAX_JSON_BODY} bytes): {e}"),
+                ))
+            })?;
+        let mut params = JsonBody::from_pairs(form_urlencoded_pairs(&query));
+        let body = JsonBody::parse(&bytes)?;
+        params.0.extend(body.0);
+        Ok(Params(params))
+    }
+}
+
+fn form_urlencoded_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode_component(k), decode_component(v))
+        })
+        .collect()
+}
+
+fn decode_component(s: &str) -> String {
+    let plus = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&plus)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// Run a store call on a blocking thread.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, kiln_store::StoreError> + Send + 'static,
+) -> ApiResult<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(ServerError::from),
+        Err(e) => Err(ServerError(ApiError::new(
+            ErrorCode::InternalError,
+            format!("Store task failed: {e}"),
+        ))),
+    }
+}
+
+/// `max_results` + `page_token` from a request.
+pub(crate) fn page_request(p: &JsonBody, default_max: u64) -> ApiResult<PageRequest> {
+    let max_results = match p.opt_i64("max_results")? {
+        None => default_max,
+        Some(n) if n <= 0 => {
+            return Err(ApiError::invalid(format!(
+                "Invalid value {n} for parameter 'max_results': must be positive."
+            ))
+            .into())
+        }
+        Some(n) => u64::try_from(n).unwrap_or(u64::MAX),
+    };
+    if max_results > MAX_RESULTS_LIMIT {
+        return Err(ApiError::invalid(format!(
+            "Invalid value {max_results} for parameter 'max_results' supplied. It must be at most {MAX_RESULTS_LIMIT}."
+        ))
+        .into());
+    }
+    let token = p.opt_str("page_token")?.unwrap_or_default();
+    let offset = kiln_types::PageToken::decode(&token)?.offset;
+    Ok(PageRequest {
+        max_results,
+        offset,
+    })
+}
+
+/// Add `next_page_token` to a response object when present.
+pub(crate) fn with_token(mut v: Value, token: Option<String>) -> Json<Value> {
+    if let (Some(t), Some(obj)) = (token, v.as_object_mut()) {
+        obj.insert("next_page_token".into(), Value::String(t));
+    }
+    Json(v)
+}
+
+pub(crate) fn empty() -> Json<Value> {
+    Json(json!({}))
+}
+
+/// Parse a list of `order_by` strings.
+pub(crate) fn order_by(
+    p: &JsonBody,
+    target: kiln_types::filter::Target,
+) -> ApiResult<Vec<kiln_types::filter::OrderBy>> {
+    p.str_list("order_by")?
+        .iter()
+        .map(|o| kiln_types::filter::parse_order_by(o, target).map_err(ServerError::from))
+        .collect()
+}
+
+pub(crate) fn filter(
+    p: &JsonBody,
+    key: &str,
+    target: kiln_types::filter::Target,
+) -> ApiResult<kiln_types::filter::Filter> {
+    let text = p.opt_str(key)?.unwrap_or_default();
+    Ok(kiln_types::filter::parse_filter(&text, target)?)
+}

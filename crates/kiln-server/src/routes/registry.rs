@@ -1,0 +1,300 @@
+//! `registered-models/*` and `model-versions/*` endpoints.
+
+use axum::extract::State;
+use axum::Json;
+use kiln_api::ApiError;
+use kiln_store::{AliasActor, NameQuery, NewModelVersion};
+use kiln_types::{filter::Target, Tag};
+use serde_json::{json, Value};
+
+use super::{blocking, empty, filter, order_by, page_request, with_token, Params};
+use crate::{uris, ApiResult, AppState};
+
+pub(crate) async fn create_model(
+    State(s): State<AppState>,
+    Params(p): Params,
+) -> ApiResult<Json<Value>> {
+    let name = p.str("name")?;
+    let description = p.opt_str("description")?;
+    let tags: Vec<Tag> = p.list("tags")?;
+    let model = blocking(move || {
+        s.store
+            .create_registered_model(&name, description.as_deref(), &tags)
+    })
+    .await?;
+    Ok(Json(json!({ "registered_model": model })))
+}
+
+pub(crate) async fn get_model(
+    State(s): State<AppState>,
+    Params(p): Params,
+) -> ApiResult<Json<Value>> {
+    let name = p.str("name")?;
+    let model = blocking(move || s.store.get_registered_model(&name)).await?;
+    Ok(Json(json!({ "registered_model": model })))
+}
+
+pub(crate) async fn update_model(
+    State(s): State<AppState>,
+    Params(p): Params,
+) -> ApiResult<Json<Value>> {
+    let name = p.str("name")?;
+    let description = p.opt_str("description")?.unwrap_or_default();
+    let model = blocking(move || s.store.update_registered_model(&name, &description)).await?;
+    Ok(Json(json!({ "registered_model": model })))
+}
+
+pub(crate) async fn rename_model(
+    State(s): State<AppState>,
+    Params(p): Params,
+) -> ApiResult<Json<Value>> {
+    let name = p.str("name")?;
+    let new_name = p.str("new_name")?;
+    let model = blocking(move || s.store.rename_registered_model(&name, &new_name)).await?;
+    Ok(Json(json!({ "registered_model": model })))
+}
+
+pub(crate) async fn delete_model(
+    State(s): State<AppState>,
+    Params(p): Params,
+) -> ApiResult<Json<Value>> {
+    let name = p.str("name")?;
+    blocking(move || s.store.delete_registered_model(&name)).await?;
+    Ok(empty())
+}
+
+pub(crate) async fn search_models(
+    State(s): State<AppState>,
+    Params(p): Params,
+) -> ApiResult<Json<Value>> {
+    let query = NameQuery {
+        filter: filter(&p, "filter", Target::RegisteredModels)?,
+        order_by: order_by(&p, Target::RegisteredModels)?,
+        page: page_request(&p, 100)?,
+    };
+    let page = blocking(move || s.store.search_registered_models(&query)).await?;
+    let body = if page.items.is_empty() {
+        json!({})
+    } else {
+        json!({ "registered_models": page.items })
+    };
+    Ok(with_token(body, page.next_page_token))
+}
+
+pub(crate) async fn set_model_tag(
+    State(s): State<AppState>,
+    Params(p): Params,
+) -> ApiResult<Json<Value>> {
+    let name = p.str("name")?;
+    let tag = Tag::new(p.str("key")?, p.opt_str("value")?.unwrap_or_default());
+    blocking(move || s.store.set_registered_model_tag(&name, &tag)).await?;
+    Ok(empty())
+}
+
+pub(crate) async fn delete_model_tag(
+    State(s): State<AppState>,
+    Params(p): Params,
+) -> ApiResult<Json<Value>> {
+    let name = p.str("name")?;
+    let key = p.str("key")?;
+    blocking(move || s.store.delete_registered_model_tag(&name, &key)).await?;
+    Ok(empty())
+}
+
+pub(crate) async fn latest_versions(
+    State(s): State<AppState>,
+    Params(p): Params,
+) -> ApiResult<Json<Value>> {
+    let name = p.str("name")?;
+    let stages = p.str_list("stages")?;
+    let versions = blocking(move || s.store.get_latest_versions(&name, &stages)).await?;
+    Ok(Json(if versions.is_empty() {
+        json!({})
+    } else {
+        json!({ "model_versions": versions })
+    }))
+}
+
+fn actor(p: &kiln_api::JsonBody) -> ApiResult<AliasActor> {
+    Ok(AliasActor {
+        user_id: p.opt_str("user_id")?,
+        reason: p.opt_str("reason")?,
+    })
+}
+
+pub(crate) async fn set_alias(
+    State(s): State<AppState>,
+    Params(p): Params,
+) -> ApiResult<Json<Value>> {
+    let name = p.str("name")?;
+    let alias = p.str("alias")?;
+    let version = p.str("version")?;
+    let actor = actor(&p)?;
+    blocking(move || s.store.set_alias(&name, &alias, &version, &actor)).await?;
+    Ok(empty())
+}
+
+pub(crate) async fn delete_alias(
+    State(s): State<AppState>,
+    Params(p): Params,
+) -> ApiResult<Json<Value>> {
+    let name = p.str("name")?;
+    let alias = p.str("alias")?;
+    let actor = actor(&p)?;
+    blocking(move || s.store.delete_alias(&name, &alias, &actor)).await?;
+    Ok(empty())
+}
+
+pub(crate) async fn get_by_alias(
+    State(s): State<AppState>,
+    Params(p): Params,
+) -> ApiResult<Json<Value>> {
+    let name = p.str("name")?;
+    let alias = p.str("alias")?;
+    let version = blocking(move || s.store.get_model_version_by_alias(&name, &alias)).await?;
+    Ok(Json(json!({ "model_version": version })))
+}
+
+pub(crate) async fn create_version(
+    State(s): State<AppState>,
+    Params(p): Params,
+) -> ApiResult<Json<Value>> {
+    let source = p.str("source")?;
+    uris::validate_source(&source, &s.blobs.uri())?;
+    let new = NewModelVersion {
+        name: p.str("name")?,
+        source,
+        run_id: p.opt_str("run_id")?.filter(|r| !r.is_empty()),
+        model_id: p.opt_str("model_id")?.filter(|m| !m.is_empty()),
+        run_link: p.opt_str("run_link")?,
+        description: p.opt_str("description")?,
+        tags: p.list("tags")?,
+        user_id: None,
+    };
+    if let Some(run_id) = &new.run_id {
+        if !kiln_types::is_valid_run_id(run_id) {
+            return Err(ApiError::invalid(format!("Invalid run_id '{run_id}'")).into());
+        }
+    }
+    let version = blocking(move || s.store.create_model_version(&new)).await?;
+    Ok(Json(json!({ "model_version": version })))
+}
+
+pub(crate) async fn get_version(
+    State(s): State<AppState>,
+    Params(p): Params,
+) -> ApiResult<Json<Value>> {
+    let name = p.str("name")?;
+    let version = p.str("version")?;
+    let mv = blocking(move || s.store.get_model_version(&name, &version)).await?;
+    Ok(Json(json!({ "model_version": mv })))
+}
+
+pub(crate) async fn update_version(
+    State(s): State<AppState>,
+    Params(p): Params,
+) -> ApiResult<Json<Value>> {
+    let name = p.str("name")?;
+    let version = p.str("version")?;
+    let description = p.opt_str("description")?.unwrap_or_default();
+    let mv = blocking(move || s.store.update_model_version(&name, &version, &description)).await?;
+    Ok(Json(json!({ "model_version": mv })))
+}
+
+pub(crate) async fn delete_version(
+    State(s): State<AppState>,
+    Params(p): Params,
+) -> ApiResult<Json<Value>> {
+    let name = p.str("name")?;
+    let version = p.str("version")?;
+    blocking(move || s.store.delete_model_version(&name, &version)).await?;
+    Ok(empty())
+}
+
+pub(crate) async fn search_versions(
+    State(s): State<AppState>,
+    Params(p): Params,
+) -> ApiResult<Json<Value>> {
+    let query = NameQuery {
+        filter: filter(&p, "filter", Target::ModelVersions)?,
+        order_by: order_by(&p, Target::ModelVersions)?,
+        page: page_request(&p, 10_000)?,
+    };
+    let page = blocking(move || s.store.search_model_versions(&query)).await?;
+    let body = if page.items.is_empty() {
+        json!({})
+    } else {
+        json!({ "model_versions": page.items })
+    };
+    Ok(with_token(body, page.next_page_token))
+}
+
+pub(crate) async fn set_version_tag(
+    State(s): State<AppState>,
+    Params(p): Params,
+) -> ApiResult<Json<Value>> {
+    let name = p.str("name")?;
+    let version = p.str("version")?;
+    let tag = Tag::new(p.str("key")?, p.opt_str("value")?.unwrap_or_default());
+    blocking(move || s.store.set_model_version_tag(&name, &version, &tag)).await?;
+    Ok(empty())
+}
+
+pub(crate) async fn delete_version_tag(
+    State(s): State<AppState>,
+    Params(p): Params,
+) -> ApiResult<Json<Value>> {
+    let name = p.str("name")?;
+    let version = p.str("version")?;
+    let key = p.str("key")?;
+    blocking(move || s.store.delete_model_version_tag(&name, &version, &key)).await?;
+    Ok(empty())
+}
+
+pub(crate) async fn transition_stage(
+    State(s): State<AppState>,
+    Params(p): Params,
+) -> ApiResult<Json<Value>> {
+    let name = p.str("name")?;
+    let version = p.str("version")?;
+    let stage = p.str("stage")?;
+    let archive = p.opt_bool("archive_existing_versions")?.unwrap_or(false);
+    let mv = blocking(move || {
+        s.store
+            .transition_model_version_stage(&name, &version, &stage, archive)
+    })
+    .await?;
+    Ok(Json(json!({ "model_version": mv })))
+}
+
+/// Where the version's files are: the logged model's artifact URI for `models:/m-…` sources, the
+/// run's artifact path for `runs:/…`, otherwise the source itself.
+pub(crate) async fn download_uri(
+    State(s): State<AppState>,
+    Params(p): Params,
+) -> ApiResult<Json<Value>> {
+    let name = p.str("name")?;
+    let version = p.str("version")?;
+    let store = s.store.clone();
+    let uri = blocking(move || {
+        let mv = store.get_model_version(&name, &version)?;
+        if let Some(model_id) = mv.source.strip_prefix("models:/") {
+            return Ok(store
+                .get_logged_model(model_id.trim_end_matches('/'))?
+                .info
+                .artifact_uri);
+        }
+        if let Some(rest) = mv.source.strip_prefix("runs:/") {
+            let (run_id, path) = rest.split_once('/').unwrap_or((rest, ""));
+            let run = store.get_run(run_id)?;
+            return Ok(format!(
+                "{}/{}",
+                run.info.artifact_uri.trim_end_matches('/'),
+                path
+            ));
+        }
+        Ok(mv.source)
+    })
+    .await?;
+    Ok(Json(json!({ "artifact_uri": uri })))
+}

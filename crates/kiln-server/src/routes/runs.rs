@@ -1,0 +1,201 @@
+//! `runs/*` and `metrics/*` endpoints.
+
+use axum::extract::State;
+use axum::Json;
+use kiln_api::ApiError;
+use kiln_store::{NewRun, RunQuery, RunUpdate};
+use kiln_types::{
+    filter::Target, DatasetInput, Metric, ModelOutput, Param, RunStatus, Tag, ViewType,
+};
+use serde_json::{json, Value};
+
+use super::{blocking, empty, filter, order_by, page_request, with_token, Params};
+use crate::{ApiResult, AppState};
+
+fn run_id(p: &kiln_api::JsonBody) -> ApiResult<String> {
+    Ok(p.str_any(&["run_id", "run_uuid"])?)
+}
+
+pub(crate) async fn create(State(s): State<AppState>, Params(p): Params) -> ApiResult<Json<Value>> {
+    let new = NewRun {
+        experiment_id: p
+            .opt_str("experiment_id")?
+            .filter(|e| !e.is_empty())
+            .unwrap_or_else(|| "0".into()),
+        user_id: p.opt_str("user_id")?.unwrap_or_default(),
+        run_name: p.opt_str("run_name")?,
+        start_time: p.opt_i64("start_time")?.unwrap_or_else(kiln_types::now_ms),
+        tags: p.list("tags")?,
+    };
+    let run = blocking(move || s.store.create_run(&new)).await?;
+    Ok(Json(json!({ "run": run })))
+}
+
+pub(crate) async fn get(State(s): State<AppState>, Params(p): Params) -> ApiResult<Json<Value>> {
+    let id = run_id(&p)?;
+    let run = blocking(move || s.store.get_run(&id)).await?;
+    Ok(Json(json!({ "run": run })))
+}
+
+pub(crate) async fn update(State(s): State<AppState>, Params(p): Params) -> ApiResult<Json<Value>> {
+    let id = run_id(&p)?;
+    let status = match p.opt_str("status")? {
+        None => None,
+        Some(st) => Some(
+            RunStatus::parse(&st)
+                .ok_or_else(|| ApiError::invalid(format!("Invalid run status '{st}'")))?,
+        ),
+    };
+    let update = RunUpdate {
+        status,
+        end_time: p.opt_i64("end_time")?,
+        run_name: p.opt_str("run_name")?,
+    };
+    let info = blocking(move || s.store.update_run(&id, &update)).await?;
+    Ok(Json(json!({ "run_info": info })))
+}
+
+pub(crate) async fn delete(State(s): State<AppState>, Params(p): Params) -> ApiResult<Json<Value>> {
+    let id = run_id(&p)?;
+    blocking(move || s.store.delete_run(&id)).await?;
+    Ok(empty())
+}
+
+pub(crate) async fn restore(
+    State(s): State<AppState>,
+    Params(p): Params,
+) -> ApiResult<Json<Value>> {
+    let id = run_id(&p)?;
+    blocking(move || s.store.restore_run(&id)).await?;
+    Ok(empty())
+}
+
+pub(crate) async fn log_metric(
+    State(s): State<AppState>,
+    Params(p): Params,
+) -> ApiResult<Json<Value>> {
+    let id = run_id(&p)?;
+    let value = p
+        .opt_f64("value")?
+        .ok_or_else(|| ApiError::invalid("Missing value for required parameter 'value'."))?;
+    let mut metric = Metric::new(
+        p.str("key")?,
+        value,
+        p.opt_i64("timestamp")?.unwrap_or_else(kiln_types::now_ms),
+        p.opt_i64("step")?.unwrap_or(0),
+    );
+    metric.model_id = p.opt_str("model_id")?;
+    metric.dataset_name = p.opt_str("dataset_name")?;
+    metric.dataset_digest = p.opt_str("dataset_digest")?;
+    blocking(move || s.store.log_batch(&id, &[metric], &[], &[])).await?;
+    Ok(empty())
+}
+
+pub(crate) async fn log_param(
+    State(s): State<AppState>,
+    Params(p): Params,
+) -> ApiResult<Json<Value>> {
+    let id = run_id(&p)?;
+    let param = Param {
+        key: p.str("key")?,
+        value: p.opt_str("value")?.unwrap_or_default(),
+    };
+    blocking(move || s.store.log_batch(&id, &[], &[param], &[])).await?;
+    Ok(empty())
+}
+
+pub(crate) async fn set_tag(
+    State(s): State<AppState>,
+    Params(p): Params,
+) -> ApiResult<Json<Value>> {
+    let id = run_id(&p)?;
+    let tag = Tag::new(p.str("key")?, p.opt_str("value")?.unwrap_or_default());
+    blocking(move || s.store.log_batch(&id, &[], &[], &[tag])).await?;
+    Ok(empty())
+}
+
+pub(crate) async fn delete_tag(
+    State(s): State<AppState>,
+    Params(p): Params,
+) -> ApiResult<Json<Value>> {
+    let id = run_id(&p)?;
+    let key = p.str("key")?;
+    blocking(move || s.store.delete_tag(&id, &key)).await?;
+    Ok(empty())
+}
+
+pub(crate) async fn log_batch(
+    State(s): State<AppState>,
+    Params(p): Params,
+) -> ApiResult<Json<Value>> {
+    let id = run_id(&p)?;
+    let metrics: Vec<Metric> = p.list("metrics")?;
+    let params: Vec<Param> = p.list("params")?;
+    let tags: Vec<Tag> = p.list("tags")?;
+    blocking(move || s.store.log_batch(&id, &metrics, &params, &tags)).await?;
+    Ok(empty())
+}
+
+pub(crate) async fn log_inputs(
+    State(s): State<AppState>,
+    Params(p): Params,
+) -> ApiResult<Json<Value>> {
+    let id = run_id(&p)?;
+    let datasets: Vec<DatasetInput> = p.list("datasets")?;
+    blocking(move || s.store.log_inputs(&id, &datasets)).await?;
+    Ok(empty())
+}
+
+pub(crate) async fn log_outputs(
+    State(s): State<AppState>,
+    Params(p): Params,
+) -> ApiResult<Json<Value>> {
+    let id = run_id(&p)?;
+    let models: Vec<ModelOutput> = p.list("models")?;
+    blocking(move || s.store.log_outputs(&id, &models)).await?;
+    Ok(empty())
+}
+
+/// MLflow 2's `log-model` only recorded a JSON blob in a tag; accept and ignore it.
+pub(crate) async fn log_model_legacy(Params(p): Params) -> ApiResult<Json<Value>> {
+    run_id(&p)?;
+    Ok(empty())
+}
+
+pub(crate) async fn search(State(s): State<AppState>, Params(p): Params) -> ApiResult<Json<Value>> {
+    let view = match p.opt_str("run_view_type")? {
+        None => ViewType::ActiveOnly,
+        Some(v) => ViewType::parse(&v)
+            .ok_or_else(|| ApiError::invalid(format!("Invalid run_view_type '{v}'")))?,
+    };
+    let query = RunQuery {
+        experiment_ids: p.str_list("experiment_ids")?,
+        filter: filter(&p, "filter", Target::Runs)?,
+        order_by: order_by(&p, Target::Runs)?,
+        view,
+        page: page_request(&p, 1000)?,
+    };
+    let page = blocking(move || s.store.search_runs(&query)).await?;
+    let body = if page.items.is_empty() {
+        json!({})
+    } else {
+        json!({ "runs": page.items })
+    };
+    Ok(with_token(body, page.next_page_token))
+}
+
+pub(crate) async fn get_history(
+    State(s): State<AppState>,
+    Params(p): Params,
+) -> ApiResult<Json<Value>> {
+    let id = run_id(&p)?;
+    let key = p.str("metric_key")?;
+    let page = page_request(&p, 25_000)?;
+    let result = blocking(move || s.store.get_metric_history(&id, &key, &page)).await?;
+    let body = if result.items.is_empty() {
+        json!({})
+    } else {
+        json!({ "metrics": result.items })
+    };
+    Ok(with_token(body, result.next_page_token))
+}

@@ -1,0 +1,81 @@
+//! Artifact URIs as the MLflow client sees them (`mlflow-artifacts:/<path>`) mapped to confined
+//! [`BlobPath`]s, and validation of client-supplied locations and sources.
+
+use kiln_api::ApiError;
+use kiln_blob::BlobPath;
+
+pub const SCHEME: &str = "mlflow-artifacts:";
+
+/// The store path of an artifact URI the server handed out, `None` if it points elsewhere.
+pub fn to_blob_path(uri: &str) -> Option<BlobPath> {
+    let rest = uri.strip_prefix(SCHEME)?;
+    // Host-less form only: `mlflow-artifacts:/a/b` (also tolerate `mlflow-artifacts:///a/b`).
+    let rest = rest.trim_start_matches('/');
+    BlobPath::parse(rest.trim_end_matches('/')).ok()
+}
+
+fn rejects(what: &str, value: &str, why: &str) -> ApiError {
+    ApiError::invalid(format!("Invalid {what} '{value}': {why}"))
+}
+
+/// Normalise an experiment's `artifact_location`: it must stay inside the server's artifact root,
+/// given as `mlflow-artifacts:/<path>` or as the root's own URI plus a path.
+pub fn validate_artifact_location(location: &str, root_uri: &str) -> Result<String, ApiError> {
+    let path = location_path(location, root_uri).ok_or_else(|| {
+        rejects(
+            "artifact_location",
+            location,
+            "artifacts must stay inside the server's artifact root",
+        )
+    })?;
+    if path.as_str().is_empty() {
+        return Err(rejects(
+            "artifact_location",
+            location,
+            "the artifact root itself cannot be an experiment location",
+        ));
+    }
+    Ok(format!("{SCHEME}/{}", path.as_str()))
+}
+
+fn location_path(location: &str, root_uri: &str) -> Option<BlobPath> {
+    if location.starts_with(SCHEME) {
+        return to_blob_path(location);
+    }
+    let root = root_uri.trim_end_matches('/');
+    let rest = location.strip_prefix(root)?;
+    let rest = rest.strip_prefix('/')?;
+    BlobPath::parse(rest.trim_end_matches('/')).ok()
+}
+
+/// Validate a model version `source`: a logged model (`models:/m-…`), a run artifact
+/// (`runs:/<run_id>/<path>`) or a location inside the artifact root.
+pub fn validate_source(source: &str, root_uri: &str) -> Result<(), ApiError> {
+    if let Some(id) = source.strip_prefix("models:/") {
+        if kiln_types::is_valid_model_id(id.trim_end_matches('/')) {
+            return Ok(());
+        }
+        return Err(rejects("source", source, "expected models:/m-<id>"));
+    }
+    if let Some(rest) = source.strip_prefix("runs:/") {
+        let (run_id, path) = rest.split_once('/').unwrap_or((rest, ""));
+        if kiln_types::is_valid_run_id(run_id)
+            && BlobPath::parse(path.trim_end_matches('/')).is_ok()
+        {
+            return Ok(());
+        }
+        return Err(rejects(
+            "source",
+            source,
+            "expected runs:/<run_id>/<relative path>",
+        ));
+    }
+    if location_path(source, root_uri).is_some() {
+        return Ok(());
+    }
+    Err(rejects(
+        "source",
+        source,
+        "model sources must be a logged model, a run artifact or a path inside the artifact root",
+    ))
+}

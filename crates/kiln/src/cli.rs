@@ -1,0 +1,183 @@
+//! Command-line definitions (clap). Parsing only; commands live in `commands/`.
+
+use clap::{Args, Parser, Subcommand};
+
+/// Environment variables kiln reads.
+pub(crate) struct EnvVars;
+
+impl EnvVars {
+    pub(crate) const TRACKING_URI: &'static str = "KILN_TRACKING_URI";
+    pub(crate) const BACKEND_STORE_URI: &'static str = "KILN_BACKEND_STORE_URI";
+    pub(crate) const ARTIFACTS_DESTINATION: &'static str = "KILN_ARTIFACTS_DESTINATION";
+}
+
+/// kiln: CI/CD for machine learning in one binary.
+///
+/// Exit codes: 0 success, 1 a check or gate failed, 2 usage or input error, 3 internal error.
+#[derive(Debug, Parser)]
+#[command(name = "kiln", version, about, long_about = None, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the tracking server (MLflow REST API, artifact proxy, model registry).
+    ///
+    /// Point any MLflow client at it: `MLFLOW_TRACKING_URI=http://127.0.0.1:5000`.
+    Server(ServerArgs),
+    /// Database schema management.
+    #[command(subcommand)]
+    Db(DbCommand),
+    /// Permanently delete soft-deleted runs and experiments, with their artifacts and logged models.
+    Gc(GcArgs),
+    /// List and create experiments.
+    #[command(subcommand)]
+    Experiments(ExperimentsCommand),
+    /// List, show and compare runs.
+    #[command(subcommand)]
+    Runs(RunsCommand),
+}
+
+/// Where metadata and artifacts live.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct StoreArgs {
+    /// Metadata store: `sqlite:///abs/path/kiln.db` or `postgresql://user[:pass]@host:port/db`.
+    /// Default: `.kiln/kiln.db` under the current directory.
+    #[arg(long, env = EnvVars::BACKEND_STORE_URI, value_name = "URI")]
+    pub(crate) backend_store_uri: Option<String>,
+    /// Artifact store: a directory, `file:///dir` or `s3://bucket/prefix` (credentials and endpoint from the
+    /// usual AWS_* variables). Default: `.kiln/artifacts` under the current directory.
+    #[arg(long, env = EnvVars::ARTIFACTS_DESTINATION, value_name = "URI")]
+    pub(crate) artifacts_destination: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServerArgs {
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub(crate) host: String,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, short, default_value_t = 5000)]
+    pub(crate) port: u16,
+    /// Apply pending PostgreSQL migrations before serving (SQLite upgrades itself).
+    #[arg(long)]
+    pub(crate) migrate: bool,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    pub(crate) workers: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DbCommand {
+    /// Apply pending schema migrations (under an advisory lock, safe with running replicas).
+    Upgrade {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Show the applied and the latest schema version.
+    Status {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GcArgs {
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// Only collect what was deleted at least this long ago: `30d`, `12h`, `90m`, `2w`.
+    #[arg(long, value_name = "AGE")]
+    pub(crate) older_than: Option<String>,
+    /// Show what would be removed without removing it.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Which tracking backend a read command talks to.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct TrackingArgs {
+    /// `http(s)://server:port` (a kiln or MLflow server), `sqlite:///path/kiln.db` or `postgresql://…`.
+    /// Default: the local `.kiln/kiln.db`.
+    #[arg(long, env = EnvVars::TRACKING_URI, value_name = "URI", global = true)]
+    pub(crate) tracking_uri: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ExperimentsCommand {
+    /// List experiments.
+    List {
+        #[command(flatten)]
+        tracking: TrackingArgs,
+        /// Include deleted experiments.
+        #[arg(long)]
+        all: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create an experiment and print its id.
+    Create {
+        /// Experiment name.
+        name: String,
+        #[command(flatten)]
+        tracking: TrackingArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RunsCommand {
+    /// List runs of an experiment, newest first (filter and order like MLflow's search_runs).
+    List {
+        #[command(flatten)]
+        tracking: TrackingArgs,
+        /// Experiment name or id (default: `Default`).
+        #[arg(long, short)]
+        experiment: Option<String>,
+        /// Filter, e.g. `metrics.accuracy > 0.9 and params.model = 'gbdt'`.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Order, e.g. `metrics.accuracy DESC` (repeatable).
+        #[arg(long)]
+        order_by: Vec<String>,
+        /// Most runs to show.
+        #[arg(long, default_value_t = 50)]
+        max_results: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one run: info, params, metrics, tags, inputs.
+    Show {
+        /// Run id.
+        run_id: String,
+        #[command(flatten)]
+        tracking: TrackingArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare runs side by side: params and latest metrics.
+    Compare {
+        /// Two or more run ids.
+        #[arg(required = true, num_args = 2..)]
+        run_ids: Vec<String>,
+        #[command(flatten)]
+        tracking: TrackingArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}

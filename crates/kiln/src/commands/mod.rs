@@ -1,0 +1,130 @@
+//! One module per command group; [`run`] dispatches.
+
+mod db;
+mod experiments;
+mod gc;
+mod runs;
+mod server;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::cli::{Command, StoreArgs};
+use crate::printer::Printer;
+
+/// A usage or input problem (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct InputError(pub(crate) String);
+
+pub(crate) fn run(command: Command, printer: &Printer) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Server(args) => server::run(args, printer),
+        Command::Db(cmd) => db::run(cmd, printer),
+        Command::Gc(args) => gc::run(args, printer),
+        Command::Experiments(cmd) => experiments::run(cmd, printer),
+        Command::Runs(cmd) => runs::run(cmd, printer),
+    }
+}
+
+/// `.kiln/` under the current directory.
+fn kiln_dir() -> anyhow::Result<std::path::PathBuf> {
+    Ok(std::env::current_dir()
+        .context("Failed to read the current directory")?
+        .join(".kiln"))
+}
+
+/// The embedded default metadata store, `sqlite:///<cwd>/.kiln/kiln.db`.
+pub(crate) fn default_backend_uri() -> anyhow::Result<String> {
+    Ok(format!(
+        "sqlite://{}",
+        kiln_dir()?.join("kiln.db").display()
+    ))
+}
+
+/// Resolved store locations.
+pub(crate) struct Locations {
+    pub(crate) backend: String,
+    pub(crate) artifacts: String,
+}
+
+pub(crate) fn locations(args: &StoreArgs) -> anyhow::Result<Locations> {
+    let StoreArgs {
+        backend_store_uri,
+        artifacts_destination,
+    } = args;
+    let backend = match backend_store_uri {
+        Some(u) => u.clone(),
+        None => default_backend_uri()?,
+    };
+    let artifacts = match artifacts_destination {
+        Some(u) => u.clone(),
+        None => kiln_dir()?.join("artifacts").display().to_string(),
+    };
+    Ok(Locations { backend, artifacts })
+}
+
+pub(crate) fn open_store(
+    uri: &str,
+    migrate: bool,
+) -> anyhow::Result<Arc<kiln_store_sql::SqlStore>> {
+    let options = kiln_store_sql::OpenOptions {
+        migrate,
+        ..Default::default()
+    };
+    let store = kiln_store_sql::SqlStore::open(uri, &options).with_context(|| {
+        format!(
+            "Failed to open the backend store `{}`",
+            crate::tracking::redact(uri)
+        )
+    })?;
+    Ok(Arc::new(store))
+}
+
+pub(crate) fn open_blobs(uri: &str) -> anyhow::Result<Arc<dyn kiln_blob::BlobStore>> {
+    kiln_blob::open(uri).with_context(|| format!("Failed to open the artifact store `{uri}`"))
+}
+
+/// A multi-threaded runtime for async work.
+pub(crate) fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(n) = workers {
+        builder.worker_threads(n.max(1));
+    }
+    builder.build().context("Failed to start the async runtime")
+}
+
+/// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS` (UTC).
+pub(crate) fn format_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats_timestamps() {
+        assert_eq!(super::format_ms(0), "1970-01-01 00:00:00");
+        assert_eq!(super::format_ms(1_700_000_000_000), "2023-11-14 22:13:20");
+    }
+}

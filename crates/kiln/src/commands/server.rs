@@ -1,0 +1,65 @@
+//! `kiln server`.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use super::{locations, open_blobs, open_store, runtime};
+use crate::cli::ServerArgs;
+use crate::printer::Printer;
+
+pub(super) fn run(args: ServerArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
+    let ServerArgs {
+        store,
+        host,
+        port,
+        migrate,
+        workers,
+    } = args;
+    let loc = locations(&store)?;
+    let store = open_store(&loc.backend, migrate)?;
+    let rt = runtime(workers)?;
+    rt.block_on(async move {
+        let blobs = open_blobs(&loc.artifacts)?;
+        let state = kiln_server::AppState::new(store, blobs);
+        let app = kiln_server::create_app(state);
+        let listener = tokio::net::TcpListener::bind((host.as_str(), port))
+            .await
+            .with_context(|| format!("Failed to listen on {host}:{port}"))?;
+        let addr = listener
+            .local_addr()
+            .context("Failed to read the bound address")?;
+        printer.status(&format!(
+            "kiln server listening on http://{addr} (store: {}, artifacts: {})",
+            crate::tracking::redact(&loc.backend),
+            loc.artifacts
+        ));
+        kiln_server::serve(listener, app, shutdown_signal())
+            .await
+            .context("Server failed")?;
+        printer.status("kiln server stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM: in-flight requests finish, then the server exits.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
