@@ -222,7 +222,7 @@ impl SqliteDb {
             // crash (SIGKILL) is concerned; only an OS crash can lose the last commits.
             conn.execute_batch(
                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF; \
-                 PRAGMA case_sensitive_like=ON; PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;",
+                 PRAGMA case_sensitive_like=ON; PRAGMA cache_size=-16384; PRAGMA temp_store=MEMORY;",
             )
             .map_err(|e| db_err("configuring SQLite", e))?;
             conn.set_prepared_statement_cache_capacity(256);

@@ -152,9 +152,18 @@ pub(crate) fn compile_run_search(
         alias
     };
 
+    let order_metric = query
+        .order_by
+        .first()
+        .filter(|o| o.entity == Entity::Metric)
+        .map(|o| o.key.as_str());
     for c in &query.filter.clauses {
         match c.entity {
-            Entity::Metric => {
+            // Filtering on the metric the page is ordered by joins it, so the page comes
+            // straight off the (experiment_id, key, value) index in order. Any other metric filter
+            // is a primary-key probe per candidate run, so ordering by start time (the default)
+            // walks runs newest first and stops at the page size instead of sorting every match.
+            Entity::Metric if order_metric == Some(c.key.as_str()) => {
                 let alias = match metric_alias.get(c.key.as_str()) {
                     Some(a) => a.clone(),
                     None => {
@@ -166,6 +175,14 @@ pub(crate) fn compile_run_search(
                 let (cond, vals) =
                     numeric_condition(&format!("{alias}.value"), c.comparator, &c.value)?;
                 wheres.push(cond);
+                where_params.extend(vals);
+            }
+            Entity::Metric => {
+                let (cond, vals) = numeric_condition("lm.value", c.comparator, &c.value)?;
+                wheres.push(format!(
+                    "EXISTS (SELECT 1 FROM latest_metrics lm WHERE lm.run_uuid = r.run_uuid AND lm.key = ? AND {cond})"
+                ));
+                where_params.push(Val::from(&c.key));
                 where_params.extend(vals);
             }
             Entity::Param | Entity::Tag => {
@@ -273,8 +290,13 @@ pub(crate) fn compile_run_search(
             }
         }
     }
-    order.push("r.start_time DESC".into());
-    order.push("r.run_uuid ASC".into());
+    // Implicit tie-break: newest first, then run id. Skip columns already ordered on, so the
+    // planner can read `runs_experiment_start` in order instead of sorting every match.
+    for (col, term) in [("r.start_time", "r.start_time DESC"), ("r.run_uuid", "r.run_uuid ASC")] {
+        if !order.iter().any(|o| o.split(' ').next() == Some(col)) {
+            order.push(term.into());
+        }
+    }
 
     let sql = format!(
         "SELECT r.run_uuid FROM runs r{joins} WHERE {} ORDER BY {} LIMIT ? OFFSET ?",

@@ -919,6 +919,7 @@ impl RunStore for SqlStore {
         }
         self.read(|tx| {
             let (sql, params) = crate::search::compile_run_search(tx.dialect(), &exp_ids, query)?;
+            tracing::debug!(%sql, ?params, "search_runs");
             let ids: Vec<String> = tx.query(&sql, &params)?.iter().map(|r| r.text(0)).collect();
             let page = finish_page(ids, &query.page);
             let runs = load_runs(tx, &page.items)?;
