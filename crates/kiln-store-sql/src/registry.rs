@@ -660,7 +660,8 @@ impl RegistryStore for SqlStore {
                     &[Val::from(name), Val::from(alias)],
                 )?
                 .ok_or_else(|| {
-                    StoreError::not_found(format!("Registered model alias {alias} not found."))
+                    // MLflow answers an unknown alias of an existing model with 400 INVALID_PARAMETER_VALUE.
+                    StoreError::invalid(format!("Registered model alias {alias} not found."))
                 })?
                 .int(0);
             get_version_tx(tx, name, v)

@@ -292,7 +292,10 @@ pub(crate) fn compile_run_search(
     }
     // Implicit tie-break: newest first, then run id. Skip columns already ordered on, so the
     // planner can read `runs_experiment_start` in order instead of sorting every match.
-    for (col, term) in [("r.start_time", "r.start_time DESC"), ("r.run_uuid", "r.run_uuid ASC")] {
+    for (col, term) in [
+        ("r.start_time", "r.start_time DESC"),
+        ("r.run_uuid", "r.run_uuid ASC"),
+    ] {
         if !order.iter().any(|o| o.split(' ').next() == Some(col)) {
             order.push(term.into());
         }

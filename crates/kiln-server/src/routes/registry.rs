@@ -176,7 +176,25 @@ pub(crate) async fn create_version(
             return Err(ApiError::invalid(format!("Invalid run_id '{run_id}'")).into());
         }
     }
-    let version = blocking(move || s.store.create_model_version(&new)).await?;
+    let store = s.store.clone();
+    let version = blocking(move || {
+        let mut new = new;
+        // MLflow 3 clients send the logged model, not the run: record the model's source run.
+        let model_id = new.model_id.clone().or_else(|| {
+            new.source
+                .strip_prefix("models:/")
+                .map(|m| m.trim_end_matches('/').to_string())
+        });
+        if let Some(model_id) = model_id {
+            let model = store.get_logged_model(&model_id)?;
+            if new.run_id.is_none() {
+                new.run_id = model.info.source_run_id;
+            }
+            new.model_id = Some(model_id);
+        }
+        store.create_model_version(&new)
+    })
+    .await?;
     Ok(Json(json!({ "model_version": version })))
 }
 
