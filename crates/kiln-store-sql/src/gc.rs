@@ -104,27 +104,62 @@ impl GcStore for SqlStore {
     }
 
     fn purge(&self, plan: &GcPlan) -> StoreResult<()> {
+        // The plan may be stale (artifacts are deleted between `collectable` and `purge`), so
+        // every entry is checked again: a run restored since is left alone, an experiment goes
+        // only once none of its runs is left, a logged model only while no model version uses it
+        // and its run or experiment is gone (or it was deleted itself).
         self.write(|tx| {
             for run in &plan.runs {
                 let id = [Val::from(&run.run_id)];
-                for table in ["metrics", "latest_metrics", "params", "tags", "inputs", "input_tags", "run_outputs"] {
-                    tx.exec(&format!("DELETE FROM {table} WHERE run_uuid = ?"), &id)?;
+                let still_deleted = tx
+                    .query_opt("SELECT 1 FROM runs WHERE run_uuid = ? AND lifecycle_stage = 'deleted'", &id)?
+                    .is_some();
+                if !still_deleted {
+                    continue;
                 }
-                tx.exec("DELETE FROM runs WHERE run_uuid = ? AND lifecycle_stage = 'deleted'", &id)?;
-            }
-            for m in &plan.logged_models {
-                let id = [Val::from(&m.model_id)];
-                for table in ["logged_model_tags", "logged_model_params", "logged_models"] {
-                    tx.exec(&format!("DELETE FROM {table} WHERE model_id = ?"), &id)?;
+                for table in ["metrics", "latest_metrics", "params", "tags", "inputs", "input_tags", "run_outputs", "runs"] {
+                    tx.exec(&format!("DELETE FROM {table} WHERE run_uuid = ?"), &id)?;
                 }
             }
             for e in &plan.experiments {
                 let Ok(id) = e.experiment_id.parse::<i64>() else { continue };
                 let id = [Val::Int(id)];
-                for table in ["experiment_tags", "datasets"] {
+                let purgeable = tx
+                    .query_opt(
+                        "SELECT 1 FROM experiments e WHERE e.experiment_id = ? AND e.experiment_id <> 0 \
+                         AND e.lifecycle_stage = 'deleted' \
+                         AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.experiment_id = e.experiment_id) \
+                         AND NOT EXISTS (SELECT 1 FROM logged_models lm JOIN model_versions mv ON mv.model_id = lm.model_id \
+                                         WHERE lm.experiment_id = e.experiment_id)",
+                        &id,
+                    )?
+                    .is_some();
+                if !purgeable {
+                    continue;
+                }
+                for table in ["experiment_tags", "datasets", "experiments"] {
                     tx.exec(&format!("DELETE FROM {table} WHERE experiment_id = ?"), &id)?;
                 }
-                tx.exec("DELETE FROM experiments WHERE experiment_id = ? AND lifecycle_stage = 'deleted'", &id)?;
+            }
+            for m in &plan.logged_models {
+                let id = [Val::from(&m.model_id)];
+                let purgeable = tx
+                    .query_opt(
+                        "SELECT 1 FROM logged_models lm WHERE lm.model_id = ? \
+                         AND NOT EXISTS (SELECT 1 FROM model_versions mv WHERE mv.model_id = lm.model_id) \
+                         AND (lm.lifecycle_stage = 'deleted' \
+                              OR NOT EXISTS (SELECT 1 FROM experiments e WHERE e.experiment_id = lm.experiment_id) \
+                              OR (lm.source_run_id IS NOT NULL \
+                                  AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.run_uuid = lm.source_run_id)))",
+                        &id,
+                    )?
+                    .is_some();
+                if !purgeable {
+                    continue;
+                }
+                for table in ["logged_model_tags", "logged_model_params", "logged_models"] {
+                    tx.exec(&format!("DELETE FROM {table} WHERE model_id = ?"), &id)?;
+                }
             }
             Ok(())
         })

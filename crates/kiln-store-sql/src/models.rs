@@ -9,7 +9,7 @@ use kiln_types::{
 };
 
 use crate::db::{Row, Tx, Val};
-use crate::search::{numeric_condition, string_condition};
+use crate::search::{int_condition, numeric_condition, string_condition};
 use crate::tracking::{
     finish_page, limit_params, metric_value, parse_experiment_id, placeholders, truncate,
     validate_key, MAX_TAG_VALUE,
@@ -273,8 +273,8 @@ impl LoggedModelStore for SqlStore {
                         "name" | "model_id" | "source_run_id" | "status" | "model_type" => {
                             string_condition(dialect, &format!("lm.{}", c.key), c.comparator, &c.value)?
                         }
-                        "creation_timestamp" => numeric_condition("lm.creation_timestamp_ms", c.comparator, &c.value)?,
-                        "last_updated_timestamp" => numeric_condition("lm.last_updated_timestamp_ms", c.comparator, &c.value)?,
+                        "creation_timestamp" => int_condition("lm.creation_timestamp_ms", c.comparator, &c.value)?,
+                        "last_updated_timestamp" => int_condition("lm.last_updated_timestamp_ms", c.comparator, &c.value)?,
                         other => return Err(StoreError::invalid(format!("Invalid attribute '{other}' for logged models"))),
                     },
                 };

@@ -7,7 +7,7 @@ use kiln_store::{
 use kiln_types::{filter::Entity, Alias, AliasEvent, ModelVersion, RegisteredModel, Tag};
 
 use crate::db::{Row, Tx, Val};
-use crate::search::{numeric_condition, string_condition};
+use crate::search::{int_condition, string_condition};
 use crate::tracking::{finish_page, limit_params, truncate, validate_key, MAX_TAG_VALUE};
 use crate::SqlStore;
 
@@ -215,6 +215,34 @@ fn record_alias(
     Ok(())
 }
 
+/// Record the removal of every alias of `name` (of `version` only, when given) that is about to
+/// go with a deleted version or model, so the alias history does not end on a stale version.
+fn record_dropped_aliases(
+    tx: &mut dyn Tx,
+    name: &str,
+    version: Option<i64>,
+    reason: &str,
+) -> StoreResult<()> {
+    let rows = match version {
+        Some(v) => tx.query(
+            "SELECT alias FROM registered_model_aliases WHERE name = ? AND version = ? ORDER BY alias",
+            &[Val::from(name), Val::Int(v)],
+        )?,
+        None => tx.query(
+            "SELECT alias FROM registered_model_aliases WHERE name = ? ORDER BY alias",
+            &[Val::from(name)],
+        )?,
+    };
+    let actor = AliasActor {
+        user_id: None,
+        reason: Some(reason.to_string()),
+    };
+    for row in rows {
+        record_alias(tx, name, &row.text(0), None, &actor)?;
+    }
+    Ok(())
+}
+
 fn validate_alias(alias: &str) -> StoreResult<()> {
     if alias.is_empty()
         || alias.len() > 255
@@ -329,6 +357,7 @@ impl RegistryStore for SqlStore {
     fn delete_registered_model(&self, name: &str) -> StoreResult<()> {
         self.write(|tx| {
             require_model(tx, name)?;
+            record_dropped_aliases(tx, name, None, "registered model deleted")?;
             for table in [
                 "registered_models",
                 "registered_model_tags",
@@ -421,12 +450,28 @@ impl RegistryStore for SqlStore {
             validate_key("tag", &t.key)?;
         }
         self.write(|tx| {
-            require_model(tx, &new.name)?;
+            // Bumping the model's counter row-locks it, so concurrent creates get distinct
+            // numbers; a deleted version's number is never handed out again.
             let next = tx
+                .query_opt(
+                    "UPDATE registered_models SET max_version = max_version + 1 WHERE name = ? RETURNING max_version",
+                    &[Val::from(&new.name)],
+                )?
+                .ok_or_else(|| model_not_found(&new.name))?
+                .int(0);
+            let existing = tx
                 .query_opt("SELECT MAX(version) FROM model_versions WHERE name = ?", &[Val::from(&new.name)])?
                 .and_then(|r| r.opt_int(0))
-                .unwrap_or(0)
-                + 1;
+                .unwrap_or(0);
+            let next = if next > existing {
+                next
+            } else {
+                tx.exec(
+                    "UPDATE registered_models SET max_version = ? WHERE name = ?",
+                    &[Val::Int(existing + 1), Val::from(&new.name)],
+                )?;
+                existing + 1
+            };
             let now = kiln_types::now_ms();
             tx.exec(
                 &format!("INSERT INTO model_versions ({MV_COLS}) VALUES (?, ?, ?, ?, ?, ?, 'None', ?, ?, ?, 'READY', ?)"),
@@ -480,6 +525,7 @@ impl RegistryStore for SqlStore {
     fn delete_model_version(&self, name: &str, version: &str) -> StoreResult<()> {
         self.write(|tx| {
             let v = require_version(tx, name, version)?;
+            record_dropped_aliases(tx, name, Some(v), &format!("model version {v} deleted"))?;
             let key = [Val::from(name), Val::Int(v)];
             tx.exec(
                 "DELETE FROM model_versions WHERE name = ? AND version = ?",
@@ -551,7 +597,7 @@ impl RegistryStore for SqlStore {
                         "run_id" => string_condition(dialect, "mv.run_id", c.comparator, &c.value)?,
                         "source_path" | "source" => string_condition(dialect, "mv.source", c.comparator, &c.value)?,
                         "version" => string_condition(dialect, "CAST(mv.version AS TEXT)", c.comparator, &c.value)?,
-                        "version_number" => numeric_condition("mv.version", c.comparator, &c.value)?,
+                        "version_number" => int_condition("mv.version", c.comparator, &c.value)?,
                         other => return Err(StoreError::invalid(format!("Invalid filter key '{other}' for model versions"))),
                     },
                 };

@@ -16,10 +16,11 @@ pub(crate) struct Migration {
 }
 
 /// Every migration, in order. Never edit a released one; append a new one.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "initial tracking and registry schema",
-    sql: r"
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "initial tracking and registry schema",
+        sql: r"
 CREATE TABLE experiments (
     experiment_id {ID},
     name TEXT NOT NULL UNIQUE,
@@ -196,7 +197,19 @@ CREATE TABLE alias_history (
 );
 CREATE INDEX alias_history_name_alias ON alias_history (name, alias, id);
 ",
-}];
+    },
+    Migration {
+        version: 2,
+        description: "registered models remember their highest version number",
+        // Versions are hard-deleted; without this, deleting the newest version would hand its
+        // number to the next one (MLflow never reuses a version number).
+        sql: r"
+ALTER TABLE registered_models ADD COLUMN max_version BIGINT NOT NULL DEFAULT 0;
+UPDATE registered_models SET max_version = COALESCE(
+    (SELECT MAX(mv.version) FROM model_versions mv WHERE mv.name = registered_models.name), 0)
+",
+    },
+];
 
 /// The schema version this binary writes.
 pub(crate) fn latest_version() -> i64 {

@@ -83,18 +83,30 @@ pub(crate) fn numeric_condition(
     Ok((format!("{col} {o} ?"), vec![Val::Real(*n)]))
 }
 
-/// A numeric condition on an integer column: compare against an integer when the value is one,
-/// so indexes on BIGINT columns stay usable.
-fn int_condition(col: &str, c: Comparator, value: &Value) -> StoreResult<(String, Vec<Val>)> {
-    let (sql, mut vals) = numeric_condition(col, c, value)?;
-    if let Some(Val::Real(f)) = vals.first() {
-        if f.fract() == 0.0 && f.abs() < 9.0e15 {
+/// A numeric condition on an integer (BIGINT) column. An integral value is compared as an
+/// integer, so indexes stay usable; any other value (`start_time > 1.5`) is cast to a double in
+/// SQL, because PostgreSQL types the placeholder after the column and cannot bind a float there.
+pub(crate) fn int_condition(
+    col: &str,
+    c: Comparator,
+    value: &Value,
+) -> StoreResult<(String, Vec<Val>)> {
+    let (sql, vals) = numeric_condition(col, c, value)?;
+    match vals.first() {
+        Some(Val::Real(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
             #[allow(clippy::cast_possible_truncation)]
             let i = *f as i64;
-            vals = vec![Val::Int(i)];
+            Ok((sql, vec![Val::Int(i)]))
         }
+        Some(Val::Real(_)) => {
+            let sql = match sql.strip_suffix('?') {
+                Some(head) => format!("{head}CAST(? AS DOUBLE PRECISION)"),
+                None => sql,
+            };
+            Ok((sql, vals))
+        }
+        _ => Ok((sql, vals)),
     }
-    Ok((sql, vals))
 }
 
 fn run_attribute_column(key: &str) -> StoreResult<&'static str> {

@@ -246,7 +246,7 @@ impl ExperimentStore for SqlStore {
                         "name" => crate::search::string_condition(dialect, "e.name", c.comparator, &c.value)?,
                         "experiment_id" => crate::search::string_condition(dialect, "CAST(e.experiment_id AS TEXT)", c.comparator, &c.value)?,
                         "creation_time" | "last_update_time" => {
-                            crate::search::numeric_condition(&format!("e.{}", c.key), c.comparator, &c.value)?
+                            crate::search::int_condition(&format!("e.{}", c.key), c.comparator, &c.value)?
                         }
                         other => return Err(StoreError::invalid(format!("Invalid attribute key '{other}' for experiments"))),
                     },
@@ -318,7 +318,11 @@ impl ExperimentStore for SqlStore {
             return Err(StoreError::invalid("Cannot delete the default experiment '0'. This is an internally reserved experiment."));
         }
         self.write(|tx| {
-            require_experiment(tx, id, experiment_id)?;
+            // Deleting twice must keep the first deletion time: restore brings back the runs
+            // deleted at that time, and gc's cutoff counts from it.
+            if require_experiment(tx, id, experiment_id)? == "deleted" {
+                return Ok(());
+            }
             let now = kiln_types::now_ms();
             tx.exec(
                 "UPDATE experiments SET lifecycle_stage = 'deleted', deleted_time = ?, last_update_time = ? WHERE experiment_id = ?",
@@ -746,7 +750,8 @@ impl RunStore for SqlStore {
         self.write(|tx| {
             require_run(tx, run_id)?;
             tx.exec(
-                "UPDATE runs SET lifecycle_stage = 'deleted', deleted_time = ? WHERE run_uuid = ?",
+                // An already deleted run keeps its deletion time (restore_experiment and gc use it).
+                "UPDATE runs SET lifecycle_stage = 'deleted', deleted_time = COALESCE(deleted_time, ?) WHERE run_uuid = ?",
                 &[Val::Int(kiln_types::now_ms()), Val::from(run_id)],
             )?;
             Ok(())

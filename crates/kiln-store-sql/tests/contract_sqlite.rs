@@ -1,0 +1,152 @@
+//! The store contract suite on SQLite (a fresh database file in a temp dir per test), plus the
+//! SQLite schema checks: reopening keeps data, a newer schema is refused.
+
+use std::ops::Deref;
+
+use kiln_store::{ExperimentStore, RunStore, StoreError, TrackingStore};
+use kiln_store_sql::{OpenOptions, SqlStore};
+use kiln_types::Metric;
+
+/// A store on a fresh SQLite file; the directory goes away with it.
+struct SqliteFixture {
+    store: SqlStore,
+    _dir: tempfile::TempDir,
+}
+
+impl Deref for SqliteFixture {
+    type Target = SqlStore;
+    fn deref(&self) -> &SqlStore {
+        &self.store
+    }
+}
+
+fn uri(dir: &tempfile::TempDir) -> String {
+    format!("sqlite://{}", dir.path().join("kiln.db").display())
+}
+
+fn sqlite_store() -> Option<SqliteFixture> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqlStore::open(&uri(&dir), &OpenOptions::default()).expect("open SQLite store");
+    Some(SqliteFixture { store, _dir: dir })
+}
+
+kiln_store::contract_tests!(sqlite_store());
+
+#[test]
+fn sqlite_reopen_keeps_data() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (exp_id, run_id) = {
+        let store = SqlStore::open(&uri(&dir), &OpenOptions::default()).expect("open");
+        assert_eq!(store.kind(), "sqlite");
+        let exp_id = store
+            .create_experiment("persisted", None, &[])
+            .expect("create experiment");
+        let run = store
+            .create_run(&kiln_store::NewRun {
+                experiment_id: exp_id.clone(),
+                user_id: "u".into(),
+                run_name: Some("kept".into()),
+                start_time: 1,
+                tags: Vec::new(),
+            })
+            .expect("create run");
+        store
+            .log_batch(
+                &run.info.run_id,
+                &[Metric::new("m", 0.5, 1, 0)],
+                &[kiln_types::Param {
+                    key: "p".into(),
+                    value: "v".into(),
+                }],
+                &[],
+            )
+            .expect("log");
+        (exp_id, run.info.run_id)
+    };
+    let store = SqlStore::open(&uri(&dir), &OpenOptions::default()).expect("reopen");
+    let status = store.schema_status().expect("schema status");
+    assert_eq!(status.current, status.latest);
+    assert!(
+        store.upgrade().expect("upgrade").is_empty(),
+        "nothing to apply"
+    );
+    assert_eq!(
+        store.get_experiment(&exp_id).expect("exp").name,
+        "persisted"
+    );
+    let run = store.get_run(&run_id).expect("run");
+    assert_eq!(run.info.run_name, "kept");
+    assert_eq!(run.data.metrics.len(), 1);
+    assert_eq!(run.data.params.len(), 1);
+    assert_eq!(store.get_experiment("0").expect("default").name, "Default");
+}
+
+#[test]
+fn sqlite_refuses_newer_schema() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let latest = {
+        let store = SqlStore::open(&uri(&dir), &OpenOptions::default()).expect("open");
+        store.schema_status().expect("status").latest
+    };
+    let newer = latest + 1;
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("kiln.db")).expect("raw open");
+        conn.execute(
+            "INSERT INTO kiln_migrations (version, description, applied_at) VALUES (?1, 'from the future', 0)",
+            [newer],
+        )
+        .expect("insert future version");
+    }
+    let err = SqlStore::open(&uri(&dir), &OpenOptions::default())
+        .expect_err("a newer schema must be refused");
+    assert!(matches!(err, StoreError::Schema(_)), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&newer.to_string()) && msg.contains(&latest.to_string()),
+        "the message names both versions: {msg}"
+    );
+}
+
+/// A database at schema version 1 (before registered models kept a version counter) upgrades on
+/// open, and the counter is backfilled so deleted version numbers are not reused.
+#[test]
+fn sqlite_upgrade_from_v1_backfills_version_counter() {
+    use kiln_store::{NewModelVersion, RegistryStore};
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        let store = SqlStore::open(&uri(&dir), &OpenOptions::default()).expect("open");
+        store
+            .create_registered_model("m", None, &[])
+            .expect("model");
+        for _ in 0..3 {
+            store
+                .create_model_version(&NewModelVersion {
+                    name: "m".into(),
+                    source: "s3://b/m".into(),
+                    ..NewModelVersion::default()
+                })
+                .expect("version");
+        }
+    }
+    {
+        // Turn the file back into a version-1 database.
+        let conn = rusqlite::Connection::open(dir.path().join("kiln.db")).expect("raw open");
+        conn.execute_batch(
+            "ALTER TABLE registered_models DROP COLUMN max_version; \
+             DELETE FROM kiln_migrations WHERE version >= 2;",
+        )
+        .expect("downgrade");
+    }
+    let store = SqlStore::open(&uri(&dir), &OpenOptions::default()).expect("reopen upgrades");
+    let status = store.schema_status().expect("status");
+    assert_eq!(status.current, status.latest);
+    store.delete_model_version("m", "3").expect("delete v3");
+    let v = store
+        .create_model_version(&NewModelVersion {
+            name: "m".into(),
+            source: "s3://b/m".into(),
+            ..NewModelVersion::default()
+        })
+        .expect("version");
+    assert_eq!(v.version, "4");
+}
