@@ -9,8 +9,13 @@ pub const SCHEME: &str = "mlflow-artifacts:";
 /// The store path of an artifact URI the server handed out, `None` if it points elsewhere.
 pub fn to_blob_path(uri: &str) -> Option<BlobPath> {
     let rest = uri.strip_prefix(SCHEME)?;
-    // Host-less form only: `mlflow-artifacts:/a/b` (also tolerate `mlflow-artifacts:///a/b`).
-    let rest = rest.trim_start_matches('/');
+    // Host-less form only: `mlflow-artifacts:/a/b` or `mlflow-artifacts:///a/b`. A URI with a
+    // host (`mlflow-artifacts://host:port/a`) would send the client elsewhere.
+    let rest = match rest.strip_prefix("///") {
+        Some(r) => r,
+        None if rest.starts_with("//") => return None,
+        None => rest.strip_prefix('/').unwrap_or(rest),
+    };
     BlobPath::parse(rest.trim_end_matches('/')).ok()
 }
 
@@ -78,4 +83,39 @@ pub fn validate_source(source: &str, root_uri: &str) -> Result<(), ApiError> {
         source,
         "model sources must be a logged model, a run artifact or a path inside the artifact root",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn artifact_uris() {
+        assert_eq!(to_blob_path("mlflow-artifacts:/1/a").map(|p| p.to_string()), Some("1/a".into()));
+        assert_eq!(to_blob_path("mlflow-artifacts:///1/a").map(|p| p.to_string()), Some("1/a".into()));
+        assert!(to_blob_path("mlflow-artifacts://evil.example:80/x").is_none());
+        assert!(to_blob_path("mlflow-artifacts:/../x").is_none());
+        assert!(to_blob_path("s3://b/x").is_none());
+    }
+
+    #[test]
+    fn locations_stay_inside_the_root() {
+        let root = "file:///srv/artifacts";
+        assert_eq!(validate_artifact_location("mlflow-artifacts:/team/a", root).ok(), Some("mlflow-artifacts:/team/a".into()));
+        assert_eq!(validate_artifact_location("file:///srv/artifacts/x", root).ok(), Some("mlflow-artifacts:/x".into()));
+        for bad in ["file:///etc", "/etc", "../x", "s3://other/x", "file:///srv/artifacts/../x", "file:///srv/artifacts2/x", "mlflow-artifacts:/"] {
+            assert!(validate_artifact_location(bad, root).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sources() {
+        let root = "s3://bucket/kiln";
+        assert!(validate_source("models:/m-0123456789abcdef0123456789abcdef", root).is_ok());
+        assert!(validate_source("runs:/0123456789abcdef0123456789abcdef/model", root).is_ok());
+        assert!(validate_source("s3://bucket/kiln/1/x/artifacts/model", root).is_ok());
+        for bad in ["/etc/passwd", "file:///etc", "../../x", "mlflow-artifacts:/../x", "runs:/abc/../../x", "models:/../x", "s3://bucket/kilnx/y"] {
+            assert!(validate_source(bad, root).is_err(), "{bad}");
+        }
+    }
 }
