@@ -91,8 +91,14 @@ mod tests {
 
     #[test]
     fn artifact_uris() {
-        assert_eq!(to_blob_path("mlflow-artifacts:/1/a").map(|p| p.to_string()), Some("1/a".into()));
-        assert_eq!(to_blob_path("mlflow-artifacts:///1/a").map(|p| p.to_string()), Some("1/a".into()));
+        assert_eq!(
+            to_blob_path("mlflow-artifacts:/1/a").map(|p| p.to_string()),
+            Some("1/a".into())
+        );
+        assert_eq!(
+            to_blob_path("mlflow-artifacts:///1/a").map(|p| p.to_string()),
+            Some("1/a".into())
+        );
         assert!(to_blob_path("mlflow-artifacts://evil.example:80/x").is_none());
         assert!(to_blob_path("mlflow-artifacts:/../x").is_none());
         assert!(to_blob_path("s3://b/x").is_none());
@@ -101,9 +107,23 @@ mod tests {
     #[test]
     fn locations_stay_inside_the_root() {
         let root = "file:///srv/artifacts";
-        assert_eq!(validate_artifact_location("mlflow-artifacts:/team/a", root).ok(), Some("mlflow-artifacts:/team/a".into()));
-        assert_eq!(validate_artifact_location("file:///srv/artifacts/x", root).ok(), Some("mlflow-artifacts:/x".into()));
-        for bad in ["file:///etc", "/etc", "../x", "s3://other/x", "file:///srv/artifacts/../x", "file:///srv/artifacts2/x", "mlflow-artifacts:/"] {
+        assert_eq!(
+            validate_artifact_location("mlflow-artifacts:/team/a", root).ok(),
+            Some("mlflow-artifacts:/team/a".into())
+        );
+        assert_eq!(
+            validate_artifact_location("file:///srv/artifacts/x", root).ok(),
+            Some("mlflow-artifacts:/x".into())
+        );
+        for bad in [
+            "file:///etc",
+            "/etc",
+            "../x",
+            "s3://other/x",
+            "file:///srv/artifacts/../x",
+            "file:///srv/artifacts2/x",
+            "mlflow-artifacts:/",
+        ] {
             assert!(validate_artifact_location(bad, root).is_err(), "{bad}");
         }
     }
@@ -114,7 +134,15 @@ mod tests {
         assert!(validate_source("models:/m-0123456789abcdef0123456789abcdef", root).is_ok());
         assert!(validate_source("runs:/0123456789abcdef0123456789abcdef/model", root).is_ok());
         assert!(validate_source("s3://bucket/kiln/1/x/artifacts/model", root).is_ok());
-        for bad in ["/etc/passwd", "file:///etc", "../../x", "mlflow-artifacts:/../x", "runs:/abc/../../x", "models:/../x", "s3://bucket/kilnx/y"] {
+        for bad in [
+            "/etc/passwd",
+            "file:///etc",
+            "../../x",
+            "mlflow-artifacts:/../x",
+            "runs:/abc/../../x",
+            "models:/../x",
+            "s3://bucket/kilnx/y",
+        ] {
             assert!(validate_source(bad, root).is_err(), "{bad}");
         }
     }

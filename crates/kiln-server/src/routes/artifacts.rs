@@ -2,8 +2,8 @@
 //! listing and deletion, every path confined by [`kiln_blob::BlobPath`].
 
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderValue};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -31,17 +31,28 @@ pub(crate) fn routes() -> Router<AppState> {
         )
 }
 
-/// Reject a raw request target that smuggles traversal past URL normalisation (e.g. `%2e%2e`).
 fn parse_path(path: &str) -> ApiResult<BlobPath> {
     Ok(BlobPath::parse(path)?)
 }
 
-async fn upload(
-    State(s): State<AppState>,
-    Path(path): Path<String>,
-    req: Request,
-) -> ApiResult<Json<Value>> {
-    let path = parse_path(&path)?;
+/// The artifact path of a request: everything after `/artifacts/`, percent-decoded once. A path
+/// that does not decode to UTF-8 (e.g. overlong `%c0%ae` dots) is rejected like any other
+/// invalid path, with MLflow's JSON error rather than a plain-text one.
+fn request_path(uri: &Uri) -> ApiResult<BlobPath> {
+    let raw = uri.path();
+    let rest = raw.split_once("/artifacts/").map_or("", |(_, r)| r);
+    let decoded = percent_encoding::percent_decode_str(rest)
+        .decode_utf8()
+        .map_err(|_| {
+            kiln_api::ApiError::invalid(format!(
+                "Invalid artifact path `{rest}`: not valid UTF-8 after percent-decoding"
+            ))
+        })?;
+    parse_path(&decoded)
+}
+
+async fn upload(State(s): State<AppState>, req: Request) -> ApiResult<Json<Value>> {
+    let path = request_path(req.uri())?;
     if path.is_root() {
         return Err(kiln_api::ApiError::invalid("An artifact upload needs a file path").into());
     }
@@ -54,8 +65,8 @@ async fn upload(
     Ok(empty())
 }
 
-async fn download(State(s): State<AppState>, Path(path): Path<String>) -> ApiResult<Response> {
-    let path = parse_path(&path)?;
+async fn download(State(s): State<AppState>, uri: Uri) -> ApiResult<Response> {
+    let path = request_path(&uri)?;
     let object = s.blobs.get(&path).await?;
     let mime = guess_mime(path.as_str());
     let mut resp = Body::from_stream(object.stream).into_response();
@@ -67,8 +78,8 @@ async fn download(State(s): State<AppState>, Path(path): Path<String>) -> ApiRes
     Ok(resp)
 }
 
-async fn remove(State(s): State<AppState>, Path(path): Path<String>) -> ApiResult<Json<Value>> {
-    let path = parse_path(&path)?;
+async fn remove(State(s): State<AppState>, uri: Uri) -> ApiResult<Json<Value>> {
+    let path = request_path(&uri)?;
     if path.is_root() {
         return Err(kiln_api::ApiError::invalid("Refusing to delete the artifact root").into());
     }

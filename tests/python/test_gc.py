@@ -1,0 +1,110 @@
+"""`kiln gc` permanently removes deleted runs and experiments, with their artifacts and logged
+models, while the server keeps running; live data is untouched and `--older-than` is honoured."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.entities import ViewType
+from mlflow.exceptions import MlflowException
+
+from conftest import unique
+
+pytestmark = pytest.mark.kiln_only
+
+
+def _populate(client, exp_id: str, label: str, model) -> tuple[str, str]:
+    """A finished run with params, metrics, plain artifacts and a logged model."""
+    with mlflow.start_run(experiment_id=exp_id, run_name=label) as run:
+        mlflow.log_param("label", label)
+        mlflow.log_metric("score", 0.5, step=1)
+        mlflow.log_text(f"notes of {label}\n", "notes/readme.txt")
+        mlflow.log_dict({"label": label}, "cfg/config.json")
+        info = mlflow.sklearn.log_model(model, name="model", pip_requirements=["scikit-learn"])
+    return run.info.run_id, info.model_id
+
+
+def _code(fn, *args) -> str:
+    with pytest.raises(MlflowException) as e:
+        fn(*args)
+    return e.value.error_code
+
+
+def _mentions(files: list[str], ident: str) -> list[str]:
+    return [f for f in files if ident in f]
+
+
+@pytest.mark.parametrize(("backend", "artifacts"), [("sqlite", "file"), ("postgresql", "s3")])
+def test_gc_collects_deleted_runs_experiments_and_models(server_factory, iris, tmp_path, backend, artifacts):
+    model, X_test, _ = iris
+    srv = server_factory.server(backend, artifacts)
+    mlflow.set_tracking_uri(srv.url)
+    mlflow.set_registry_uri(srv.url)
+    client = mlflow.MlflowClient(srv.url, srv.url)
+    try:
+        keep_name, gone_name = unique("gc-keep"), unique("gc-gone")
+        exp_keep = client.create_experiment(keep_name)
+        exp_gone = client.create_experiment(gone_name)
+        live, live_model = _populate(client, exp_keep, "live", model)
+        dead, dead_model = _populate(client, exp_keep, "dead", model)
+        doomed, doomed_model = _populate(client, exp_gone, "doomed", model)
+
+        files = srv.store.artifact_files()
+        for ident in (live, live_model, dead, dead_model, doomed, doomed_model):
+            assert _mentions(files, ident), f"no stored artifact names {ident}: {files}"
+
+        client.delete_run(dead)
+        client.delete_experiment(exp_gone)
+
+        # Nothing is old enough for --older-than 30d: everything stays.
+        srv.kiln("gc", "--older-than", "30d")
+        assert client.get_run(dead).info.lifecycle_stage == "deleted"
+        assert client.get_experiment(exp_gone).lifecycle_stage == "deleted"
+        assert srv.store.artifact_files() == files
+
+        # Plain gc collects everything deleted, while the server runs.
+        srv.kiln("gc")
+        after = srv.store.artifact_files()
+        for ident in (dead, dead_model, doomed, doomed_model):
+            assert not _mentions(after, ident), f"gc left files of {ident}: {_mentions(after, ident)}"
+        assert not [f for f in after if f.startswith(f"{exp_gone}/")], after
+        # Live files are all still there.
+        assert _mentions(after, live) == _mentions(files, live)
+        assert _mentions(after, live_model) == _mentions(files, live_model)
+
+        assert _code(client.get_run, dead) == "RESOURCE_DOES_NOT_EXIST"
+        assert _code(client.get_run, doomed) == "RESOURCE_DOES_NOT_EXIST"
+        assert _code(client.get_experiment, exp_gone) == "RESOURCE_DOES_NOT_EXIST"
+        assert _code(client.get_logged_model, dead_model) == "RESOURCE_DOES_NOT_EXIST"
+        assert _code(client.get_logged_model, doomed_model) == "RESOURCE_DOES_NOT_EXIST"
+        assert client.get_experiment_by_name(gone_name) is None
+        # The name of a collected experiment is free again.
+        assert client.create_experiment(gone_name)
+
+        # The live run is intact: metadata, artifacts and model.
+        run = client.get_run(live)
+        assert run.info.lifecycle_stage == "active"
+        assert run.data.params == {"label": "live"}
+        assert run.data.metrics == {"score": 0.5}
+        remaining = {r.info.run_id for r in client.search_runs([exp_keep], run_view_type=ViewType.ALL)}
+        assert remaining == {live}
+        assert mlflow.artifacts.load_text(f"runs:/{live}/notes/readme.txt") == "notes of live\n"
+        assert mlflow.artifacts.load_dict(f"runs:/{live}/cfg/config.json") == {"label": "live"}
+        assert client.get_logged_model(live_model).source_run_id == live
+        loaded = mlflow.pyfunc.load_model(f"runs:/{live}/model")
+        np.testing.assert_array_equal(loaded.predict(X_test), model.predict(X_test))
+
+        # gc is idempotent.
+        srv.kiln("gc")
+        assert srv.store.artifact_files() == after
+    finally:
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
+
+
+def test_gc_on_empty_store(server_factory):
+    srv = server_factory.server("sqlite", "file")
+    proc = srv.kiln("gc")
+    assert proc.returncode == 0
+    assert "panicked" not in proc.stderr
