@@ -11,7 +11,10 @@ pub enum FeatureKind {
     /// Numbers; `NaN` marks a missing value.
     Numeric(Vec<f64>),
     /// Category codes into `categories`; [`MISSING_CODE`] marks a missing value.
-    Categorical { codes: Vec<u32>, categories: Vec<String> },
+    Categorical {
+        codes: Vec<u32>,
+        categories: Vec<String>,
+    },
 }
 
 /// A named feature column.
@@ -23,11 +26,17 @@ pub struct Feature {
 
 impl Feature {
     pub fn numeric(name: impl Into<String>, values: Vec<f64>) -> Self {
-        Self { name: name.into(), kind: FeatureKind::Numeric(values) }
+        Self {
+            name: name.into(),
+            kind: FeatureKind::Numeric(values),
+        }
     }
 
     pub fn categorical(name: impl Into<String>, codes: Vec<u32>, categories: Vec<String>) -> Self {
-        Self { name: name.into(), kind: FeatureKind::Categorical { codes, categories } }
+        Self {
+            name: name.into(),
+            kind: FeatureKind::Categorical { codes, categories },
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -45,7 +54,11 @@ impl Feature {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DatasetError {
     #[error("Feature `{name}` has {got} rows, expected {expected}")]
-    RaggedColumns { name: String, got: usize, expected: usize },
+    RaggedColumns {
+        name: String,
+        got: usize,
+        expected: usize,
+    },
     #[error("Feature `{name}` has a category code {code} but only {n} categories")]
     BadCode { name: String, code: u32, n: usize },
 }
@@ -63,11 +76,22 @@ impl Dataset {
         let n_rows = features.first().map_or(0, Feature::len);
         for f in &features {
             if f.len() != n_rows {
-                return Err(DatasetError::RaggedColumns { name: f.name.clone(), got: f.len(), expected: n_rows });
+                return Err(DatasetError::RaggedColumns {
+                    name: f.name.clone(),
+                    got: f.len(),
+                    expected: n_rows,
+                });
             }
             if let FeatureKind::Categorical { codes, categories } = &f.kind {
-                if let Some(&code) = codes.iter().find(|&&c| c != MISSING_CODE && c as usize >= categories.len()) {
-                    return Err(DatasetError::BadCode { name: f.name.clone(), code, n: categories.len() });
+                if let Some(&code) = codes
+                    .iter()
+                    .find(|&&c| c != MISSING_CODE && c as usize >= categories.len())
+                {
+                    return Err(DatasetError::BadCode {
+                        name: f.name.clone(),
+                        code,
+                        n: categories.len(),
+                    });
                 }
             }
         }
@@ -90,7 +114,9 @@ impl Dataset {
             .map(|f| Feature {
                 name: f.name.clone(),
                 kind: match &f.kind {
-                    FeatureKind::Numeric(v) => FeatureKind::Numeric(indices.iter().map(|&i| v[i]).collect()),
+                    FeatureKind::Numeric(v) => {
+                        FeatureKind::Numeric(indices.iter().map(|&i| v[i]).collect())
+                    }
                     FeatureKind::Categorical { codes, categories } => FeatureKind::Categorical {
                         codes: indices.iter().map(|&i| codes[i]).collect(),
                         categories: categories.clone(),
@@ -98,6 +124,9 @@ impl Dataset {
                 },
             })
             .collect();
-        Self { features, n_rows: indices.len() }
+        Self {
+            features,
+            n_rows: indices.len(),
+        }
     }
 }
