@@ -38,6 +38,9 @@ pub(crate) enum Command {
     /// List, show and compare runs.
     #[command(subcommand)]
     Runs(RunsCommand),
+    /// Profile a dataset into a schema file, and validate data against it.
+    #[command(subcommand)]
+    Data(DataCommand),
 }
 
 /// Where metadata and artifacts live.
@@ -180,4 +183,88 @@ pub(crate) enum RunsCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DataCommand {
+    /// Describe a CSV or Parquet file as a schema of expectations (YAML): column kinds,
+    /// nullability, ranges, categories, keys and the allowed row count.
+    ///
+    /// Prints the schema to stdout, or writes it with `--output` and prints a summary.
+    Profile(DataProfileArgs),
+    /// Check a CSV or Parquet file against a schema file and report every violation.
+    ///
+    /// Exit codes: 0 every check passed, 1 a check failed, 2 usage or input error (unreadable or
+    /// malformed data, invalid schema file), 3 internal error.
+    Validate(DataValidateArgs),
+}
+
+/// How to read the data file.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct DataReadArgs {
+    /// File format; default: from the extension (.csv/.tsv/.txt, .parquet/.pq).
+    #[arg(long, value_name = "FORMAT", value_parser = ["csv", "parquet"])]
+    pub(crate) format: Option<String>,
+    /// CSV field delimiter, one character (`\t` for tab). Default: `,`, or tab for .tsv.
+    #[arg(long, value_name = "CHAR")]
+    pub(crate) delimiter: Option<String>,
+    /// CSV quote character.
+    #[arg(long, value_name = "CHAR", default_value = "\"")]
+    pub(crate) quote: String,
+    /// The CSV file has no header line; columns are named column_1, column_2, ….
+    #[arg(long)]
+    pub(crate) no_header: bool,
+    /// A CSV value that means null (repeatable). Replaces the defaults: empty, NA, N/A, n/a,
+    /// NaN, nan, NULL, null, None, <NA>.
+    #[arg(long = "null-value", value_name = "TEXT")]
+    pub(crate) null_values: Vec<String>,
+    /// Infer CSV column types from the first N rows only (faster on big files; a later value
+    /// that does not fit is an error). Default (or 0): every row.
+    #[arg(long, value_name = "N")]
+    pub(crate) infer_rows: Option<usize>,
+    /// A string column with at most this many distinct values (and repeats) is categorical.
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub(crate) max_categories: usize,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DataProfileArgs {
+    /// The data: a CSV or Parquet file path, or a `file://` URI.
+    #[arg(value_name = "DATA")]
+    pub(crate) file: String,
+    /// Write the schema to this file (YAML, or JSON for a .json name) and print a summary.
+    #[arg(long, short, value_name = "FILE")]
+    pub(crate) output: Option<std::path::PathBuf>,
+    /// Print JSON instead of YAML (with --output: the schema as JSON instead of the summary).
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// A key column, marked unique (repeatable). Default: guessed from the data.
+    #[arg(long = "key", value_name = "COLUMN")]
+    pub(crate) keys: Vec<String>,
+    /// Allowed row counts as factors of the profiled count.
+    #[arg(long, value_name = "LOW:HIGH", default_value = "0.5:2")]
+    pub(crate) row_range: String,
+    /// Added to each nullable column's observed null fraction to give its limit.
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.05)]
+    pub(crate) null_margin: f64,
+    #[command(flatten)]
+    pub(crate) read: DataReadArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DataValidateArgs {
+    /// The data: a CSV or Parquet file path, or a `file://` URI.
+    #[arg(value_name = "DATA")]
+    pub(crate) file: String,
+    /// The schema file written by `kiln data profile`.
+    #[arg(long, short, value_name = "FILE")]
+    pub(crate) schema: std::path::PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Also write the report as JUnit XML to this file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) junit: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub(crate) read: DataReadArgs,
 }

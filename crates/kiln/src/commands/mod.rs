@@ -1,5 +1,6 @@
 //! One module per command group; [`run`] dispatches.
 
+mod data;
 mod db;
 mod experiments;
 mod gc;
@@ -26,6 +27,7 @@ pub(crate) fn run(command: Command, printer: &Printer) -> anyhow::Result<ExitCod
         Command::Gc(args) => gc::run(args, printer),
         Command::Experiments(cmd) => experiments::run(cmd, printer),
         Command::Runs(cmd) => runs::run(cmd, printer),
+        Command::Data(cmd) => data::run(cmd, printer),
     }
 }
 
