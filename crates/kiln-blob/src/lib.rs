@@ -179,3 +179,19 @@ fn decode_file_path(path: &str) -> Result<std::path::PathBuf, String> {
     }
     Ok(std::path::PathBuf::from(decoded.into_owned()))
 }
+
+/// The URI scheme the tracking server hands to clients for artifacts in its store.
+pub const ARTIFACT_URI_SCHEME: &str = "mlflow-artifacts:";
+
+/// The store path of a host-less `mlflow-artifacts:/<path>` URI (also `mlflow-artifacts:///<path>`);
+/// `None` for any other URI, for a URI with a host (`mlflow-artifacts://host/…`, which would send
+/// clients elsewhere), and for paths that fail [`BlobPath::parse`].
+pub fn artifact_uri_path(uri: &str) -> Option<BlobPath> {
+    let rest = uri.strip_prefix(ARTIFACT_URI_SCHEME)?;
+    let rest = match rest.strip_prefix("///") {
+        Some(r) => r,
+        None if rest.starts_with("//") => return None,
+        None => rest.strip_prefix('/').unwrap_or(rest),
+    };
+    BlobPath::parse(rest.trim_end_matches('/')).ok()
+}

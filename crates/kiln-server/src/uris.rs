@@ -4,19 +4,11 @@
 use kiln_api::ApiError;
 use kiln_blob::BlobPath;
 
-pub const SCHEME: &str = "mlflow-artifacts:";
+pub const SCHEME: &str = kiln_blob::ARTIFACT_URI_SCHEME;
 
 /// The store path of an artifact URI the server handed out, `None` if it points elsewhere.
 pub fn to_blob_path(uri: &str) -> Option<BlobPath> {
-    let rest = uri.strip_prefix(SCHEME)?;
-    // Host-less form only: `mlflow-artifacts:/a/b` or `mlflow-artifacts:///a/b`. A URI with a
-    // host (`mlflow-artifacts://host:port/a`) would send the client elsewhere.
-    let rest = match rest.strip_prefix("///") {
-        Some(r) => r,
-        None if rest.starts_with("//") => return None,
-        None => rest.strip_prefix('/').unwrap_or(rest),
-    };
-    BlobPath::parse(rest.trim_end_matches('/')).ok()
+    kiln_blob::artifact_uri_path(uri)
 }
 
 fn rejects(what: &str, value: &str, why: &str) -> ApiError {

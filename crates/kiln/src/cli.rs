@@ -41,6 +41,102 @@ pub(crate) enum Command {
     /// Profile a dataset into a schema file, and validate data against it.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Train a built-in model (gbdt, random_forest, logistic, linear) on a table, as a tracked run.
+    ///
+    /// Example: kiln train --data churn.csv --target churned --task classification --model gbdt
+    ///          --param num_leaves=63 --split 0.8/0.2 --stratify --output model/ --register churn
+    Train(Box<TrainArgs>),
+    /// Evaluate a model on labelled data; gates (`--require "roc_auc>=0.85"`) fail the command.
+    Evaluate(Box<EvaluateArgs>),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TrainArgs {
+    /// Training data: CSV or Parquet.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) data: String,
+    /// Label column.
+    #[arg(long, value_name = "COLUMN")]
+    pub(crate) target: String,
+    /// `classification` (binary or multiclass) or `regression`.
+    #[arg(long, value_parser = ["classification", "regression"])]
+    pub(crate) task: String,
+    /// `gbdt` (gradient-boosted trees), `random_forest`, `logistic`, `linear` (ridge).
+    #[arg(long, default_value = "gbdt", value_parser = ["gbdt", "random_forest", "logistic", "linear"])]
+    pub(crate) model: String,
+    /// Learner parameter `key=value` (repeatable), e.g. `n_trees=200`, `learning_rate=0.05`,
+    /// `num_leaves=63`, `early_stopping_rounds=20`, `class_weight=balanced`, `c=0.5`, `alpha=2`.
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    pub(crate) params: Vec<String>,
+    /// Fractions train/test or train/validation/test (validation feeds early stopping).
+    #[arg(long, default_value = "0.8/0.2")]
+    pub(crate) split: String,
+    /// Score on this file instead of a split of --data (then --split only sets validation).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) test_data: Option<String>,
+    /// Seed for the split and the learner.
+    #[arg(long, default_value_t = 42)]
+    pub(crate) seed: u64,
+    /// Keep class proportions in every split part (classification).
+    #[arg(long)]
+    pub(crate) stratify: bool,
+    /// Column to leave out of the features (repeatable), e.g. an id.
+    #[arg(long, value_name = "COLUMN")]
+    pub(crate) exclude: Vec<String>,
+    /// Also write the model here (a directory, or a `.json` file).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) output: Option<String>,
+    /// Experiment to record the run in.
+    #[arg(long, default_value = "Default")]
+    pub(crate) experiment: String,
+    /// Run name (default: generated).
+    #[arg(long)]
+    pub(crate) run_name: Option<String>,
+    /// Register the model as a new version of this registered model.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) register: Option<String>,
+    /// Do not record a run (needs --output).
+    #[arg(long)]
+    pub(crate) no_track: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    #[command(flatten)]
+    pub(crate) read: DataReadArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EvaluateArgs {
+    /// A model file or directory, `models:/<name>@<alias>`, `models:/<name>/<version>` or `runs:/<run_id>/model`.
+    #[arg(long, value_name = "MODEL")]
+    pub(crate) model: String,
+    /// Labelled data: CSV or Parquet with the model's target column.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) data: String,
+    /// Gate `metric<op>threshold` (repeatable), e.g. `roc_auc>=0.85`, `rmse<=3.5`.
+    #[arg(long = "require", value_name = "GATE")]
+    pub(crate) require: Vec<String>,
+    /// Write JUnit XML (one test case per gate) here.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) junit: Option<String>,
+    /// Write a Markdown summary here (e.g. $GITHUB_STEP_SUMMARY).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) markdown: Option<String>,
+    /// Experiment to record the evaluation run in.
+    #[arg(long, default_value = "Default")]
+    pub(crate) experiment: String,
+    /// Do not record a run.
+    #[arg(long)]
+    pub(crate) no_track: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    #[command(flatten)]
+    pub(crate) read: DataReadArgs,
 }
 
 /// Where metadata and artifacts live.

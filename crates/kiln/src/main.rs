@@ -70,6 +70,13 @@ fn exit_code(err: &anyhow::Error) -> u8 {
                 EXIT_INTERNAL
             };
         }
+        if let Some(e) = cause.downcast_ref::<kiln_train::TrainError>() {
+            return if e.is_input() {
+                EXIT_INPUT
+            } else {
+                EXIT_INTERNAL
+            };
+        }
         if cause.downcast_ref::<commands::InputError>().is_some() {
             return EXIT_INPUT;
         }

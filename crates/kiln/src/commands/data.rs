@@ -35,7 +35,7 @@ fn one_byte(flag: &str, value: &str) -> Result<u8, InputError> {
     }
 }
 
-fn read_options(args: DataReadArgs) -> Result<ReadOptions, InputError> {
+pub(crate) fn read_options(args: DataReadArgs) -> Result<ReadOptions, InputError> {
     let DataReadArgs {
         format,
         delimiter,

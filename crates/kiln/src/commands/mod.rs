@@ -2,10 +2,12 @@
 
 mod data;
 mod db;
+mod evaluate;
 mod experiments;
 mod gc;
 mod runs;
 mod server;
+mod train;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -28,6 +30,8 @@ pub(crate) fn run(command: Command, printer: &Printer) -> anyhow::Result<ExitCod
         Command::Experiments(cmd) => experiments::run(cmd, printer),
         Command::Runs(cmd) => runs::run(cmd, printer),
         Command::Data(cmd) => data::run(cmd, printer),
+        Command::Train(args) => train::run(*args, printer),
+        Command::Evaluate(args) => evaluate::run(*args, printer),
     }
 }
 

@@ -1,0 +1,334 @@
+//! Train and evaluate runs in kiln's store: the same experiments, runs, params, metrics, tags and
+//! artifacts as a run logged through the MLflow API, plus registry versions with lineage.
+//! Store calls are synchronous; artifact transfers run on the given tokio runtime.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use kiln_blob::{BlobPath, BlobStore};
+use kiln_store::{AliasActor, NewModelVersion, NewRun, RunUpdate, TrackingStore};
+use kiln_types::{Dataset, DatasetInput, Metric, Param, RunStatus, Tag};
+
+use crate::artifact::{KilnModel, MODEL_FILE};
+use crate::TrainError;
+
+/// Where runs and artifacts go.
+pub struct Tracker {
+    pub store: Arc<dyn TrackingStore>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub runtime: tokio::runtime::Handle,
+}
+
+/// A run being recorded.
+pub struct RunHandle {
+    pub run_id: String,
+    pub experiment_id: String,
+    pub artifact_uri: String,
+}
+
+/// Git commit and dirty flag of the working directory, when it is a repository.
+pub fn git_info() -> Option<(String, bool)> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let commit = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let status = std::process::Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .output()
+        .ok()?;
+    Some((commit, !status.stdout.is_empty()))
+}
+
+impl Tracker {
+    /// The experiment's id, created when missing.
+    pub fn experiment(&self, name: &str) -> Result<String, TrainError> {
+        match self.store.get_experiment_by_name(name) {
+            Ok(e) => Ok(e.experiment_id),
+            Err(kiln_store::StoreError::NotFound(_)) => {
+                Ok(self.store.create_experiment(name, None, &[])?)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Start a run with the standard source tags plus git lineage.
+    pub fn start(
+        &self,
+        experiment: &str,
+        run_name: Option<String>,
+        command: &str,
+        extra_tags: Vec<Tag>,
+    ) -> Result<RunHandle, TrainError> {
+        let experiment_id = self.experiment(experiment)?;
+        let user = std::env::var("USER").unwrap_or_default();
+        let mut tags = vec![
+            Tag::new("mlflow.source.name", command),
+            Tag::new("mlflow.source.type", "LOCAL"),
+            Tag::new("mlflow.user", user.clone()),
+            Tag::new("kiln.command", command),
+        ];
+        if let Some((commit, dirty)) = git_info() {
+            tags.push(Tag::new("mlflow.source.git.commit", commit.clone()));
+            tags.push(Tag::new("kiln.git.commit", commit));
+            tags.push(Tag::new("kiln.git.dirty", dirty.to_string()));
+        }
+        tags.extend(extra_tags);
+        let run = self.store.create_run(&NewRun {
+            experiment_id: experiment_id.clone(),
+            user_id: user,
+            run_name,
+            start_time: kiln_types::now_ms(),
+            tags,
+        })?;
+        Ok(RunHandle {
+            run_id: run.info.run_id,
+            experiment_id,
+            artifact_uri: run.info.artifact_uri,
+        })
+    }
+
+    /// Log params, metrics and tags in batches of the API's size limits.
+    pub fn log(
+        &self,
+        run: &RunHandle,
+        params: &[(String, String)],
+        metrics: &[(String, f64)],
+        tags: &[Tag],
+    ) -> Result<(), TrainError> {
+        let now = kiln_types::now_ms();
+        let params: Vec<Param> = params
+            .iter()
+            .map(|(k, v)| Param {
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect();
+        let metrics: Vec<Metric> = metrics
+            .iter()
+            .map(|(k, v)| Metric::new(k.clone(), *v, now, 0))
+            .collect();
+        for chunk in params.chunks(100) {
+            self.store.log_batch(&run.run_id, &[], chunk, &[])?;
+        }
+        for chunk in metrics.chunks(1000) {
+            self.store.log_batch(&run.run_id, chunk, &[], &[])?;
+        }
+        for chunk in tags.chunks(100) {
+            self.store.log_batch(&run.run_id, &[], &[], chunk)?;
+        }
+        Ok(())
+    }
+
+    /// Record the data file as a run input (name, BLAKE3 digest, local source).
+    pub fn log_dataset(
+        &self,
+        run: &RunHandle,
+        path: &str,
+        digest: &str,
+        context: &str,
+    ) -> Result<(), TrainError> {
+        let name = std::path::Path::new(path)
+            .file_name()
+            .map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned());
+        let input = DatasetInput {
+            tags: vec![Tag::new("mlflow.data.context", context)],
+            dataset: Dataset {
+                name,
+                digest: digest.chars().take(64).collect(),
+                source_type: "local".into(),
+                source: serde_json::json!({ "uri": path }).to_string(),
+                schema: None,
+                profile: None,
+            },
+        };
+        Ok(self.store.log_inputs(&run.run_id, &[input])?)
+    }
+
+    fn artifact_root(&self, run: &RunHandle) -> Result<BlobPath, TrainError> {
+        kiln_blob::artifact_uri_path(&run.artifact_uri).ok_or_else(|| {
+            TrainError::Input(format!(
+                "The run's artifact location `{}` is not in this artifact store",
+                run.artifact_uri
+            ))
+        })
+    }
+
+    /// Upload bytes as a run artifact at `path` (relative to the run's artifact root).
+    pub fn put_artifact(
+        &self,
+        run: &RunHandle,
+        path: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(), TrainError> {
+        let dest = self.artifact_root(run)?.join(path)?;
+        let body =
+            futures::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(bytes)) })
+                .boxed();
+        self.runtime.block_on(self.blobs.put(&dest, body))?;
+        Ok(())
+    }
+
+    pub fn finish(&self, run: &RunHandle, status: RunStatus) -> Result<(), TrainError> {
+        self.store.update_run(
+            &run.run_id,
+            &RunUpdate {
+                status: Some(status),
+                end_time: Some(kiln_types::now_ms()),
+                run_name: None,
+            },
+        )?;
+        Ok(())
+    }
+
+    /// Register the run's `model/` artifact as a new version of `name` (created when missing).
+    pub fn register(
+        &self,
+        run: &RunHandle,
+        name: &str,
+        tags: Vec<Tag>,
+    ) -> Result<String, TrainError> {
+        match self.store.create_registered_model(name, None, &[]) {
+            Ok(_) | Err(kiln_store::StoreError::AlreadyExists(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let version = self.store.create_model_version(&NewModelVersion {
+            name: name.to_string(),
+            source: format!("runs:/{}/model", run.run_id),
+            run_id: Some(run.run_id.clone()),
+            model_id: None,
+            run_link: None,
+            description: None,
+            tags,
+            user_id: std::env::var("USER").ok(),
+        })?;
+        Ok(version.version)
+    }
+
+    /// Load a model from a local path (file or directory) or `models:/name@alias` /
+    /// `models:/name/version` / `runs:/<run_id>/<path>`.
+    pub fn load_model(&self, reference: &str) -> Result<(KilnModel, ModelSource), TrainError> {
+        if let Some(rest) = reference.strip_prefix("models:/") {
+            let (name, mv) = if let Some((name, alias)) = rest.split_once('@') {
+                (name, self.store.get_model_version_by_alias(name, alias)?)
+            } else if let Some((name, version)) = rest.rsplit_once('/') {
+                (name, self.store.get_model_version(name, version)?)
+            } else {
+                return Err(TrainError::Input(format!("Invalid model reference `{reference}`: expected models:/<name>@<alias> or models:/<name>/<version>")));
+            };
+            let (model, _) = self.load_model(&mv.source)?;
+            return Ok((
+                model,
+                ModelSource {
+                    name: Some(name.to_string()),
+                    version: Some(mv.version),
+                    run_id: mv.run_id,
+                },
+            ));
+        }
+        if let Some(rest) = reference.strip_prefix("runs:/") {
+            let (run_id, path) = rest.split_once('/').unwrap_or((rest, "model"));
+            let run = self.store.get_run(run_id)?;
+            let handle = RunHandle {
+                run_id: run_id.to_string(),
+                experiment_id: run.info.experiment_id,
+                artifact_uri: run.info.artifact_uri,
+            };
+            let file = self
+                .artifact_root(&handle)?
+                .join(path.trim_end_matches('/'))?
+                .join(MODEL_FILE)?;
+            let bytes = self.runtime.block_on(async {
+                let object = self.blobs.get(&file).await?;
+                let chunks: Vec<Result<Bytes, std::io::Error>> = object.stream.collect().await;
+                let mut out = Vec::with_capacity(usize::try_from(object.size).unwrap_or(0));
+                for c in chunks {
+                    out.extend_from_slice(&c.map_err(|err| TrainError::Io {
+                        path: file.to_string(),
+                        err,
+                    })?);
+                }
+                Ok::<_, TrainError>(out)
+            })?;
+            let model = KilnModel::from_bytes(&bytes, reference)?;
+            return Ok((
+                model,
+                ModelSource {
+                    name: None,
+                    version: None,
+                    run_id: Some(run_id.to_string()),
+                },
+            ));
+        }
+        Ok((load_local(reference)?, ModelSource::default()))
+    }
+
+    /// Point `alias` at a version, recorded in the alias history.
+    pub fn set_alias(
+        &self,
+        name: &str,
+        alias: &str,
+        version: &str,
+        reason: &str,
+    ) -> Result<(), TrainError> {
+        Ok(self.store.set_alias(
+            name,
+            alias,
+            version,
+            &AliasActor {
+                user_id: std::env::var("USER").ok(),
+                reason: Some(reason.to_string()),
+            },
+        )?)
+    }
+}
+
+/// Where a loaded model came from.
+#[derive(Debug, Clone, Default)]
+pub struct ModelSource {
+    pub name: Option<String>,
+    pub version: Option<String>,
+    pub run_id: Option<String>,
+}
+
+/// Read a model file, or `<dir>/kiln-model.json`.
+pub fn load_local(path: &str) -> Result<KilnModel, TrainError> {
+    let p = std::path::Path::new(path);
+    let file = if p.is_dir() {
+        p.join(MODEL_FILE)
+    } else {
+        p.to_path_buf()
+    };
+    let bytes = fs_err::read(&file).map_err(|err| TrainError::Io {
+        path: file.display().to_string(),
+        err,
+    })?;
+    KilnModel::from_bytes(&bytes, &file.display().to_string())
+}
+
+/// Write a model to `path` (a `.json` file, or a directory that gets `kiln-model.json`).
+pub fn save_local(model: &KilnModel, path: &str) -> Result<std::path::PathBuf, TrainError> {
+    let p = std::path::Path::new(path);
+    let file = if p.extension().is_some_and(|e| e == "json") {
+        p.to_path_buf()
+    } else {
+        p.join(MODEL_FILE)
+    };
+    if let Some(parent) = file.parent() {
+        if !parent.as_os_str().is_empty() {
+            fs_err::create_dir_all(parent).map_err(|err| TrainError::Io {
+                path: parent.display().to_string(),
+                err,
+            })?;
+        }
+    }
+    fs_err::write(&file, model.to_bytes()?).map_err(|err| TrainError::Io {
+        path: file.display().to_string(),
+        err,
+    })?;
+    Ok(file)
+}

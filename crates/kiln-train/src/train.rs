@@ -1,0 +1,347 @@
+//! Fit a built-in learner on a table: split, encode, fit, score the held-out rows.
+
+use std::time::Instant;
+
+use kiln_ml::linear::{fit_linear, LinearParams};
+use kiln_ml::{fit_forest, gbdt, ForestParams, GbdtParams, Objective, Validation};
+use kiln_table::{ReadOptions, Table};
+use serde::Serialize;
+
+use crate::artifact::{KilnModel, Learner, Predictions, TrainingInfo};
+use crate::frame::{Signature, Skipped, Task};
+use crate::split::{split_rows, SplitSpec};
+use crate::TrainError;
+
+/// Built-in learners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    Gbdt,
+    RandomForest,
+    Logistic,
+    Linear,
+}
+
+impl ModelKind {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "gbdt" | "gradient_boosting" | "xgboost" | "lightgbm" => Some(Self::Gbdt),
+            "random_forest" | "rf" | "forest" => Some(Self::RandomForest),
+            "logistic" | "logistic_regression" => Some(Self::Logistic),
+            "linear" | "ridge" | "linear_regression" => Some(Self::Linear),
+            _ => None,
+        }
+    }
+}
+
+/// What to train.
+#[derive(Debug, Clone)]
+pub struct TrainRequest {
+    pub data: String,
+    pub test_data: Option<String>,
+    pub target: String,
+    pub task: Task,
+    pub model: ModelKind,
+    pub params: Vec<(String, String)>,
+    pub split: SplitSpec,
+    pub seed: u64,
+    pub stratify: bool,
+    pub exclude: Vec<String>,
+    pub read: ReadOptions,
+}
+
+/// Row counts of each part.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Rows {
+    pub train: usize,
+    pub valid: usize,
+    pub test: usize,
+}
+
+/// A trained model and how it scored.
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    pub model: KilnModel,
+    /// Held-out metrics, `test_*` (and `valid_*` with a validation split).
+    pub metrics: Vec<(String, f64)>,
+    pub rows: Rows,
+    pub skipped: Vec<Skipped>,
+    pub fit_seconds: f64,
+    pub data_hash: String,
+}
+
+/// BLAKE3 of a file, streamed.
+pub fn hash_file(path: &str) -> Result<String, TrainError> {
+    let local = kiln_table::local_path(path)?;
+    let mut file = fs_err::File::open(&local).map_err(|err| TrainError::Io {
+        path: path.to_string(),
+        err,
+    })?;
+    let mut hasher = blake3::Hasher::new();
+    std::io::copy(&mut file, &mut hasher).map_err(|err| TrainError::Io {
+        path: path.to_string(),
+        err,
+    })?;
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+fn objective(task: Task, n_classes: usize) -> Objective {
+    match task {
+        Task::Regression => Objective::Regression,
+        Task::Classification if n_classes > 2 => Objective::Multiclass,
+        Task::Classification => Objective::Binary,
+    }
+}
+
+fn fit(
+    kind: ModelKind,
+    objective: Objective,
+    params: &[(String, String)],
+    seed: u64,
+    train: &kiln_ml::Dataset,
+    y: &[f64],
+    valid: Option<(&kiln_ml::Dataset, &[f64])>,
+) -> Result<Learner, TrainError> {
+    let mut kv = params.to_vec();
+    Ok(match kind {
+        ModelKind::Gbdt => {
+            let mut p = GbdtParams {
+                objective,
+                seed,
+                ..GbdtParams::default()
+            };
+            if objective == Objective::Multiclass {
+                p.num_class = None;
+            }
+            kv.retain(|(k, _)| k != "objective");
+            for (k, v) in &kv {
+                p.set(k, v)?;
+            }
+            p.objective = objective;
+            let validation = valid.map(|(data, labels)| Validation { data, labels });
+            Learner::Gbdt(gbdt::fit_with(&p, train, y, None, validation)?)
+        }
+        ModelKind::RandomForest => {
+            let mut p = ForestParams {
+                objective,
+                seed,
+                ..ForestParams::default()
+            };
+            kv.retain(|(k, _)| k != "objective");
+            for (k, v) in &kv {
+                p.set(k, v)?;
+            }
+            p.objective = objective;
+            Learner::RandomForest(fit_forest(&p, train, y, None)?)
+        }
+        ModelKind::Logistic => {
+            if objective == Objective::Regression {
+                return Err(TrainError::Input(
+                    "--model logistic is for classification; use --model linear for regression"
+                        .into(),
+                ));
+            }
+            Learner::Logistic(fit_linear(
+                train,
+                y,
+                None,
+                &LinearParams::from_kv(objective, &kv)?,
+            )?)
+        }
+        ModelKind::Linear => {
+            if objective != Objective::Regression {
+                return Err(TrainError::Input(
+                    "--model linear is for regression; use --model logistic for classification"
+                        .into(),
+                ));
+            }
+            Learner::Linear(fit_linear(
+                train,
+                y,
+                None,
+                &LinearParams::from_kv(objective, &kv)?,
+            )?)
+        }
+    })
+}
+
+/// Held-out metrics for predictions against labels, each name prefixed with `prefix`.
+pub fn score(
+    task: Task,
+    class_names: &[String],
+    pred: &Predictions,
+    y: &[f64],
+    prefix: &str,
+) -> Result<Vec<(String, f64)>, TrainError> {
+    let metrics = evaluate(task, class_names, pred, y)?.metrics();
+    Ok(metrics
+        .into_iter()
+        .map(|(k, v)| (format!("{prefix}{k}"), v))
+        .collect())
+}
+
+/// A full evaluation report.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Report {
+    Classification(kiln_ml::evaluate::ClassificationReport),
+    Regression(kiln_ml::evaluate::RegressionReport),
+}
+
+impl Report {
+    pub fn metrics(&self) -> Vec<(String, f64)> {
+        match self {
+            Self::Classification(r) => r.metrics(),
+            Self::Regression(r) => r.metrics(),
+        }
+    }
+
+    pub fn confusion(&self) -> Option<(&[String], &[Vec<u64>])> {
+        match self {
+            Self::Classification(r) => Some(r.confusion()),
+            Self::Regression(_) => None,
+        }
+    }
+}
+
+/// Evaluate predictions against labels (class indices for classification).
+pub fn evaluate(
+    task: Task,
+    class_names: &[String],
+    pred: &Predictions,
+    y: &[f64],
+) -> Result<Report, TrainError> {
+    let eval_err =
+        |e: kiln_ml::evaluate::EvalError| TrainError::Input(format!("Evaluation failed: {e}"));
+    match (task, pred) {
+        (Task::Classification, Predictions::Proba(p)) => {
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let classes: Vec<usize> = y.iter().map(|v| *v as usize).collect();
+            Ok(Report::Classification(
+                kiln_ml::evaluate::classification_metrics(&classes, p, class_names, None)
+                    .map_err(eval_err)?,
+            ))
+        }
+        (Task::Regression, Predictions::Values(v)) => Ok(Report::Regression(
+            kiln_ml::evaluate::regression_metrics(y, v).map_err(eval_err)?,
+        )),
+        _ => Err(TrainError::Input(
+            "the model's outputs do not match its task".into(),
+        )),
+    }
+}
+
+fn read(path: &str, options: &ReadOptions) -> Result<Table, TrainError> {
+    Ok(kiln_table::read_table(path, options)?)
+}
+
+/// Train per `req`.
+pub fn train(req: &TrainRequest) -> Result<TrainOutcome, TrainError> {
+    let table = read(&req.data, &req.read)?;
+    let mut data_hash = hash_file(&req.data)?;
+    let (signature, skipped) = Signature::infer(&table, &req.target, req.task, &req.exclude)?;
+    let (all, _) = signature.encode(&table)?;
+    let labels = signature.labels(&table)?;
+    let n_classes = signature.target.classes.len();
+    let objective = objective(req.task, n_classes);
+
+    let (train_idx, valid_idx, test_part) = match &req.test_data {
+        Some(test_path) => {
+            let spec = SplitSpec {
+                train: 1.0 - req.split.valid,
+                valid: req.split.valid,
+                test: 0.0,
+            };
+            let strata =
+                (req.stratify && req.task == Task::Classification).then_some(labels.as_slice());
+            let rows = split_rows(table.num_rows(), &spec, req.seed, strata);
+            let test_table = read(test_path, &req.read)?;
+            data_hash = format!("{data_hash}+{}", hash_file(test_path)?);
+            let (test_ds, _) = signature.encode(&test_table)?;
+            let test_y = signature.labels(&test_table)?;
+            (rows.train, rows.valid, Some((test_ds, test_y)))
+        }
+        None => {
+            let strata =
+                (req.stratify && req.task == Task::Classification).then_some(labels.as_slice());
+            let rows = split_rows(table.num_rows(), &req.split, req.seed, strata);
+            let test = if rows.test.is_empty() {
+                None
+            } else {
+                Some((
+                    all.take(&rows.test),
+                    rows.test.iter().map(|&i| labels[i]).collect::<Vec<f64>>(),
+                ))
+            };
+            (rows.train, rows.valid, test)
+        }
+    };
+    let train_ds = all.take(&train_idx);
+    let train_y: Vec<f64> = train_idx.iter().map(|&i| labels[i]).collect();
+    let valid = (!valid_idx.is_empty()).then(|| {
+        (
+            all.take(&valid_idx),
+            valid_idx.iter().map(|&i| labels[i]).collect::<Vec<f64>>(),
+        )
+    });
+
+    let started = Instant::now();
+    let learner = fit(
+        req.model,
+        objective,
+        &req.params,
+        req.seed,
+        &train_ds,
+        &train_y,
+        valid.as_ref().map(|(d, y)| (d, y.as_slice())),
+    )?;
+    let fit_seconds = started.elapsed().as_secs_f64();
+
+    let model = KilnModel::new(
+        signature,
+        TrainingInfo {
+            kiln_version: env!("CARGO_PKG_VERSION").to_string(),
+            data_hash: data_hash.clone(),
+            train_rows: train_ds.n_rows(),
+            seed: req.seed,
+            split: if req.test_data.is_some() {
+                "test-data".into()
+            } else {
+                req.split.describe()
+            },
+            params: req.params.clone(),
+        },
+        learner,
+    );
+    let mut metrics = Vec::new();
+    if let Some((d, y)) = &valid {
+        metrics.extend(score(
+            req.task,
+            &model.signature.target.classes,
+            &model.predict(d)?,
+            y,
+            "valid_",
+        )?);
+    }
+    if let Some((d, y)) = &test_part {
+        metrics.extend(score(
+            req.task,
+            &model.signature.target.classes,
+            &model.predict(d)?,
+            y,
+            "test_",
+        )?);
+    }
+    Ok(TrainOutcome {
+        rows: Rows {
+            train: train_ds.n_rows(),
+            valid: valid.as_ref().map_or(0, |(d, _)| d.n_rows()),
+            test: test_part.as_ref().map_or(0, |(d, _)| d.n_rows()),
+        },
+        model,
+        metrics,
+        skipped,
+        fit_seconds,
+        data_hash,
+    })
+}

@@ -1,0 +1,159 @@
+//! `kiln evaluate`: metrics and CI gates for a model on labelled data.
+
+use std::process::ExitCode;
+
+use kiln_ml::evaluate::{
+    all_passed, check_gates, render_junit, render_markdown, render_text, Gate,
+};
+use kiln_train::tracking::load_local;
+use kiln_train::train::evaluate;
+use kiln_types::{RunStatus, Tag};
+
+use super::data::read_options;
+use super::train::tracker;
+use super::InputError;
+use crate::cli::EvaluateArgs;
+use crate::printer::Printer;
+
+/// Exit code when a gate fails.
+const EXIT_GATE_FAILED: u8 = 1;
+
+fn write_file(path: &str, text: &str) -> anyhow::Result<()> {
+    fs_err::write(path, text)?;
+    Ok(())
+}
+
+pub(super) fn run(args: EvaluateArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
+    let EvaluateArgs {
+        model,
+        data,
+        require,
+        junit,
+        markdown,
+        experiment,
+        no_track,
+        json,
+        store,
+        read,
+    } = args;
+    let gates = require
+        .iter()
+        .map(|g| Gate::parse(g).map_err(|e| InputError(format!("Invalid --require `{g}`: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let needs_store = !no_track || model.starts_with("models:/") || model.starts_with("runs:/");
+    let tracking = if needs_store {
+        Some(tracker(&store)?)
+    } else {
+        None
+    };
+    let (kiln_model, source) = match &tracking {
+        Some((t, _)) => t.load_model(&model)?,
+        None => (
+            load_local(&model)?,
+            kiln_train::tracking::ModelSource::default(),
+        ),
+    };
+    let table = kiln_table::read_table(&data, &read_options(read)?)?;
+    let (features, unseen) = kiln_model.signature.encode(&table)?;
+    let labels = kiln_model.signature.labels(&table)?;
+    let predictions = kiln_model.predict(&features)?;
+    let report = evaluate(
+        kiln_model.signature.target.task,
+        &kiln_model.signature.target.classes,
+        &predictions,
+        &labels,
+    )?;
+    let metrics = report.metrics();
+    let results = check_gates(&metrics, &gates);
+    let passed = all_passed(&results);
+    let title = format!("kiln evaluate: {model} on {data}");
+
+    let mut run_id = None;
+    if let (false, Some((t, _))) = (no_track, &tracking) {
+        let mut tags = vec![
+            Tag::new("kiln.evaluate.model", &model),
+            Tag::new("kiln.gates.passed", passed.to_string()),
+        ];
+        if let (Some(n), Some(v)) = (&source.name, &source.version) {
+            tags.push(Tag::new("kiln.model.name", n));
+            tags.push(Tag::new("kiln.model.version", v));
+        }
+        let run = t.start(&experiment, None, "kiln evaluate", tags)?;
+        let digest = kiln_train::train::hash_file(&data)?;
+        let params: Vec<(String, String)> = std::iter::once(("model".to_string(), model.clone()))
+            .chain(
+                gates
+                    .iter()
+                    .enumerate()
+                    .map(|(i, g)| (format!("gate_{i}"), g.to_string())),
+            )
+            .collect();
+        t.log(
+            &run,
+            &params,
+            &metrics,
+            &[Tag::new("kiln.data.hash", &digest)],
+        )?;
+        t.log_dataset(&run, &data, &digest, "evaluation")?;
+        t.put_artifact(
+            &run,
+            "evaluation/report.json",
+            serde_json::to_vec_pretty(&report)?,
+        )?;
+        t.put_artifact(
+            &run,
+            "evaluation/summary.md",
+            render_markdown(&title, &metrics, &results, report.confusion()).into_bytes(),
+        )?;
+        if !gates.is_empty() {
+            t.put_artifact(
+                &run,
+                "evaluation/junit.xml",
+                render_junit("kiln.evaluate", &results).into_bytes(),
+            )?;
+        }
+        t.finish(
+            &run,
+            if passed {
+                RunStatus::Finished
+            } else {
+                RunStatus::Failed
+            },
+        )?;
+        run_id = Some(run.run_id);
+    }
+    if let Some(path) = &junit {
+        write_file(path, &render_junit("kiln.evaluate", &results))?;
+    }
+    if let Some(path) = &markdown {
+        write_file(
+            path,
+            &render_markdown(&title, &metrics, &results, report.confusion()),
+        )?;
+    }
+    if json {
+        printer.json(&serde_json::json!({
+            "model": model,
+            "data": data,
+            "passed": passed,
+            "metrics": metrics.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
+            "gates": results,
+            "report": report,
+            "unseen_categories": unseen,
+            "run_id": run_id,
+        }))?;
+    } else {
+        for (column, n) in &unseen {
+            printer.status(&format!("warning: column `{column}` has {n} value(s) not seen in training; treated as missing"));
+        }
+        printer.line(&render_text(&title, &metrics, &results, report.confusion()));
+        if let Some(id) = &run_id {
+            printer.line(&format!("Run {id}"));
+        }
+    }
+    Ok(if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_GATE_FAILED)
+    })
+}

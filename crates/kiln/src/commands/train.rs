@@ -1,0 +1,216 @@
+//! `kiln train`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use kiln_train::frame::Task;
+use kiln_train::split::SplitSpec;
+use kiln_train::tracking::{save_local, Tracker};
+use kiln_train::train::{train, ModelKind, TrainRequest};
+use kiln_types::{RunStatus, Tag};
+
+use super::data::read_options;
+use super::{locations, open_blobs, open_store, runtime, InputError};
+use crate::cli::TrainArgs;
+use crate::printer::Printer;
+
+/// Parse `key=value` pairs.
+pub(crate) fn parse_kv(items: &[String]) -> Result<Vec<(String, String)>, InputError> {
+    items
+        .iter()
+        .map(|item| {
+            item.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| {
+                    InputError(format!(
+                        "Invalid --param `{item}`: expected key=value, e.g. n_trees=200"
+                    ))
+                })
+        })
+        .collect()
+}
+
+/// A tracker on the local store (or the given store URIs) and a runtime for artifact I/O.
+pub(crate) fn tracker(
+    store: &crate::cli::StoreArgs,
+) -> anyhow::Result<(Tracker, tokio::runtime::Runtime)> {
+    let loc = locations(store)?;
+    let rt = runtime(Some(2))?;
+    let blobs = rt.block_on(async { open_blobs(&loc.artifacts) })?;
+    let store: Arc<dyn kiln_store::TrackingStore> = open_store(&loc.backend, false)?;
+    let handle = rt.handle().clone();
+    Ok((
+        Tracker {
+            store,
+            blobs,
+            runtime: handle,
+        },
+        rt,
+    ))
+}
+
+pub(super) fn run(args: TrainArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
+    let TrainArgs {
+        data,
+        target,
+        task,
+        model,
+        params,
+        split,
+        test_data,
+        seed,
+        stratify,
+        exclude,
+        output,
+        experiment,
+        run_name,
+        register,
+        no_track,
+        json,
+        store,
+        read,
+    } = args;
+    if no_track && output.is_none() {
+        return Err(InputError(
+            "--no-track needs --output, or the model would be thrown away".into(),
+        )
+        .into());
+    }
+    if no_track && register.is_some() {
+        return Err(InputError("--register records a run; drop --no-track".into()).into());
+    }
+    let req = TrainRequest {
+        data: data.clone(),
+        test_data,
+        target,
+        task: Task::parse(&task).ok_or_else(|| InputError(format!("Invalid --task `{task}`")))?,
+        model: ModelKind::parse(&model)
+            .ok_or_else(|| InputError(format!("Invalid --model `{model}`")))?,
+        params: parse_kv(&params)?,
+        split: SplitSpec::parse(&split)?,
+        seed,
+        stratify,
+        exclude,
+        read: read_options(read)?,
+    };
+    let tracking = if no_track {
+        None
+    } else {
+        Some(tracker(&store)?)
+    };
+    let run = match &tracking {
+        Some((t, _)) => Some(t.start(
+            &experiment,
+            run_name,
+            "kiln train",
+            vec![Tag::new("kiln.model", &model)],
+        )?),
+        None => None,
+    };
+    if !json {
+        printer.status(&format!("Training {model} on {data}…"));
+    }
+    let outcome = match train(&req) {
+        Ok(o) => o,
+        Err(e) => {
+            if let (Some((t, _)), Some(r)) = (&tracking, &run) {
+                let _ = t.log(r, &[], &[], &[Tag::new("kiln.error", e.to_string())]);
+                let _ = t.finish(r, RunStatus::Failed);
+            }
+            return Err(e.into());
+        }
+    };
+    let model_bytes = outcome.model.to_bytes()?;
+    let saved = match &output {
+        Some(path) => Some(save_local(&outcome.model, path)?),
+        None => None,
+    };
+    let mut registered = None;
+    if let (Some((t, _)), Some(r)) = (&tracking, &run) {
+        let mut logged_params = vec![
+            ("model".to_string(), model.clone()),
+            ("task".to_string(), task.clone()),
+            ("target".to_string(), req.target.clone()),
+            ("seed".to_string(), seed.to_string()),
+            ("split".to_string(), outcome.model.training.split.clone()),
+        ];
+        logged_params.extend(req.params.iter().cloned());
+        let mut metrics = outcome.metrics.clone();
+        metrics.push(("fit_seconds".into(), outcome.fit_seconds));
+        #[allow(clippy::cast_precision_loss)]
+        metrics.push(("train_rows".into(), outcome.rows.train as f64));
+        t.log(
+            r,
+            &logged_params,
+            &metrics,
+            &[Tag::new("kiln.data.hash", &outcome.data_hash)],
+        )?;
+        t.log_dataset(r, &data, &outcome.data_hash, "training")?;
+        t.put_artifact(
+            r,
+            &format!("model/{}", kiln_train::artifact::MODEL_FILE),
+            model_bytes.clone(),
+        )?;
+        t.put_artifact(
+            r,
+            "model/signature.json",
+            serde_json::to_vec_pretty(&outcome.model.signature)?,
+        )?;
+        if let Some(name) = &register {
+            let version = t.register(
+                r,
+                name,
+                vec![Tag::new("kiln.data.hash", &outcome.data_hash)],
+            )?;
+            registered = Some((name.clone(), version));
+        }
+        t.finish(r, RunStatus::Finished)?;
+    }
+    if json {
+        printer.json(&serde_json::json!({
+            "run_id": run.as_ref().map(|r| r.run_id.clone()),
+            "experiment_id": run.as_ref().map(|r| r.experiment_id.clone()),
+            "model": model,
+            "metrics": outcome.metrics.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
+            "rows": outcome.rows,
+            "fit_seconds": outcome.fit_seconds,
+            "data_hash": outcome.data_hash,
+            "output": saved.as_ref().map(|p| p.display().to_string()),
+            "registered": registered.as_ref().map(|(n, v)| serde_json::json!({"name": n, "version": v})),
+            "skipped_columns": outcome.skipped,
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for s in &outcome.skipped {
+        printer.status(&format!(
+            "note: column `{}` left out: {}",
+            s.column, s.reason
+        ));
+    }
+    printer.line(&format!(
+        "Trained {model} on {} rows ({} validation, {} test) in {:.2}s",
+        outcome.rows.train, outcome.rows.valid, outcome.rows.test, outcome.fit_seconds
+    ));
+    let rows: Vec<Vec<String>> = outcome
+        .metrics
+        .iter()
+        .map(|(k, v)| vec![k.clone(), format!("{v:.6}")])
+        .collect();
+    if !rows.is_empty() {
+        printer.table(&["METRIC", "VALUE"], &rows);
+    }
+    if let Some(p) = &saved {
+        printer.line(&format!("Model written to {}", p.display()));
+    }
+    if let Some(r) = &run {
+        printer.line(&format!(
+            "Run {} (experiment {})",
+            r.run_id, r.experiment_id
+        ));
+    }
+    if let Some((n, v)) = &registered {
+        printer.line(&format!("Registered {n} version {v}"));
+    }
+    Ok(ExitCode::SUCCESS)
+}

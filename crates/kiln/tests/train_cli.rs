@@ -1,0 +1,388 @@
+//! `kiln train` / `kiln evaluate` end to end through the binary, on the embedded store.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn kiln(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("KILN_TRACKING_URI")
+        .env_remove("KILN_BACKEND_STORE_URI")
+        .env_remove("KILN_ARTIFACTS_DESTINATION")
+        .output()
+        .expect("run kiln")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A small churn-like table: the label depends on tenure, support calls and the contract.
+fn write_churn(dir: &Path, name: &str, rows: usize) {
+    let mut s = String::from("customer_id,tenure,support_calls,monthly,contract,churned\n");
+    let contracts = ["monthly", "yearly", "two-year"];
+    let mut state: u64 = 12345;
+    let mut next = || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) as f64 / f64::from(1u32 << 31)
+    };
+    for i in 0..rows {
+        let tenure = (next() * 72.0).floor();
+        let calls = (next() * 6.0).floor();
+        let monthly = 20.0 + next() * 80.0;
+        let c = contracts[(next() * 3.0) as usize % 3];
+        let score = -0.05 * tenure
+            + 0.6 * calls
+            + if c == "monthly" { 1.0 } else { -1.0 }
+            + (next() - 0.5) * 2.0;
+        let churned = u8::from(score > 0.0);
+        s.push_str(&format!(
+            "C{i},{tenure},{calls},{monthly:.2},{c},{churned}\n"
+        ));
+    }
+    std::fs::write(dir.join(name), s).expect("write csv");
+}
+
+#[test]
+fn train_is_tracked_registered_and_bit_identical() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_churn(dir.path(), "churn.csv", 2000);
+    let args = [
+        "train",
+        "--data",
+        "churn.csv",
+        "--target",
+        "churned",
+        "--task",
+        "classification",
+        "--model",
+        "gbdt",
+        "--exclude",
+        "customer_id",
+        "--stratify",
+        "--seed",
+        "7",
+        "--param",
+        "n_trees=50",
+    ];
+    let mut first = args.to_vec();
+    first.extend(["--output", "m1", "--register", "churn", "--json"]);
+    let out = kiln(dir.path(), &first);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let auc = v["metrics"]["test_roc_auc"].as_f64().expect("auc");
+    assert!(auc > 0.8, "auc {auc}");
+    assert_eq!(v["registered"]["version"], "1");
+    let run_id = v["run_id"].as_str().expect("run id").to_string();
+
+    let mut second = args.to_vec();
+    second.extend(["--output", "m2", "--no-track"]);
+    let out = kiln(dir.path(), &second);
+    assert!(out.status.success(), "{}", text(&out));
+    let a = std::fs::read(dir.path().join("m1/kiln-model.json")).expect("m1");
+    let b = std::fs::read(dir.path().join("m2/kiln-model.json")).expect("m2");
+    assert!(
+        a == b,
+        "same seed and data must give a byte-identical model file"
+    );
+
+    // The run is in the store like any MLflow run.
+    let out = kiln(dir.path(), &["runs", "show", &run_id, "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let run: serde_json::Value = serde_json::from_slice(&out.stdout).expect("run json");
+    let params = run["data"]["params"].as_array().expect("params");
+    assert!(params
+        .iter()
+        .any(|p| p["key"] == "model" && p["value"] == "gbdt"));
+    let metrics = run["data"]["metrics"].as_array().expect("metrics");
+    assert!(metrics.iter().any(|m| m["key"] == "test_roc_auc"));
+    let tags = run["data"]["tags"].as_array().expect("tags");
+    assert!(tags.iter().any(|t| t["key"] == "kiln.data.hash"));
+    assert_eq!(
+        run["inputs"]["dataset_inputs"][0]["dataset"]["name"],
+        "churn.csv"
+    );
+    assert!(dir
+        .path()
+        .join(format!(
+            ".kiln/artifacts/0/{run_id}/artifacts/model/kiln-model.json"
+        ))
+        .exists());
+}
+
+#[test]
+fn every_learner_trains() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_churn(dir.path(), "churn.csv", 600);
+    for model in ["gbdt", "random_forest", "logistic"] {
+        let out = kiln(
+            dir.path(),
+            &[
+                "train",
+                "--data",
+                "churn.csv",
+                "--target",
+                "churned",
+                "--task",
+                "classification",
+                "--model",
+                model,
+                "--exclude",
+                "customer_id",
+                "--json",
+            ],
+        );
+        assert!(out.status.success(), "{model}: {}", text(&out));
+    }
+    for model in ["gbdt", "random_forest", "linear"] {
+        let out = kiln(
+            dir.path(),
+            &[
+                "train",
+                "--data",
+                "churn.csv",
+                "--target",
+                "monthly",
+                "--task",
+                "regression",
+                "--model",
+                model,
+                "--exclude",
+                "customer_id",
+                "--json",
+            ],
+        );
+        assert!(out.status.success(), "{model}: {}", text(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert!(v["metrics"]["test_rmse"].as_f64().is_some(), "{v}");
+    }
+}
+
+#[test]
+fn bad_input_is_a_clear_usage_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_churn(dir.path(), "churn.csv", 100);
+    std::fs::write(dir.path().join("one.csv"), "x,y\n1,a\n2,a\n3,a\n").expect("write");
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "train",
+                "--data",
+                "churn.csv",
+                "--target",
+                "nope",
+                "--task",
+                "classification",
+            ],
+            "nope",
+        ),
+        (
+            &[
+                "train",
+                "--data",
+                "one.csv",
+                "--target",
+                "y",
+                "--task",
+                "classification",
+            ],
+            "single class",
+        ),
+        (
+            &[
+                "train",
+                "--data",
+                "missing.csv",
+                "--target",
+                "y",
+                "--task",
+                "classification",
+            ],
+            "missing.csv",
+        ),
+        (
+            &[
+                "train",
+                "--data",
+                "churn.csv",
+                "--target",
+                "churned",
+                "--task",
+                "classification",
+                "--param",
+                "n_trees=-3",
+            ],
+            "n_trees",
+        ),
+        (
+            &[
+                "train",
+                "--data",
+                "churn.csv",
+                "--target",
+                "churned",
+                "--task",
+                "classification",
+                "--param",
+                "bogus=1",
+            ],
+            "bogus",
+        ),
+        (
+            &[
+                "train",
+                "--data",
+                "churn.csv",
+                "--target",
+                "churned",
+                "--task",
+                "classification",
+                "--split",
+                "0.9/0.3",
+            ],
+            "split",
+        ),
+        (
+            &[
+                "train",
+                "--data",
+                "churn.csv",
+                "--target",
+                "contract",
+                "--task",
+                "regression",
+            ],
+            "regression",
+        ),
+        (
+            &[
+                "train",
+                "--data",
+                "churn.csv",
+                "--target",
+                "churned",
+                "--task",
+                "classification",
+                "--model",
+                "linear",
+            ],
+            "logistic",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = kiln(dir.path(), args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        assert!(
+            text(&out).contains(needle),
+            "{args:?} should mention `{needle}`: {}",
+            text(&out)
+        );
+        assert!(!text(&out).contains("panicked"), "{}", text(&out));
+    }
+}
+
+#[test]
+fn evaluate_gates_exit_codes_and_reports() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_churn(dir.path(), "churn.csv", 1500);
+    write_churn(dir.path(), "holdout.csv", 400);
+    let out = kiln(
+        dir.path(),
+        &[
+            "train",
+            "--data",
+            "churn.csv",
+            "--target",
+            "churned",
+            "--task",
+            "classification",
+            "--exclude",
+            "customer_id",
+            "--register",
+            "churn",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+
+    let pass = kiln(
+        dir.path(),
+        &[
+            "evaluate",
+            "--model",
+            "models:/churn/1",
+            "--data",
+            "holdout.csv",
+            "--require",
+            "roc_auc>=0.7",
+            "--junit",
+            "pass.xml",
+            "--markdown",
+            "pass.md",
+            "--json",
+        ],
+    );
+    assert_eq!(pass.status.code(), Some(0), "{}", text(&pass));
+    let v: serde_json::Value = serde_json::from_slice(&pass.stdout).expect("json");
+    assert_eq!(v["passed"], true);
+    assert!(
+        v["metrics"]["f1"].as_f64().is_some() && v["metrics"]["pr_auc"].as_f64().is_some(),
+        "{v}"
+    );
+    let junit = std::fs::read_to_string(dir.path().join("pass.xml")).expect("junit");
+    assert!(junit.contains("tests=\"1\" failures=\"0\""), "{junit}");
+    assert!(std::fs::read_to_string(dir.path().join("pass.md"))
+        .expect("md")
+        .contains("roc_auc"));
+
+    let fail = kiln(
+        dir.path(),
+        &[
+            "evaluate",
+            "--model",
+            "models:/churn/1",
+            "--data",
+            "holdout.csv",
+            "--require",
+            "accuracy>=0.9999",
+            "--junit",
+            "fail.xml",
+        ],
+    );
+    assert_eq!(fail.status.code(), Some(1), "{}", text(&fail));
+    assert!(text(&fail).contains("FAIL"), "{}", text(&fail));
+    let junit = std::fs::read_to_string(dir.path().join("fail.xml")).expect("junit");
+    assert!(junit.contains("<failure"), "{junit}");
+
+    let bad = kiln(
+        dir.path(),
+        &[
+            "evaluate",
+            "--model",
+            "models:/churn/1",
+            "--data",
+            "holdout.csv",
+            "--require",
+            "roc_auc=>0.7",
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+    let missing = kiln(
+        dir.path(),
+        &[
+            "evaluate",
+            "--model",
+            "models:/nope/1",
+            "--data",
+            "holdout.csv",
+        ],
+    );
+    assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
+}
