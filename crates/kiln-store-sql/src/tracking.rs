@@ -582,38 +582,91 @@ fn set_tag_tx(tx: &mut dyn Tx, run_id: &str, tag: &Tag) -> StoreResult<()> {
     Ok(())
 }
 
+/// Rows per multi-row INSERT (9 values each: well under SQLite's and PostgreSQL's parameter limits).
+const METRIC_ROWS_PER_INSERT: usize = 100;
+
+/// Whether `c` replaces `b` as the latest value of a metric: higher step, then later timestamp,
+/// then the larger value (a NaN never replaces a number). Mirrors the SQL upsert condition.
+fn newer(c: &Metric, b: &Metric) -> bool {
+    (c.step, c.timestamp) > (b.step, b.timestamp)
+        || ((c.step, c.timestamp) == (b.step, b.timestamp)
+            && (b.value.is_nan() || (!c.value.is_nan() && c.value >= b.value)))
+}
+
 fn log_metrics_tx(
     tx: &mut dyn Tx,
     run_id: &str,
     experiment_id: i64,
     metrics: &[Metric],
 ) -> StoreResult<()> {
-    for m in metrics {
-        let (value, is_nan) = metric_val(m.value);
-        tx.exec(
-            "INSERT INTO metrics (run_uuid, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            &[
+    // History: multi-row inserts, so a 1000-metric batch is ten statements, not a thousand.
+    for chunk in metrics.chunks(METRIC_ROWS_PER_INSERT) {
+        let mut params = Vec::with_capacity(chunk.len() * 9);
+        for m in chunk {
+            let (value, is_nan) = metric_val(m.value);
+            params.extend([
                 Val::from(run_id),
                 Val::from(&m.key),
-                value.clone(),
-                is_nan.clone(),
+                value,
+                is_nan,
                 Val::Int(m.timestamp),
                 Val::Int(m.step),
                 Val::from(m.model_id.clone()),
                 Val::from(m.dataset_name.clone()),
                 Val::from(m.dataset_digest.clone()),
-            ],
-        )?;
+            ]);
+        }
+        let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
         tx.exec(
-            "INSERT INTO latest_metrics (run_uuid, experiment_id, key, value, is_nan, timestamp, step) VALUES (?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan, \
-             timestamp = excluded.timestamp, step = excluded.step \
-             WHERE excluded.step > latest_metrics.step \
-                OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp) \
-                OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp \
-                    AND (latest_metrics.value IS NULL OR excluded.value >= latest_metrics.value))",
-            &[Val::from(run_id), Val::Int(experiment_id), Val::from(&m.key), value, is_nan, Val::Int(m.timestamp), Val::Int(m.step)],
+            &format!(
+                "INSERT INTO metrics (run_uuid, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest) VALUES {rows}"
+            ),
+            &params,
+        )?;
+    }
+    // Latest values: reduce the batch to one candidate per key first (PostgreSQL refuses to
+    // upsert the same row twice in one statement), then upsert with the same ordering rule.
+    let mut latest: Vec<&Metric> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for m in metrics {
+        match index.get(m.key.as_str()) {
+            Some(&i) => {
+                if newer(m, latest[i]) {
+                    latest[i] = m;
+                }
+            }
+            None => {
+                index.insert(&m.key, latest.len());
+                latest.push(m);
+            }
+        }
+    }
+    for chunk in latest.chunks(METRIC_ROWS_PER_INSERT) {
+        let mut params = Vec::with_capacity(chunk.len() * 7);
+        for m in chunk {
+            let (value, is_nan) = metric_val(m.value);
+            params.extend([
+                Val::from(run_id),
+                Val::Int(experiment_id),
+                Val::from(&m.key),
+                value,
+                is_nan,
+                Val::Int(m.timestamp),
+                Val::Int(m.step),
+            ]);
+        }
+        let rows = vec!["(?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        tx.exec(
+            &format!(
+                "INSERT INTO latest_metrics (run_uuid, experiment_id, key, value, is_nan, timestamp, step) VALUES {rows} \
+                 ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan, \
+                 timestamp = excluded.timestamp, step = excluded.step \
+                 WHERE excluded.step > latest_metrics.step \
+                    OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp) \
+                    OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp \
+                        AND (latest_metrics.value IS NULL OR excluded.value >= latest_metrics.value))"
+            ),
+            &params,
         )?;
     }
     Ok(())
