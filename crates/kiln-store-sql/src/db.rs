@@ -487,8 +487,8 @@ pub(crate) fn pg_connect(url: &str) -> StoreResult<postgres::Client> {
         .map_err(|e| db_err(&format!("connecting to PostgreSQL at `{}`", redact(url)), e))
 }
 
-/// The URL without its password.
-pub(crate) fn redact(url: &str) -> String {
+/// The URL without its password, for messages and logs.
+pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let creds = &url[s + 3..at];

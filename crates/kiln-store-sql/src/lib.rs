@@ -21,6 +21,7 @@ mod tracking;
 
 use kiln_store::{StoreError, StoreResult, TrackingStore};
 
+pub use db::redact;
 use db::{Dialect, PgDb, SqliteDb, Tx};
 
 /// How to open a store.

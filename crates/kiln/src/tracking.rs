@@ -122,13 +122,5 @@ impl Tracking {
     }
 }
 
-/// A URI without its password.
-pub(crate) fn redact(uri: &str) -> String {
-    match (uri.find("://"), uri.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let user = uri[s + 3..at].split(':').next().unwrap_or("");
-            format!("{}{}@{}", &uri[..s + 3], user, &uri[at + 1..])
-        }
-        _ => uri.to_string(),
-    }
-}
+/// A URI without its password (one implementation, shared with the store's own messages).
+pub(crate) use kiln_store_sql::redact;
