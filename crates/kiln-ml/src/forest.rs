@@ -413,7 +413,7 @@ impl ForestModel {
     /// classification, unnormalised).
     pub fn predict_raw(&self, data: &Dataset) -> Result<Vec<f64>> {
         let n_out = self.n_outputs();
-        let c = self.compiled.get(&self.trees);
+        let c = self.compiled.get(&self.trees, self.features.len());
         model::predict_raw(
             &self.features,
             c,
@@ -472,7 +472,7 @@ impl ForestModel {
     /// outputs, length [`Self::n_outputs`].
     pub fn predict_raw_row(&self, row: &[f64]) -> Result<Vec<f64>> {
         let mut out = vec![0.0; self.n_outputs()];
-        let c = self.compiled.get(&self.trees);
+        let c = self.compiled.get(&self.trees, self.features.len());
         model::predict_raw_row(
             self.features.len(),
             c,

@@ -163,7 +163,7 @@ impl Workspace {
 }
 
 /// Rows per parallel partition block (any value gives the same, stable, partition).
-const PART_BLOCK: usize = 16_384;
+const PART_BLOCK: usize = 8_192;
 
 /// Rows per block when summing gradients (fixed: it sets the floating-point summation order).
 const SUM_BLOCK: usize = 65_536;

@@ -220,6 +220,12 @@ pub(crate) fn build(
     for &(lo, hi) in &ranges {
         out.zero_range(lo, hi);
     }
+    let list = feats.to_vec(data.n_features);
+    let groups = rayon::current_num_threads().min(list.len());
+    if parallel && rows.len() <= FEATURE_PARALLEL_MAX_ROWS && rows.len() >= 1024 && groups > 1 {
+        build_by_features(out, rows, data, gh, &list, groups);
+        return;
+    }
     if !parallel || rows.len() <= BLOCK {
         accumulate(out, rows, data, gh, feats);
         return;
@@ -238,6 +244,69 @@ pub(crate) fn build(
             out.add_range(p, lo, hi);
         }
     }
+}
+
+/// Leaves up to this many rows build their histogram feature-parallel (each thread owns some
+/// features and sums every row for them, in row order: no partial histograms, and the sums are
+/// those of a sequential build whatever the thread count). Bigger ones use row blocks.
+const FEATURE_PARALLEL_MAX_ROWS: usize = 65_536;
+
+/// One feature group's share of a histogram: its gradient/hessian and count slices, the
+/// histogram index they start at, and its features.
+type FeatureGroupJob<'a> = (&'a mut [[f64; 2]], &'a mut [u32], usize, &'a [usize]);
+
+/// Feature-parallel histogram of `rows` over the (sorted) features `list`, split into
+/// `groups` contiguous groups. `out` must be zero on those features.
+fn build_by_features(
+    out: &mut Hist,
+    rows: &[u32],
+    data: &BinnedData,
+    gh: &[GradPair],
+    list: &[usize],
+    groups: usize,
+) {
+    let nf = data.n_features;
+    let per = list.len().div_ceil(groups);
+    // Carve disjoint histogram slices, one per feature group.
+    let mut jobs: Vec<FeatureGroupJob<'_>> = Vec::new();
+    let (mut gh_rest, mut cnt_rest) = (&mut out.gh[..], &mut out.cnt[..]);
+    let mut consumed = 0;
+    for fs in list.chunks(per) {
+        let (Some(&first), Some(&last)) = (fs.first(), fs.last()) else {
+            continue;
+        };
+        let lo = data.offsets[first];
+        let hi = data.offsets[last] + data.n_bins[last];
+        let (_, g_tail) = std::mem::take(&mut gh_rest).split_at_mut(lo - consumed);
+        let (g_mid, g_tail) = g_tail.split_at_mut(hi - lo);
+        let (_, c_tail) = std::mem::take(&mut cnt_rest).split_at_mut(lo - consumed);
+        let (c_mid, c_tail) = c_tail.split_at_mut(hi - lo);
+        gh_rest = g_tail;
+        cnt_rest = c_tail;
+        consumed = hi;
+        jobs.push((g_mid, c_mid, lo, fs));
+    }
+    jobs.into_par_iter().for_each(|(hgh, hcnt, base, fs)| {
+        let sel: Vec<(usize, usize)> = fs.iter().map(|&f| (f, data.offsets[f] - base)).collect();
+        let bins = &data.bins;
+        for (i, &r) in rows.iter().enumerate() {
+            if let Some(&ahead) = rows.get(i + PREFETCH_AHEAD) {
+                prefetch(bins, ahead as usize * nf);
+                prefetch(gh, ahead as usize);
+            }
+            let r = r as usize;
+            let [g, h] = gh[r];
+            let (g, h) = (g as f64, h as f64);
+            let row = &bins[r * nf..r * nf + nf];
+            for &(f, off) in &sel {
+                let k = off + row[f] as usize;
+                let e = &mut hgh[k];
+                e[0] += g;
+                e[1] += h;
+                hcnt[k] += 1;
+            }
+        }
+    });
 }
 
 /// `parent -= child` on the features in `feats` (the subtraction trick).

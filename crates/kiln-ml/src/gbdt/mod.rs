@@ -634,7 +634,7 @@ impl GbdtModel {
     /// remapped by category name when the data's category list differs (unknown categories
     /// go right at every split).
     pub fn predict_raw(&self, data: &Dataset) -> Result<Vec<f64>> {
-        let c = self.compiled.get(&self.trees);
+        let c = self.compiled.get(&self.trees, self.features.len());
         model::predict_raw(
             &self.features,
             c,
@@ -693,7 +693,7 @@ impl GbdtModel {
                 expected: n_out,
             });
         }
-        let c = self.compiled.get(&self.trees);
+        let c = self.compiled.get(&self.trees, self.features.len());
         model::predict_raw_row(self.features.len(), c, &self.init_score, 1.0, row, out)
     }
 
