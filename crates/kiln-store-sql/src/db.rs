@@ -209,6 +209,8 @@ fn map_sqlite_err(e: rusqlite::Error) -> StoreError {
 pub(crate) struct SqliteDb {
     writer: Mutex<rusqlite::Connection>,
     readers: Pool<rusqlite::Connection>,
+    /// Latest metric values committed to history but not yet folded in (see `latest.rs`).
+    pub(crate) latest: crate::latest::LatestBuffer,
 }
 
 impl SqliteDb {
@@ -229,6 +231,11 @@ impl SqliteDb {
             Ok(conn)
         };
         let writer = open()?;
+        // Checkpoints run on the background thread (see `checkpoint`), off the request path;
+        // the writer only checkpoints itself as a safety net if that thread falls far behind.
+        writer
+            .execute_batch("PRAGMA wal_autocheckpoint=8000;")
+            .map_err(|e| db_err("configuring SQLite", e))?;
         let mut pool = Vec::new();
         for _ in 0..readers.max(1) {
             pool.push(open()?);
@@ -236,10 +243,21 @@ impl SqliteDb {
         Ok(Self {
             writer: Mutex::new(writer),
             readers: Pool::new(pool),
+            latest: crate::latest::LatestBuffer::default(),
         })
     }
 
     pub(crate) fn write<T>(&self, f: impl FnOnce(&mut dyn Tx) -> StoreResult<T>) -> StoreResult<T> {
+        self.write_then(f, |_| ())
+    }
+
+    /// Run `f` in a write transaction, then `after` with its result once committed, still
+    /// holding the writer lock (nothing else writes in between).
+    pub(crate) fn write_then<T>(
+        &self,
+        f: impl FnOnce(&mut dyn Tx) -> StoreResult<T>,
+        after: impl FnOnce(&T),
+    ) -> StoreResult<T> {
         let mut conn = self
             .writer
             .lock()
@@ -250,7 +268,20 @@ impl SqliteDb {
         let mut stx = SqliteTx { tx };
         let out = f(&mut stx)?;
         stx.tx.commit().map_err(|e| db_err("committing", e))?;
+        after(&out);
         Ok(out)
+    }
+
+    /// Copy committed WAL frames into the database file, on the caller's thread (the
+    /// background one) between writes: with no write in progress it completes, so the next
+    /// write restarts the WAL from its beginning instead of growing it.
+    pub(crate) fn checkpoint(&self) -> StoreResult<()> {
+        let conn = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .map_err(|e| db_err("checkpointing the WAL", e))
     }
 
     pub(crate) fn read<T>(&self, f: impl FnOnce(&mut dyn Tx) -> StoreResult<T>) -> StoreResult<T> {

@@ -13,6 +13,7 @@
 
 mod db;
 mod gc;
+mod latest;
 mod models;
 mod registry;
 mod schema;
@@ -41,7 +42,7 @@ pub struct SchemaStatus {
 }
 
 enum Backend {
-    Sqlite(SqliteDb),
+    Sqlite(std::sync::Arc<SqliteDb>),
     Postgres(PgDb),
 }
 
@@ -79,13 +80,25 @@ impl SqlStore {
             } else {
                 options.pool_size
             };
-            let db = SqliteDb::open(&path, readers)?;
+            let db = std::sync::Arc::new(SqliteDb::open(&path, readers)?);
+            // The embedded store upgrades itself: one process owns the file. Then latest
+            // metric values a crash left unfolded are recomputed from history.
+            db.write(|tx| {
+                schema::upgrade(tx)?;
+                let recovered = latest::recover_tx(tx)?;
+                if recovered > 0 {
+                    tracing::info!(
+                        runs = recovered,
+                        "recomputed latest metric values from history"
+                    );
+                }
+                Ok(())
+            })?;
+            latest::spawn_flusher(&db);
             let store = Self {
                 backend: Backend::Sqlite(db),
                 uri: uri.to_string(),
             };
-            // The embedded store upgrades itself: one process owns the file.
-            store.write(|tx| schema::upgrade(tx).map(|_| ()))?;
             return Ok(store);
         }
         if uri.starts_with("postgresql://") || uri.starts_with("postgres://") {
@@ -170,15 +183,29 @@ impl SqlStore {
 
     pub(crate) fn write<T>(&self, f: impl FnOnce(&mut dyn Tx) -> StoreResult<T>) -> StoreResult<T> {
         match &self.backend {
-            Backend::Sqlite(db) => db.write(f),
+            Backend::Sqlite(db) => {
+                fold_latest(db)?;
+                db.write(f)
+            }
             Backend::Postgres(db) => db.write(f),
         }
     }
 
     pub(crate) fn read<T>(&self, f: impl FnOnce(&mut dyn Tx) -> StoreResult<T>) -> StoreResult<T> {
         match &self.backend {
-            Backend::Sqlite(db) => db.read(f),
+            Backend::Sqlite(db) => {
+                fold_latest(db)?;
+                db.read(f)
+            }
             Backend::Postgres(db) => db.read(f),
+        }
+    }
+
+    /// The SQLite database, for the paths that treat it specially (latest-value write-behind).
+    pub(crate) fn sqlite(&self) -> Option<&SqliteDb> {
+        match &self.backend {
+            Backend::Sqlite(db) => Some(db),
+            Backend::Postgres(_) => None,
         }
     }
 
@@ -187,6 +214,24 @@ impl SqlStore {
         match &self.backend {
             Backend::Sqlite(_) => Dialect::Sqlite,
             Backend::Postgres(_) => Dialect::Postgres,
+        }
+    }
+}
+
+/// Fold buffered latest metric values in before any other store call sees the database.
+fn fold_latest(db: &SqliteDb) -> StoreResult<()> {
+    if db.latest.has_pending() {
+        latest::flush(db)?;
+    }
+    Ok(())
+}
+
+impl Drop for SqlStore {
+    fn drop(&mut self) {
+        if let Backend::Sqlite(db) = &self.backend {
+            if let Err(e) = fold_latest(db) {
+                tracing::warn!(error = %e, "folding latest metric values on close failed");
+            }
         }
     }
 }

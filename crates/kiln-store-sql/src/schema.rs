@@ -209,6 +209,17 @@ UPDATE registered_models SET max_version = COALESCE(
     (SELECT MAX(mv.version) FROM model_versions mv WHERE mv.name = registered_models.name), 0)
 ",
     },
+    Migration {
+        version: 3,
+        description:
+            "runs whose latest metric values are still being folded in (SQLite write-behind)",
+        // SQLite applies latest-value upserts shortly after the history commit (see latest.rs);
+        // a run listed here has history rows newer than its latest_metrics rows until then, and
+        // opening the store recomputes those from history (crash recovery).
+        sql: r"
+CREATE TABLE latest_pending (run_uuid TEXT PRIMARY KEY)
+",
+    },
 ];
 
 /// The schema version this binary writes.

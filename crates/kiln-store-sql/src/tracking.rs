@@ -587,19 +587,15 @@ const METRIC_ROWS_PER_INSERT: usize = 100;
 
 /// Whether `c` replaces `b` as the latest value of a metric: higher step, then later timestamp,
 /// then the larger value (a NaN never replaces a number). Mirrors the SQL upsert condition.
-fn newer(c: &Metric, b: &Metric) -> bool {
+pub(crate) fn newer(c: &Metric, b: &Metric) -> bool {
     (c.step, c.timestamp) > (b.step, b.timestamp)
         || ((c.step, c.timestamp) == (b.step, b.timestamp)
             && (b.value.is_nan() || (!c.value.is_nan() && c.value >= b.value)))
 }
 
-fn log_metrics_tx(
-    tx: &mut dyn Tx,
-    run_id: &str,
-    experiment_id: i64,
-    metrics: &[Metric],
-) -> StoreResult<()> {
-    // History: multi-row inserts, so a 1000-metric batch is ten statements, not a thousand.
+/// Append `metrics` to the run's history (multi-row inserts, so a 1000-metric batch is ten
+/// statements, not a thousand). Latest values are left to the caller.
+fn insert_history_tx(tx: &mut dyn Tx, run_id: &str, metrics: &[Metric]) -> StoreResult<()> {
     for chunk in metrics.chunks(METRIC_ROWS_PER_INSERT) {
         let mut params = Vec::with_capacity(chunk.len() * 9);
         for m in chunk {
@@ -624,8 +620,20 @@ fn log_metrics_tx(
             &params,
         )?;
     }
-    // Latest values: reduce the batch to one candidate per key first (PostgreSQL refuses to
-    // upsert the same row twice in one statement), then upsert with the same ordering rule.
+    Ok(())
+}
+
+/// History plus latest values, in one transaction (PostgreSQL, where replicas share the
+/// database and so cannot buffer latest values in one process's memory).
+fn log_metrics_tx(
+    tx: &mut dyn Tx,
+    run_id: &str,
+    experiment_id: i64,
+    metrics: &[Metric],
+) -> StoreResult<()> {
+    insert_history_tx(tx, run_id, metrics)?;
+    // Reduce the batch to one candidate per key first (PostgreSQL refuses to upsert the same
+    // row twice in one statement), then upsert with the same ordering rule.
     let mut latest: Vec<&Metric> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
     for m in metrics {
@@ -641,6 +649,17 @@ fn log_metrics_tx(
             }
         }
     }
+    upsert_latest_tx(tx, run_id, experiment_id, &latest)
+}
+
+/// Fold candidates (at most one per key) into `latest_metrics`, keeping the newest by
+/// [`newer`]'s rule.
+pub(crate) fn upsert_latest_tx(
+    tx: &mut dyn Tx,
+    run_id: &str,
+    experiment_id: i64,
+    latest: &[&Metric],
+) -> StoreResult<()> {
     for chunk in latest.chunks(METRIC_ROWS_PER_INSERT) {
         let mut params = Vec::with_capacity(chunk.len() * 7);
         for m in chunk {
@@ -847,6 +866,26 @@ impl RunStore for SqlStore {
         }
         for t in tags {
             validate_key("tag", &t.key)?;
+        }
+        if let Some(db) = self.sqlite() {
+            // SQLite: history (durable with the commit) now, latest values folded in behind.
+            return db
+                .write_then(
+                    |tx| {
+                        let experiment_id = require_active_run(tx, run_id)?;
+                        log_params_tx(tx, run_id, params)?;
+                        if !metrics.is_empty() {
+                            insert_history_tx(tx, run_id, metrics)?;
+                            crate::latest::mark_pending_tx(tx, run_id)?;
+                        }
+                        for t in tags {
+                            set_tag_tx(tx, run_id, t)?;
+                        }
+                        Ok(experiment_id)
+                    },
+                    |experiment_id| db.latest.add(run_id, *experiment_id, metrics),
+                )
+                .map(|_| ());
         }
         self.write(|tx| {
             let experiment_id = require_active_run(tx, run_id)?;

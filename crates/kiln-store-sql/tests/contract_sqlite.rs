@@ -5,6 +5,7 @@ use std::ops::Deref;
 
 use kiln_store::{ExperimentStore, RunStore, StoreError, TrackingStore};
 use kiln_store_sql::{OpenOptions, SqlStore};
+use kiln_types::filter::Target;
 use kiln_types::Metric;
 
 /// A store on a fresh SQLite file; the directory goes away with it.
@@ -132,7 +133,7 @@ fn sqlite_upgrade_from_v1_backfills_version_counter() {
         // Turn the file back into a version-1 database.
         let conn = rusqlite::Connection::open(dir.path().join("kiln.db")).expect("raw open");
         conn.execute_batch(
-            "ALTER TABLE registered_models DROP COLUMN max_version; \
+            "ALTER TABLE registered_models DROP COLUMN max_version; DROP TABLE latest_pending; \
              DELETE FROM kiln_migrations WHERE version >= 2;",
         )
         .expect("downgrade");
@@ -149,4 +150,101 @@ fn sqlite_upgrade_from_v1_backfills_version_counter() {
         })
         .expect("version");
     assert_eq!(v.version, "4");
+}
+
+/// A log-batch acknowledged just before a crash has its history committed but its latest values
+/// possibly not folded in yet (SQLite write-behind): reopening recomputes them from history.
+#[test]
+fn sqlite_recovers_unfolded_latest_values_on_open() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let run_id = {
+        let store = SqlStore::open(&uri(&dir), &OpenOptions::default()).expect("open");
+        let exp_id = store.create_experiment("e", None, &[]).expect("exp");
+        let run = store
+            .create_run(&kiln_store::NewRun {
+                experiment_id: exp_id,
+                user_id: "u".into(),
+                run_name: None,
+                start_time: 1,
+                tags: Vec::new(),
+            })
+            .expect("run");
+        store
+            .log_batch(
+                &run.info.run_id,
+                &[Metric::new("loss", 0.9, 10, 1)],
+                &[],
+                &[],
+            )
+            .expect("log");
+        run.info.run_id
+    };
+    {
+        // What a crash leaves: newer history rows and the run's marker, latest_metrics stale.
+        let conn = rusqlite::Connection::open(dir.path().join("kiln.db")).expect("raw open");
+        conn.execute_batch(&format!(
+            "INSERT INTO metrics (run_uuid, key, value, is_nan, timestamp, step) VALUES \
+               ('{run_id}', 'loss', 0.5, 0, 20, 2), ('{run_id}', 'loss', 0.7, 0, 20, 2), \
+               ('{run_id}', 'loss', 0.1, 0, 5, 1), ('{run_id}', 'acc', NULL, 1, 30, 3); \
+             INSERT INTO latest_pending (run_uuid) VALUES ('{run_id}');"
+        ))
+        .expect("simulate a crash");
+    }
+    let store = SqlStore::open(&uri(&dir), &OpenOptions::default()).expect("reopen");
+    let run = store.get_run(&run_id).expect("run");
+    let mut got: Vec<(String, i64, i64)> = run
+        .data
+        .metrics
+        .iter()
+        .map(|m| (m.key.clone(), m.step, (m.value * 10.0).round() as i64))
+        .collect();
+    got.sort();
+    // loss: step 2 wins over step 1, and the larger value wins the tie at step 2.
+    assert_eq!(got[1], ("loss".to_string(), 2, 7));
+    assert_eq!(got[0].0, "acc");
+    assert!(run
+        .data
+        .metrics
+        .iter()
+        .any(|m| m.key == "acc" && m.value.is_nan()));
+}
+
+/// Values logged through the write-behind path are visible to the very next read and search.
+#[test]
+fn sqlite_latest_values_are_read_your_writes() {
+    let Some(store) = sqlite_store() else { return };
+    let exp_id = store.create_experiment("ryw", None, &[]).expect("exp");
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let run = store
+            .create_run(&kiln_store::NewRun {
+                experiment_id: exp_id.clone(),
+                user_id: "u".into(),
+                run_name: None,
+                start_time: 1,
+                tags: Vec::new(),
+            })
+            .expect("run");
+        let metrics: Vec<Metric> = (0..50)
+            .map(|s| Metric::new("acc", f64::from(i * 100 + s), 1, i64::from(s)))
+            .collect();
+        store
+            .log_batch(&run.info.run_id, &metrics, &[], &[])
+            .expect("log");
+        ids.push(run.info.run_id);
+    }
+    let page = store
+        .search_runs(&kiln_store::RunQuery {
+            experiment_ids: vec![exp_id],
+            filter: kiln_types::filter::parse_filter("metrics.acc >= 149", Target::Runs)
+                .expect("filter"),
+            order_by: vec![
+                kiln_types::filter::parse_order_by("metrics.acc DESC", Target::Runs)
+                    .expect("order by"),
+            ],
+            ..Default::default()
+        })
+        .expect("search");
+    let found: Vec<&str> = page.items.iter().map(|r| r.info.run_id.as_str()).collect();
+    assert_eq!(found, vec![ids[2].as_str(), ids[1].as_str()]);
 }

@@ -155,20 +155,33 @@ impl<S: Send + Sync> FromRequest<S> for Params {
     type Rejection = ServerError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        let query = req.uri().query().unwrap_or("").to_string();
-        let bytes = axum::body::to_bytes(req.into_body(), MAX_JSON_BODY)
-            .await
-            .map_err(|e| {
-                ServerError(ApiError::new(
-                    ErrorCode::BadRequest,
-                    format!("Failed to read the request body (limit {MAX_JSON_BODY} bytes): {e}"),
-                ))
-            })?;
-        let mut params = JsonBody::from_pairs(form_urlencoded_pairs(&query));
-        let body = JsonBody::parse(&bytes)?;
+        let (query, bytes) = read_body(req).await?;
+        Params::from_parts(&query, &bytes)
+    }
+}
+
+impl Params {
+    /// The query string's pairs overlaid by the JSON body's fields.
+    pub(crate) fn from_parts(query: &str, body: &[u8]) -> Result<Self, ServerError> {
+        let mut params = JsonBody::from_pairs(form_urlencoded_pairs(query));
+        let body = JsonBody::parse(body)?;
         params.0.extend(body.0);
         Ok(Params(params))
     }
+}
+
+/// A request's query string and its whole body (at most `MAX_JSON_BODY` bytes).
+pub(crate) async fn read_body(req: Request) -> Result<(String, bytes::Bytes), ServerError> {
+    let query = req.uri().query().unwrap_or("").to_string();
+    let bytes = axum::body::to_bytes(req.into_body(), MAX_JSON_BODY)
+        .await
+        .map_err(|e| {
+            ServerError(ApiError::new(
+                ErrorCode::BadRequest,
+                format!("Failed to read the request body (limit {MAX_JSON_BODY} bytes): {e}"),
+            ))
+        })?;
+    Ok((query, bytes))
 }
 
 fn form_urlencoded_pairs(query: &str) -> Vec<(String, String)> {

@@ -9,7 +9,7 @@ use kiln_types::{
 };
 use serde_json::{json, Value};
 
-use super::{blocking, empty, filter, order_by, page_request, with_token, Params};
+use super::{blocking, empty, filter, order_by, page_request, read_body, with_token, Params};
 use crate::{ApiResult, AppState};
 
 fn run_id(p: &kiln_api::JsonBody) -> ApiResult<String> {
@@ -124,14 +124,51 @@ pub(crate) async fn delete_tag(
     Ok(empty())
 }
 
+/// A well-formed log-batch body, decoded straight into typed lists (the hot ingest path: no
+/// intermediate JSON tree). Anything else goes through [`Params`] for its precise errors.
+#[derive(serde::Deserialize)]
+struct LogBatchBody {
+    #[serde(default)]
+    run_id: Option<String>,
+    #[serde(default)]
+    run_uuid: Option<String>,
+    #[serde(default)]
+    metrics: Vec<Metric>,
+    #[serde(default)]
+    params: Vec<Param>,
+    #[serde(default)]
+    tags: Vec<Tag>,
+}
+
 pub(crate) async fn log_batch(
     State(s): State<AppState>,
-    Params(p): Params,
+    req: axum::extract::Request,
 ) -> ApiResult<Json<Value>> {
-    let id = run_id(&p)?;
-    let metrics: Vec<Metric> = p.list("metrics")?;
-    let params: Vec<Param> = p.list("params")?;
-    let tags: Vec<Tag> = p.list("tags")?;
+    let (query, bytes) = read_body(req).await?;
+    let fast = if query.is_empty() {
+        serde_json::from_slice::<LogBatchBody>(&bytes)
+            .ok()
+            .and_then(|b| {
+                let id = [b.run_id, b.run_uuid]
+                    .into_iter()
+                    .flatten()
+                    .find(|id| !id.is_empty())?;
+                Some((id, b.metrics, b.params, b.tags))
+            })
+    } else {
+        None
+    };
+    let (id, metrics, params, tags) = match fast {
+        Some(parts) => parts,
+        None => {
+            let Params(p) = Params::from_parts(&query, &bytes)?;
+            let id = run_id(&p)?;
+            let metrics: Vec<Metric> = p.list("metrics")?;
+            let params: Vec<Param> = p.list("params")?;
+            let tags: Vec<Tag> = p.list("tags")?;
+            (id, metrics, params, tags)
+        }
+    };
     blocking(move || s.store.log_batch(&id, &metrics, &params, &tags)).await?;
     Ok(empty())
 }

@@ -1,0 +1,226 @@
+//! Write-behind of latest metric values on SQLite (and the background WAL checkpoints).
+//!
+//! `latest_metrics` (one row per run and key, indexed by value for search) is derived from the
+//! metric history. On the SQLite store a log-batch commits its history rows plus a
+//! `latest_pending` marker for the run, then hands its per-key candidates to a [`LatestBuffer`];
+//! a background thread folds them into `latest_metrics` shortly after (every
+//! [`FLUSH_INTERVAL`], or sooner when many keys wait). Training loops log the same keys step
+//! after step, so one fold covers many batches, and the request path does a fraction of the
+//! index work.
+//!
+//! Consistency: every other store call (reads included) folds pending values in first, so a
+//! client that logs and then searches or reads a run sees its values. Durability: the history is
+//! in the same commit as the marker; opening the store recomputes latest values from history for
+//! any run still marked (after a crash), so nothing acknowledged is lost. PostgreSQL upserts in
+//! the logging transaction instead: replicas share its database, not this process's memory.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::Duration;
+
+use kiln_store::StoreResult;
+use kiln_types::Metric;
+
+use crate::db::{SqliteDb, Tx, Val};
+use crate::tracking::{newer, upsert_latest_tx};
+
+/// How long candidates may wait before the background fold.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+/// Fold right away once this many (run, key) candidates wait.
+const FLUSH_KEYS: usize = 50_000;
+
+#[derive(Default)]
+struct Pending {
+    runs: HashMap<String, RunPending>,
+    keys: usize,
+}
+
+struct RunPending {
+    experiment_id: i64,
+    latest: HashMap<String, Metric>,
+}
+
+/// Latest-value candidates committed to history but not yet folded into `latest_metrics`.
+#[derive(Default)]
+pub(crate) struct LatestBuffer {
+    pending: Mutex<Pending>,
+    has_pending: AtomicBool,
+    wake: Condvar,
+}
+
+impl LatestBuffer {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether anything waits to be folded in (cheap: no lock).
+    pub(crate) fn has_pending(&self) -> bool {
+        self.has_pending.load(Ordering::Acquire)
+    }
+
+    /// Record a committed batch's candidates. Called with the writer lock held, right after
+    /// the commit, so a fold never sees a marker without its candidates.
+    pub(crate) fn add(&self, run_id: &str, experiment_id: i64, metrics: &[Metric]) {
+        if metrics.is_empty() {
+            return;
+        }
+        let mut p = self.lock();
+        let mut added = 0;
+        let run = p
+            .runs
+            .entry(run_id.to_string())
+            .or_insert_with(|| RunPending {
+                experiment_id,
+                latest: HashMap::new(),
+            });
+        for m in metrics {
+            match run.latest.get_mut(m.key.as_str()) {
+                Some(cur) => {
+                    if newer(m, cur) {
+                        *cur = m.clone();
+                    }
+                }
+                None => {
+                    run.latest.insert(m.key.clone(), m.clone());
+                    added += 1;
+                }
+            }
+        }
+        p.keys += added;
+        let wake_now = p.keys >= FLUSH_KEYS;
+        self.has_pending.store(true, Ordering::Release);
+        drop(p);
+        if wake_now {
+            self.wake.notify_one();
+        }
+    }
+
+    fn take(&self) -> Pending {
+        let mut p = self.lock();
+        self.has_pending.store(false, Ordering::Release);
+        std::mem::take(&mut *p)
+    }
+
+    /// Put back candidates whose fold failed (newer ones already buffered win).
+    fn restore(&self, failed: Pending) {
+        let mut p = self.lock();
+        for (run_id, run) in failed.runs {
+            let slot = p.runs.entry(run_id).or_insert_with(|| RunPending {
+                experiment_id: run.experiment_id,
+                latest: HashMap::new(),
+            });
+            for (key, m) in run.latest {
+                match slot.latest.get(&key) {
+                    Some(cur) if !newer(&m, cur) => {}
+                    _ => {
+                        slot.latest.insert(key, m);
+                    }
+                }
+            }
+        }
+        p.keys = p.runs.values().map(|r| r.latest.len()).sum();
+        self.has_pending.store(p.keys > 0, Ordering::Release);
+    }
+}
+
+/// Mark `run_id` as having history newer than its latest values (same transaction as the
+/// history rows).
+pub(crate) fn mark_pending_tx(tx: &mut dyn Tx, run_id: &str) -> StoreResult<()> {
+    tx.exec(
+        "INSERT INTO latest_pending (run_uuid) VALUES (?) ON CONFLICT (run_uuid) DO NOTHING",
+        &[Val::from(run_id)],
+    )?;
+    Ok(())
+}
+
+/// Fold every buffered candidate into `latest_metrics` and clear the runs' markers.
+pub(crate) fn flush(db: &SqliteDb) -> StoreResult<()> {
+    let buffer = &db.latest;
+    let mut taken: Option<Pending> = None;
+    // Taken under the writer lock, so no batch commits between the take and the fold.
+    let result = db.write(|tx| {
+        if !buffer.has_pending() {
+            return Ok(());
+        }
+        let pending = taken.insert(buffer.take());
+        for (run_id, run) in &pending.runs {
+            let candidates: Vec<&Metric> = run.latest.values().collect();
+            upsert_latest_tx(tx, run_id, run.experiment_id, &candidates)?;
+            tx.exec(
+                "DELETE FROM latest_pending WHERE run_uuid = ?",
+                &[Val::from(run_id.as_str())],
+            )?;
+        }
+        Ok(())
+    });
+    if result.is_err() {
+        if let Some(pending) = taken {
+            buffer.restore(pending);
+        }
+    }
+    result
+}
+
+/// Recompute latest values from history for runs still marked (a crash between a commit and
+/// its fold), then clear the markers. Runs on open, before anything else uses the store.
+pub(crate) fn recover_tx(tx: &mut dyn Tx) -> StoreResult<u64> {
+    let marked = tx
+        .query("SELECT COUNT(*) FROM latest_pending", &[])?
+        .first()
+        .map_or(0, |r| r.int(0));
+    if marked == 0 {
+        return Ok(0);
+    }
+    tx.exec(
+        "INSERT INTO latest_metrics (run_uuid, experiment_id, key, value, is_nan, timestamp, step) \
+         SELECT h.run_uuid, r.experiment_id, h.key, h.value, h.is_nan, h.timestamp, h.step FROM ( \
+             SELECT run_uuid, key, value, is_nan, timestamp, step, ROW_NUMBER() OVER ( \
+                 PARTITION BY run_uuid, key \
+                 ORDER BY step DESC, timestamp DESC, value IS NULL, value DESC) AS rn \
+             FROM metrics WHERE run_uuid IN (SELECT run_uuid FROM latest_pending)) h \
+         JOIN runs r ON r.run_uuid = h.run_uuid \
+         WHERE h.rn = 1 \
+         ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan, \
+             timestamp = excluded.timestamp, step = excluded.step",
+        &[],
+    )?;
+    tx.exec("DELETE FROM latest_pending", &[])?;
+    Ok(marked as u64)
+}
+
+/// Start the background fold for `db`; the thread ends once the store is dropped.
+pub(crate) fn spawn_flusher(db: &Arc<SqliteDb>) {
+    let weak: Weak<SqliteDb> = Arc::downgrade(db);
+    let spawned = std::thread::Builder::new()
+        .name("kiln-latest".into())
+        .spawn(move || loop {
+            let Some(db) = weak.upgrade() else { break };
+            {
+                let guard = db.latest.lock();
+                let keys = guard.keys;
+                if keys < FLUSH_KEYS {
+                    // Sleep until the interval passes or a big batch wakes us.
+                    let _ = db
+                        .latest
+                        .wake
+                        .wait_timeout(guard, FLUSH_INTERVAL)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
+            }
+            if db.latest.has_pending() {
+                if let Err(e) = flush(&db) {
+                    tracing::warn!(error = %e, "folding latest metric values failed; will retry");
+                }
+            }
+            if let Err(e) = db.checkpoint() {
+                tracing::debug!(error = %e, "WAL checkpoint failed; will retry");
+            }
+        });
+    if let Err(e) = spawned {
+        // Without the thread, every other store call still folds pending values first.
+        tracing::warn!(error = %e, "could not start the latest-metrics thread");
+    }
+}
