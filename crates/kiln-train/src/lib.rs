@@ -1,7 +1,8 @@
 //! kiln's training service: turns tables into learner inputs ([`frame::Signature`]), fits the
 //! built-in learners ([`train::train`]), saves the [`artifact::KilnModel`] and records everything
 //! as a tracked run with its artifacts ([`tracking`]), exactly like a run logged through the
-//! MLflow API.
+//! MLflow API. [`plots`] draws evaluation charts as SVG; [`tune`] runs hyper-parameter searches;
+//! [`registry`] lists, shows, promotes (behind gates) and rolls back registered model versions.
 //!
 //! ```
 //! use kiln_train::split::SplitSpec;
@@ -10,9 +11,14 @@
 
 pub mod artifact;
 pub mod frame;
+pub mod model;
+pub mod onnx;
+pub mod plots;
+pub mod registry;
 pub mod split;
 pub mod tracking;
 pub mod train;
+pub mod tune;
 
 /// A training or evaluation failure. [`TrainError::is_input`] tells user errors from internal ones.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +46,8 @@ pub enum TrainError {
     },
     #[error("Invalid model file: {0}")]
     ModelFormat(String),
+    #[error("ONNX model `{model}`: {message}")]
+    Onnx { model: String, message: String },
     #[error(transparent)]
     Table(#[from] kiln_table::TableError),
     #[error(transparent)]

@@ -11,6 +11,7 @@ use kiln_store::{AliasActor, NewModelVersion, NewRun, RunUpdate, TrackingStore};
 use kiln_types::{Dataset, DatasetInput, Metric, Param, RunStatus, Tag};
 
 use crate::artifact::{KilnModel, MODEL_FILE};
+use crate::model::{Model, ONNX_FILE};
 use crate::TrainError;
 
 /// Where runs and artifacts go.
@@ -265,6 +266,88 @@ impl Tracker {
             ));
         }
         Ok((load_local(reference)?, ModelSource::default()))
+    }
+
+    /// Like [`Tracker::load_model`], for any [`Model`]: a kiln model or an ONNX graph. A run's
+    /// model directory may hold `kiln-model.json` or `model.onnx` (MLflow's onnx flavor layout);
+    /// a `runs:/<id>/path/x.onnx` reference reads that artifact.
+    pub fn load_any_model(&self, reference: &str) -> Result<(Model, ModelSource), TrainError> {
+        if let Some(rest) = reference.strip_prefix("models:/") {
+            let (name, mv) = if let Some((name, alias)) = rest.split_once('@') {
+                (name, self.store.get_model_version_by_alias(name, alias)?)
+            } else if let Some((name, version)) = rest.rsplit_once('/') {
+                (name, self.store.get_model_version(name, version)?)
+            } else {
+                return Err(TrainError::Input(format!("Invalid model reference `{reference}`: expected models:/<name>@<alias> or models:/<name>/<version>")));
+            };
+            let (model, _) = self.load_any_model(&mv.source)?;
+            return Ok((
+                model,
+                ModelSource {
+                    name: Some(name.to_string()),
+                    version: Some(mv.version),
+                    run_id: mv.run_id,
+                },
+            ));
+        }
+        if let Some(rest) = reference.strip_prefix("runs:/") {
+            let (run_id, path) = rest.split_once('/').unwrap_or((rest, "model"));
+            let run = self.store.get_run(run_id)?;
+            let handle = RunHandle {
+                run_id: run_id.to_string(),
+                experiment_id: run.info.experiment_id,
+                artifact_uri: run.info.artifact_uri,
+            };
+            let path = path.trim_end_matches('/');
+            let root = self.artifact_root(&handle)?.join(path)?;
+            let candidates = if path.ends_with(".onnx") || path.ends_with(".json") {
+                vec![root]
+            } else {
+                vec![root.join(MODEL_FILE)?, root.join(ONNX_FILE)?]
+            };
+            for file in &candidates {
+                match self.read_artifact(file) {
+                    Ok(bytes) => {
+                        let model = Model::from_bytes(&bytes, &format!("{reference} ({file})"))?;
+                        return Ok((
+                            model,
+                            ModelSource {
+                                name: None,
+                                version: None,
+                                run_id: Some(run_id.to_string()),
+                            },
+                        ));
+                    }
+                    Err(TrainError::Blob(kiln_blob::BlobError::NotFound(_))) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            return Err(TrainError::Input(format!(
+                "Run `{run_id}` has no model at `{path}` (looked for {})",
+                candidates
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        Ok((Model::load(reference)?, ModelSource::default()))
+    }
+
+    /// The bytes of one artifact.
+    fn read_artifact(&self, file: &BlobPath) -> Result<Vec<u8>, TrainError> {
+        self.runtime.block_on(async {
+            let object = self.blobs.get(file).await?;
+            let chunks: Vec<Result<Bytes, std::io::Error>> = object.stream.collect().await;
+            let mut out = Vec::with_capacity(usize::try_from(object.size).unwrap_or(0));
+            for c in chunks {
+                out.extend_from_slice(&c.map_err(|err| TrainError::Io {
+                    path: file.to_string(),
+                    err,
+                })?);
+            }
+            Ok::<_, TrainError>(out)
+        })
     }
 
     /// Point `alias` at a version, recorded in the alias history.

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use kiln_ml::linear::{fit_linear, LinearParams};
-use kiln_ml::{fit_forest, gbdt, ForestParams, GbdtParams, Objective, Validation};
+use kiln_ml::{fit_forest, gbdt, Dataset, ForestParams, GbdtParams, Objective, Validation};
 use kiln_table::{ReadOptions, Table};
 use serde::Serialize;
 
@@ -68,6 +68,8 @@ pub struct TrainOutcome {
     pub skipped: Vec<Skipped>,
     pub fit_seconds: f64,
     pub data_hash: String,
+    /// Predictions on the test part (or the validation part without one), for plots.
+    pub held_out: Option<HeldOut>,
 }
 
 /// BLAKE3 of a file, streamed.
@@ -165,6 +167,43 @@ fn fit(
     })
 }
 
+/// Check that `params` are valid for `kind` without fitting (unknown names and bad values are
+/// refused with the learner's message). Checks that need the data (e.g. a class-weight list's
+/// length) happen when fitting.
+pub fn check_params(
+    kind: ModelKind,
+    task: Task,
+    params: &[(String, String)],
+) -> Result<(), TrainError> {
+    let objective = match task {
+        Task::Regression => Objective::Regression,
+        Task::Classification => Objective::Binary,
+    };
+    let kv: Vec<(String, String)> = params
+        .iter()
+        .filter(|(k, _)| k != "objective")
+        .cloned()
+        .collect();
+    match kind {
+        ModelKind::Gbdt => {
+            let mut p = GbdtParams::default();
+            for (k, v) in &kv {
+                p.set(k, v)?;
+            }
+        }
+        ModelKind::RandomForest => {
+            let mut p = ForestParams::default();
+            for (k, v) in &kv {
+                p.set(k, v)?;
+            }
+        }
+        ModelKind::Logistic | ModelKind::Linear => {
+            LinearParams::from_kv(objective, &kv)?;
+        }
+    }
+    Ok(())
+}
+
 /// Held-out metrics for predictions against labels, each name prefixed with `prefix`.
 pub fn score(
     task: Task,
@@ -235,13 +274,45 @@ fn read(path: &str, options: &ReadOptions) -> Result<Table, TrainError> {
     Ok(kiln_table::read_table(path, options)?)
 }
 
-/// Train per `req`.
-pub fn train(req: &TrainRequest) -> Result<TrainOutcome, TrainError> {
+/// The data of one run read, encoded and split once: [`fit_prepared`] fits learners on it, so
+/// `kiln tune` reads the table once for all its trials and every trial sees the same split.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub signature: Signature,
+    pub skipped: Vec<Skipped>,
+    pub task: Task,
+    objective: Objective,
+    /// BLAKE3 of the data file(s) (`train+test` with `--test-data`).
+    pub data_hash: String,
+    /// The split as recorded in the model (`0.7/0.15/0.15` or `test-data`).
+    pub split: String,
+    pub train: (Dataset, Vec<f64>),
+    pub valid: Option<(Dataset, Vec<f64>)>,
+    pub test: Option<(Dataset, Vec<f64>)>,
+}
+
+impl Prepared {
+    /// Row counts of each part.
+    pub fn rows(&self) -> Rows {
+        Rows {
+            train: self.train.0.n_rows(),
+            valid: self.valid.as_ref().map_or(0, |(d, _)| d.n_rows()),
+            test: self.test.as_ref().map_or(0, |(d, _)| d.n_rows()),
+        }
+    }
+}
+
+/// Read, encode and split the data of `req` (its model and params are not used).
+pub fn prepare(req: &TrainRequest) -> Result<Prepared, TrainError> {
     let table = read(&req.data, &req.read)?;
     let mut data_hash = hash_file(&req.data)?;
     let (signature, skipped) = Signature::infer(&table, &req.target, req.task, &req.exclude)?;
     let (all, _) = signature.encode(&table)?;
     let labels = signature.labels(&table)?;
+    // The Arrow table is no longer needed once encoded: free it before the split copies the
+    // rows (peak memory is otherwise table + encoded + training copy).
+    let n_table_rows = table.num_rows();
+    drop(table);
     let n_classes = signature.target.classes.len();
     let objective = objective(req.task, n_classes);
 
@@ -254,7 +325,7 @@ pub fn train(req: &TrainRequest) -> Result<TrainOutcome, TrainError> {
             };
             let strata =
                 (req.stratify && req.task == Task::Classification).then_some(labels.as_slice());
-            let rows = split_rows(table.num_rows(), &spec, req.seed, strata);
+            let rows = split_rows(n_table_rows, &spec, req.seed, strata);
             let test_table = read(test_path, &req.read)?;
             data_hash = format!("{data_hash}+{}", hash_file(test_path)?);
             let (test_ds, _) = signature.encode(&test_table)?;
@@ -264,7 +335,7 @@ pub fn train(req: &TrainRequest) -> Result<TrainOutcome, TrainError> {
         None => {
             let strata =
                 (req.stratify && req.task == Task::Classification).then_some(labels.as_slice());
-            let rows = split_rows(table.num_rows(), &req.split, req.seed, strata);
+            let rows = split_rows(n_table_rows, &req.split, req.seed, strata);
             let test = if rows.test.is_empty() {
                 None
             } else {
@@ -284,64 +355,152 @@ pub fn train(req: &TrainRequest) -> Result<TrainOutcome, TrainError> {
             valid_idx.iter().map(|&i| labels[i]).collect::<Vec<f64>>(),
         )
     });
+    Ok(Prepared {
+        signature,
+        skipped,
+        task: req.task,
+        objective,
+        data_hash,
+        split: if req.test_data.is_some() {
+            "test-data".into()
+        } else {
+            req.split.describe()
+        },
+        train: (train_ds, train_y),
+        valid,
+        test: test_part,
+    })
+}
 
+/// A model fitted on [`Prepared`] data, scored on the validation part (when there is one).
+#[derive(Debug, Clone)]
+pub struct Fitted {
+    pub model: KilnModel,
+    /// `valid_*` metrics; empty without a validation part.
+    pub valid_metrics: Vec<(String, f64)>,
+    pub fit_seconds: f64,
+}
+
+/// Fit `kind` with `params` and `seed` on the training part; the validation part feeds early
+/// stopping and the `valid_*` metrics. The test part is not touched.
+pub fn fit_prepared(
+    prep: &Prepared,
+    kind: ModelKind,
+    params: &[(String, String)],
+    seed: u64,
+) -> Result<Fitted, TrainError> {
+    let (train_ds, train_y) = &prep.train;
     let started = Instant::now();
     let learner = fit(
-        req.model,
-        objective,
-        &req.params,
-        req.seed,
-        &train_ds,
-        &train_y,
-        valid.as_ref().map(|(d, y)| (d, y.as_slice())),
+        kind,
+        prep.objective,
+        params,
+        seed,
+        train_ds,
+        train_y,
+        prep.valid.as_ref().map(|(d, y)| (d, y.as_slice())),
     )?;
     let fit_seconds = started.elapsed().as_secs_f64();
-
     let model = KilnModel::new(
-        signature,
+        prep.signature.clone(),
         TrainingInfo {
             kiln_version: env!("CARGO_PKG_VERSION").to_string(),
-            data_hash: data_hash.clone(),
+            data_hash: prep.data_hash.clone(),
             train_rows: train_ds.n_rows(),
-            seed: req.seed,
-            split: if req.test_data.is_some() {
-                "test-data".into()
-            } else {
-                req.split.describe()
-            },
-            params: req.params.clone(),
+            seed,
+            split: prep.split.clone(),
+            params: params.to_vec(),
         },
         learner,
     );
-    let mut metrics = Vec::new();
-    if let Some((d, y)) = &valid {
-        metrics.extend(score(
-            req.task,
+    let valid_metrics = match &prep.valid {
+        Some((d, y)) => score(
+            prep.task,
             &model.signature.target.classes,
             &model.predict(d)?,
             y,
             "valid_",
-        )?);
-    }
-    if let Some((d, y)) = &test_part {
-        metrics.extend(score(
-            req.task,
-            &model.signature.target.classes,
-            &model.predict(d)?,
-            y,
-            "test_",
-        )?);
+        )?,
+        None => Vec::new(),
+    };
+    Ok(Fitted {
+        model,
+        valid_metrics,
+        fit_seconds,
+    })
+}
+
+/// Predictions of a model on one held-out part, with its labels (what the plots draw).
+#[derive(Debug, Clone)]
+pub struct HeldOut {
+    /// `test` or `valid`.
+    pub part: &'static str,
+    pub predictions: Predictions,
+    pub labels: Vec<f64>,
+}
+
+/// A model's scores on the test part.
+#[derive(Debug, Clone, Default)]
+pub struct TestScores {
+    /// `test_*` metrics (empty without a test part).
+    pub metrics: Vec<(String, f64)>,
+    /// The predictions, for plots (none without a test part).
+    pub held_out: Option<HeldOut>,
+}
+
+/// Score `model` on the test part.
+pub fn score_test(prep: &Prepared, model: &KilnModel) -> Result<TestScores, TrainError> {
+    let Some((d, y)) = &prep.test else {
+        return Ok(TestScores::default());
+    };
+    let predictions = model.predict(d)?;
+    let metrics = score(
+        prep.task,
+        &model.signature.target.classes,
+        &predictions,
+        y,
+        "test_",
+    )?;
+    Ok(TestScores {
+        metrics,
+        held_out: Some(HeldOut {
+            part: "test",
+            predictions,
+            labels: y.clone(),
+        }),
+    })
+}
+
+/// Train per `req`.
+pub fn train(req: &TrainRequest) -> Result<TrainOutcome, TrainError> {
+    let prep = prepare(req)?;
+    let Fitted {
+        model,
+        valid_metrics,
+        fit_seconds,
+    } = fit_prepared(&prep, req.model, &req.params, req.seed)?;
+    let mut metrics = valid_metrics;
+    let TestScores {
+        metrics: test_metrics,
+        mut held_out,
+    } = score_test(&prep, &model)?;
+    metrics.extend(test_metrics);
+    if held_out.is_none() {
+        if let Some((d, y)) = &prep.valid {
+            held_out = Some(HeldOut {
+                part: "valid",
+                predictions: model.predict(d)?,
+                labels: y.clone(),
+            });
+        }
     }
     Ok(TrainOutcome {
-        rows: Rows {
-            train: train_ds.n_rows(),
-            valid: valid.as_ref().map_or(0, |(d, _)| d.n_rows()),
-            test: test_part.as_ref().map_or(0, |(d, _)| d.n_rows()),
-        },
+        rows: prep.rows(),
         model,
         metrics,
-        skipped,
+        skipped: prep.skipped,
         fit_seconds,
-        data_hash,
+        data_hash: prep.data_hash,
+        held_out,
     })
 }

@@ -38,6 +38,13 @@ pub(crate) enum Command {
     /// List, show and compare runs.
     #[command(subcommand)]
     Runs(RunsCommand),
+    /// The model registry: list models and versions, show lineage, promote a version to an
+    /// alias behind gates (`--require`, `--must-beat champion --on test.csv`), roll an alias
+    /// back, and read its append-only history.
+    ///
+    /// Example: kiln models promote churn 2 --alias champion --must-beat champion --on test.csv
+    #[command(subcommand)]
+    Models(ModelsCommand),
     /// Profile a dataset into a schema file, and validate data against it.
     #[command(subcommand)]
     Data(DataCommand),
@@ -48,6 +55,186 @@ pub(crate) enum Command {
     Train(Box<TrainArgs>),
     /// Evaluate a model on labelled data; gates (`--require "roc_auc>=0.85"`) fail the command.
     Evaluate(Box<EvaluateArgs>),
+    /// Search learner parameters (grid or random), trials in parallel as child runs of one
+    /// parent run; the best trial's model is scored on the test part, saved and registered.
+    ///
+    /// Example: kiln tune --data churn.csv --target churned --task classification --model gbdt
+    ///          --grid "num_leaves=15,31,63" --grid "learning_rate=0.05,0.1" --metric roc_auc
+    Tune(Box<TuneArgs>),
+    /// Score a table with a model (kiln or ONNX): a `prediction` column, plus `proba_<class>`
+    /// columns for a classifier, as CSV (stdout or --output) or JSON.
+    ///
+    /// Example: kiln predict --model models:/churn@champion --data new.csv --output preds.csv
+    Predict(Box<PredictArgs>),
+    /// Serve a model over HTTP: MLflow's scoring protocol (`POST /invocations`), the Open
+    /// Inference Protocol v2, /health, Prometheus /metrics and /openapi.json. A
+    /// `models:/<name>@<alias>` is watched and swapped without downtime when the alias moves.
+    ///
+    /// Example: kiln serve models:/churn@champion --port 8080
+    Serve(Box<ServeArgs>),
+    /// Generate deployment files for `kiln serve`: Kubernetes manifests (Deployment, Service,
+    /// HorizontalPodAutoscaler). Pure generation: the registry is not contacted.
+    ///
+    /// Example: kiln deploy k8s churn --alias champion --image registry.example.com/kiln:0.1.0
+    #[command(subcommand)]
+    Deploy(DeployCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DeployCommand {
+    /// Kubernetes manifests serving `models:/<NAME>@<alias>` (or a fixed version) as stateless
+    /// replicas that share one registry: a Deployment (probes, resources, non-root read-only
+    /// container, Prometheus scrape annotations), a Service and an autoscaling/v2 HPA.
+    ///
+    /// Prints one multi-document YAML stream, or writes deployment.yaml, service.yaml and
+    /// hpa.yaml into --output.
+    #[command(disable_version_flag = true)]
+    K8s(Box<DeployK8sArgs>),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DeployK8sArgs {
+    /// Registered model name.
+    #[arg(value_name = "NAME")]
+    pub(crate) model: String,
+    /// Serve this alias; the replicas re-resolve it and swap models when it moves.
+    #[arg(long, default_value = "champion", conflicts_with = "model_version")]
+    pub(crate) alias: String,
+    /// Serve this fixed version instead of an alias.
+    #[arg(long = "version", id = "model_version", value_name = "N")]
+    pub(crate) model_version: Option<u64>,
+    /// Name of the Deployment, Service and HPA (default: `<NAME>-<alias>` or `<NAME>-v<N>`,
+    /// made a valid DNS-1123 label).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) name: Option<String>,
+    /// Namespace of the resources (default: none, i.e. the one `kubectl apply` uses).
+    #[arg(long)]
+    pub(crate) namespace: Option<String>,
+    /// Container image with kiln in its PATH (the repository's Dockerfile builds one).
+    #[arg(long, default_value = "kiln:latest")]
+    pub(crate) image: String,
+    /// A fixed number of replicas, and no HPA.
+    #[arg(long, value_name = "N", conflicts_with_all = ["min_replicas", "max_replicas", "target_cpu"])]
+    pub(crate) replicas: Option<u32>,
+    /// Fewest replicas the HPA keeps.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub(crate) min_replicas: u32,
+    /// Most replicas the HPA starts.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub(crate) max_replicas: u32,
+    /// The HPA's target average CPU use, in percent of --cpu-request.
+    #[arg(long, value_name = "PERCENT", default_value_t = 70)]
+    pub(crate) target_cpu: u32,
+    /// Port `kiln serve` listens on in the container (the Service listens on 80).
+    #[arg(long, default_value_t = 8080)]
+    pub(crate) port: u16,
+    /// Metadata store URI written into the manifest as plain text (no password: use
+    /// --store-secret for that).
+    #[arg(long, value_name = "URI", conflicts_with = "store_secret")]
+    pub(crate) backend_store_uri: Option<String>,
+    /// Secret holding the metadata store URI, `NAME[/KEY]` (default: `kiln-store/backend-store-uri`,
+    /// unless --backend-store-uri or --volume-claim is given). Its key `artifacts-destination`
+    /// gives the artifact store unless --artifacts-destination or --volume-claim is given.
+    #[arg(long, value_name = "NAME[/KEY]")]
+    pub(crate) store_secret: Option<String>,
+    /// Artifact store URI, e.g. `s3://bucket/kiln` (default: from the store Secret).
+    #[arg(long, value_name = "URI")]
+    pub(crate) artifacts_destination: Option<String>,
+    /// Secret whose keys become environment variables (AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL, …); optional, for S3 artifacts.
+    #[arg(long, value_name = "NAME", default_value = "kiln-aws")]
+    pub(crate) aws_secret: String,
+    /// A PersistentVolumeClaim (ReadWriteMany for several nodes) mounted at /var/lib/kiln; the
+    /// defaults become `sqlite:///var/lib/kiln/kiln.db` (unless --store-secret) and
+    /// `/var/lib/kiln/artifacts`.
+    #[arg(long, value_name = "CLAIM")]
+    pub(crate) volume_claim: Option<String>,
+    /// CPU request (the HPA's 100%).
+    #[arg(long, default_value = "250m")]
+    pub(crate) cpu_request: String,
+    /// CPU limit (default: none, so replicas are not throttled).
+    #[arg(long)]
+    pub(crate) cpu_limit: Option<String>,
+    /// Memory request.
+    #[arg(long, default_value = "256Mi")]
+    pub(crate) memory_request: String,
+    /// Memory limit.
+    #[arg(long, default_value = "512Mi")]
+    pub(crate) memory_limit: String,
+    /// How often the replicas re-resolve the alias (`kiln serve --poll-interval`; default 5s).
+    #[arg(long, value_parser = kiln_serve::parse_duration)]
+    pub(crate) poll_interval: Option<std::time::Duration>,
+    /// `kiln serve --drain-timeout`; the pod's terminationGracePeriodSeconds covers it.
+    #[arg(long, default_value = "30s", value_parser = kiln_serve::parse_duration)]
+    pub(crate) drain_timeout: std::time::Duration,
+    /// Write deployment.yaml, service.yaml and hpa.yaml into this directory instead of printing
+    /// one YAML stream.
+    #[arg(long, short, value_name = "DIR")]
+    pub(crate) output: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// A model file or directory (kiln or ONNX), `models:/<name>@<alias>`,
+    /// `models:/<name>/<version>` or `runs:/<run_id>/model`.
+    #[arg(value_name = "MODEL")]
+    pub(crate) model: String,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub(crate) host: String,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, short, default_value_t = 8080)]
+    pub(crate) port: u16,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    pub(crate) workers: Option<usize>,
+    /// Largest request body accepted (larger: 413), e.g. `10MiB`, `512KiB`.
+    #[arg(long, default_value = "10MiB", value_parser = kiln_serve::parse_size)]
+    pub(crate) max_body: usize,
+    /// How often to re-resolve a `models:/<name>@<alias>` (e.g. `5s`, `500ms`).
+    #[arg(long, default_value = "5s", value_parser = kiln_serve::parse_duration)]
+    pub(crate) poll_interval: std::time::Duration,
+    /// On SIGTERM or Ctrl-C, how long in-flight requests may take before the server exits.
+    #[arg(long, default_value = "30s", value_parser = kiln_serve::parse_duration)]
+    pub(crate) drain_timeout: std::time::Duration,
+    /// Name of the model in the endpoints (`/v2/models/<name>`); default: the registered name,
+    /// else `model`.
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// Canary arm: `<alias>=<percent>` (an alias of the served registered model, or any model
+    /// reference) answers that share of requests, e.g. `challenger=10`.
+    #[arg(long, value_name = "ALIAS=PERCENT")]
+    pub(crate) canary: Option<String>,
+    /// Keep each caller on one arm by a hash of this request header (e.g. `X-User-Id`).
+    #[arg(long, value_name = "HEADER")]
+    pub(crate) sticky_header: Option<String>,
+    /// Shadow arm: mirror answered requests to this alias (or model reference); its answers
+    /// are logged and counted, never returned.
+    #[arg(long, value_name = "ALIAS")]
+    pub(crate) shadow: Option<String>,
+    /// Log sampled predictions as rotating Parquet files to a directory, `file:///dir` or
+    /// `s3://bucket/prefix`.
+    #[arg(long, value_name = "DIR|URI")]
+    pub(crate) log_predictions: Option<String>,
+    /// Fraction of requests written to the prediction log (0-1).
+    #[arg(long, default_value_t = 0.1)]
+    pub(crate) log_sample: f64,
+    /// Start a new prediction-log file after this many rows.
+    #[arg(long, default_value_t = 100_000)]
+    pub(crate) log_rotate_rows: usize,
+    /// Start a new prediction-log file after this many seconds.
+    #[arg(long, default_value_t = 60)]
+    pub(crate) log_rotate_secs: u64,
+    /// Micro-batching: coalesce up to this many rows of concurrent requests into one model
+    /// call (0: off). Default: 32 for ONNX models, off for kiln models.
+    #[arg(long)]
+    pub(crate) batch_max_rows: Option<usize>,
+    /// Micro-batching: the longest a batch waits for requests still being read, microseconds
+    /// (an idle server never waits).
+    #[arg(long, default_value_t = 200)]
+    pub(crate) batch_wait_us: u64,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
 }
 
 #[derive(Debug, Args)]
@@ -95,6 +282,10 @@ pub(crate) struct TrainArgs {
     /// Register the model as a new version of this registered model.
     #[arg(long, value_name = "NAME")]
     pub(crate) register: Option<String>,
+    /// Also write evaluation plots (SVG) of the held-out part here; a tracked run always gets
+    /// them as `plots/` artifacts.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) plots: Option<String>,
     /// Do not record a run (needs --output).
     #[arg(long)]
     pub(crate) no_track: bool,
@@ -124,10 +315,112 @@ pub(crate) struct EvaluateArgs {
     /// Write a Markdown summary here (e.g. $GITHUB_STEP_SUMMARY).
     #[arg(long, value_name = "FILE")]
     pub(crate) markdown: Option<String>,
+    /// Write plots (SVG: ROC, PR, confusion matrix, feature importance, residuals) here; a
+    /// tracked evaluation run always gets them as `plots/` artifacts.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) plots: Option<String>,
     /// Experiment to record the evaluation run in.
     #[arg(long, default_value = "Default")]
     pub(crate) experiment: String,
     /// Do not record a run.
+    #[arg(long)]
+    pub(crate) no_track: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    #[command(flatten)]
+    pub(crate) read: DataReadArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PredictArgs {
+    /// A kiln model (file or directory), an `.onnx` file, `models:/<name>@<alias>`,
+    /// `models:/<name>/<version>` or `runs:/<run_id>/model`.
+    #[arg(long, value_name = "MODEL")]
+    pub(crate) model: String,
+    /// Data to score: CSV or Parquet with the model's input columns (others are ignored).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) data: String,
+    /// Write the predictions here as CSV (default: CSV on stdout, unless --json).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) output: Option<String>,
+    /// Print `{"predictions": [...], "probabilities": [[...]], "classes": [...]}`.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    #[command(flatten)]
+    pub(crate) read: DataReadArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TuneArgs {
+    /// Training data: CSV or Parquet.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) data: String,
+    /// Label column.
+    #[arg(long, value_name = "COLUMN")]
+    pub(crate) target: String,
+    /// `classification` (binary or multiclass) or `regression`.
+    #[arg(long, value_parser = ["classification", "regression"])]
+    pub(crate) task: String,
+    /// `gbdt`, `random_forest`, `logistic`, `linear`.
+    #[arg(long, default_value = "gbdt", value_parser = ["gbdt", "random_forest", "logistic", "linear"])]
+    pub(crate) model: String,
+    /// Grid search over `name=v1,v2,…` (repeatable; every combination is a trial).
+    #[arg(long = "grid", value_name = "NAME=V1,V2,…")]
+    pub(crate) grid: Vec<String>,
+    /// Random search over `name=uniform(a,b)|loguniform(a,b)|int(a,b)|choice(x,y,…)` (repeatable).
+    #[arg(long = "random", value_name = "NAME=DIST(…)")]
+    pub(crate) random: Vec<String>,
+    /// Random-search trials (default 20).
+    #[arg(long, value_name = "N")]
+    pub(crate) trials: Option<usize>,
+    /// Metric compared on the validation part (default: roc_auc, or rmse for regression).
+    #[arg(long, value_name = "METRIC")]
+    pub(crate) metric: Option<String>,
+    /// `max` or `min` (default: min for errors and losses, max otherwise).
+    #[arg(long, value_parser = ["max", "min"])]
+    pub(crate) direction: Option<String>,
+    /// Trials fitted at once (default: the number of CPUs). Results do not depend on it.
+    #[arg(long, value_name = "N")]
+    pub(crate) parallel: Option<usize>,
+    /// Learner parameter every trial shares, `key=value` (repeatable).
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    pub(crate) params: Vec<String>,
+    /// Fractions train/validation/test: trials compare on validation, the best is scored on test.
+    #[arg(long, default_value = "0.7/0.15/0.15")]
+    pub(crate) split: String,
+    /// Score the best model on this file instead of a split of --data.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) test_data: Option<String>,
+    /// Seed for the split, the learners and the random draws.
+    #[arg(long, default_value_t = 42)]
+    pub(crate) seed: u64,
+    /// Keep class proportions in every split part (classification).
+    #[arg(long)]
+    pub(crate) stratify: bool,
+    /// Column to leave out of the features (repeatable).
+    #[arg(long, value_name = "COLUMN")]
+    pub(crate) exclude: Vec<String>,
+    /// Write the best model here (a directory, or a `.json` file).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) output: Option<String>,
+    /// Also write evaluation plots (SVG) of the best model on the test part here.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) plots: Option<String>,
+    /// Experiment to record the runs in.
+    #[arg(long, default_value = "Default")]
+    pub(crate) experiment: String,
+    /// Name of the parent run (default: generated).
+    #[arg(long)]
+    pub(crate) run_name: Option<String>,
+    /// Register the best model as a new version of this registered model.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) register: Option<String>,
+    /// Do not record runs (needs --output).
     #[arg(long)]
     pub(crate) no_track: bool,
     /// Print JSON.
@@ -279,6 +572,125 @@ pub(crate) enum RunsCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ModelsCommand {
+    /// List registered models with their latest version and aliases.
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the versions of a model, oldest first, with aliases, source run and data hash.
+    Versions {
+        /// Registered model name.
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a version (default: the latest) with its lineage: source run, git commit, data
+    /// hashes, params and metrics.
+    Show {
+        /// Registered model name.
+        name: String,
+        /// Version number (default: the latest, or the holder of --alias).
+        #[arg(value_name = "VERSION", id = "model_version")]
+        model_version: Option<String>,
+        /// Show the version this alias points at.
+        #[arg(long, conflicts_with = "model_version")]
+        alias: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Point an alias at a version once it passes its gates. Exit 1 (alias unchanged, report
+    /// printed) when a gate fails or the candidate is worse than the --must-beat holder.
+    Promote(Box<ModelsPromoteArgs>),
+    /// Move an alias back to its previous holder (from the alias history; versions deleted
+    /// since are skipped). Repeated rollbacks walk further back.
+    Rollback {
+        /// Registered model name.
+        name: String,
+        /// The alias to move back.
+        #[arg(long, default_value = "champion")]
+        alias: String,
+        /// Who rolls back (default: $USER).
+        #[arg(long)]
+        user: Option<String>,
+        /// Why, recorded after `rollback from vN: `.
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The append-only history of an alias: when, who, version, previous holder, why.
+    History {
+        /// Registered model name.
+        name: String,
+        /// The alias.
+        #[arg(long, default_value = "champion")]
+        alias: String,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ModelsPromoteArgs {
+    /// Registered model name.
+    pub(crate) name: String,
+    /// The candidate version.
+    #[arg(value_name = "VERSION", id = "model_version")]
+    pub(crate) model_version: String,
+    /// The alias to point at the candidate.
+    #[arg(long, default_value = "champion")]
+    pub(crate) alias: String,
+    /// Gate on the candidate's metrics, `metric<op>threshold` (repeatable), e.g. `roc_auc>=0.85`.
+    /// Checked on --on data, else on the source run's `test_*` metrics.
+    #[arg(long = "require", value_name = "GATE")]
+    pub(crate) require: Vec<String>,
+    /// Refuse the candidate when it is worse than this alias's current holder on --on data
+    /// (passes with a note when the alias has no holder yet).
+    #[arg(long, value_name = "ALIAS")]
+    pub(crate) must_beat: Option<String>,
+    /// Labelled data (CSV or Parquet) to evaluate the candidate (and the holder) on.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) on: Option<String>,
+    /// Metric --must-beat compares (default: roc_auc for binary classification, f1_macro for
+    /// multiclass, rmse for regression; errors and losses are lower-is-better).
+    #[arg(long, value_name = "METRIC")]
+    pub(crate) metric: Option<String>,
+    /// Who promotes, recorded in the alias history (default: $USER).
+    #[arg(long)]
+    pub(crate) user: Option<String>,
+    /// Why, recorded in the alias history (default: a summary such as
+    /// `promoted: roc_auc 0.8700 vs champion v1 0.8500`).
+    #[arg(long)]
+    pub(crate) reason: Option<String>,
+    /// Also write the report as Markdown here (e.g. $GITHUB_STEP_SUMMARY).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) markdown: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    #[command(flatten)]
+    pub(crate) read: DataReadArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -17,7 +17,10 @@ const EXIT_INTERNAL: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    let default_level = if matches!(cli.command, cli::Command::Server(_)) {
+    let default_level = if matches!(
+        cli.command,
+        cli::Command::Server(_) | cli::Command::Serve(_)
+    ) {
         "info"
     } else {
         "warn"
@@ -71,6 +74,13 @@ fn exit_code(err: &anyhow::Error) -> u8 {
             };
         }
         if let Some(e) = cause.downcast_ref::<kiln_train::TrainError>() {
+            return if e.is_input() {
+                EXIT_INPUT
+            } else {
+                EXIT_INTERNAL
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<kiln_serve::ServeError>() {
             return if e.is_input() {
                 EXIT_INPUT
             } else {

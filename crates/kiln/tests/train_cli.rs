@@ -386,3 +386,143 @@ fn evaluate_gates_exit_codes_and_reports() {
     );
     assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
 }
+
+/// Minimal well-formedness: starts with `<svg`, every element closed in order.
+fn assert_svg(path: &Path) -> String {
+    let svg = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(svg.starts_with("<svg "), "{}", path.display());
+    let mut stack: Vec<String> = Vec::new();
+    let mut rest = svg.as_str();
+    while let Some(start) = rest.find('<') {
+        let end = rest[start..].find('>').expect("tag closes");
+        let tag = &rest[start + 1..start + end];
+        rest = &rest[start + end + 1..];
+        if let Some(name) = tag.strip_prefix('/') {
+            assert_eq!(stack.pop().as_deref(), Some(name), "{}", path.display());
+        } else if !tag.ends_with('/') {
+            stack.push(
+                tag.split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+        }
+    }
+    assert!(stack.is_empty(), "{}: unclosed {stack:?}", path.display());
+    svg
+}
+
+#[test]
+fn plots_are_written_and_logged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_churn(dir.path(), "churn.csv", 800);
+    write_churn(dir.path(), "holdout.csv", 300);
+    let out = kiln(
+        dir.path(),
+        &[
+            "train",
+            "--data",
+            "churn.csv",
+            "--target",
+            "churned",
+            "--task",
+            "classification",
+            "--exclude",
+            "customer_id",
+            "--param",
+            "n_trees=30",
+            "--output",
+            "model",
+            "--plots",
+            "train-plots",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let run_id = v["run_id"].as_str().expect("run id").to_string();
+    assert_eq!(v["plots"].as_array().map(Vec::len), Some(4), "{v}");
+    for name in [
+        "roc.svg",
+        "pr.svg",
+        "confusion_matrix.svg",
+        "feature_importance.svg",
+    ] {
+        assert_svg(&dir.path().join("train-plots").join(name));
+        assert!(
+            dir.path()
+                .join(format!(".kiln/artifacts/0/{run_id}/artifacts/plots/{name}"))
+                .exists(),
+            "{name} not logged"
+        );
+    }
+
+    let out = kiln(
+        dir.path(),
+        &[
+            "evaluate",
+            "--model",
+            "model",
+            "--data",
+            "holdout.csv",
+            "--plots",
+            "eval-plots",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let roc = assert_svg(&dir.path().join("eval-plots/roc.svg"));
+    let auc = v["metrics"]["roc_auc"].as_f64().expect("auc");
+    assert!(roc.contains(&format!("AUC = {auc:.3}")), "{roc}");
+    let cm = assert_svg(&dir.path().join("eval-plots/confusion_matrix.svg"));
+    assert_eq!(cm.matches(r#"class="cell""#).count(), 4);
+    let fi = assert_svg(&dir.path().join("eval-plots/feature_importance.svg"));
+    for feature in ["tenure", "support_calls", "contract", "monthly"] {
+        assert!(
+            fi.contains(&format!("data-feature=\"{feature}\"")),
+            "{feature}: {fi}"
+        );
+    }
+    assert!(!fi.contains("customer_id"));
+    let eval_run = v["run_id"].as_str().expect("eval run id");
+    assert!(dir
+        .path()
+        .join(format!(
+            ".kiln/artifacts/0/{eval_run}/artifacts/plots/pr.svg"
+        ))
+        .exists());
+
+    // Regression: residuals and predicted-vs-actual; linear importance from coefficients.
+    let out = kiln(
+        dir.path(),
+        &[
+            "train",
+            "--data",
+            "churn.csv",
+            "--target",
+            "monthly",
+            "--task",
+            "regression",
+            "--model",
+            "linear",
+            "--exclude",
+            "customer_id",
+            "--no-track",
+            "--output",
+            "reg",
+            "--plots",
+            "reg-plots",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    for name in [
+        "residuals.svg",
+        "predicted_vs_actual.svg",
+        "feature_importance.svg",
+    ] {
+        let svg = assert_svg(&dir.path().join("reg-plots").join(name));
+        assert!(!svg.contains("NaN"), "{name}");
+    }
+    assert!(!dir.path().join("reg-plots/roc.svg").exists());
+}

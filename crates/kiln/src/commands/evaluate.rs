@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use kiln_ml::evaluate::{
     all_passed, check_gates, render_junit, render_markdown, render_text, Gate,
 };
+use kiln_train::plots::{evaluation_plots, feature_importance, write_plots};
 use kiln_train::tracking::load_local;
 use kiln_train::train::evaluate;
 use kiln_types::{RunStatus, Tag};
@@ -30,6 +31,7 @@ pub(super) fn run(args: EvaluateArgs, printer: &Printer) -> anyhow::Result<ExitC
         require,
         junit,
         markdown,
+        plots,
         experiment,
         no_track,
         json,
@@ -67,6 +69,17 @@ pub(super) fn run(args: EvaluateArgs, printer: &Printer) -> anyhow::Result<ExitC
     let results = check_gates(&metrics, &gates);
     let passed = all_passed(&results);
     let title = format!("kiln evaluate: {model} on {data}");
+    let charts = evaluation_plots(
+        kiln_model.signature.target.task,
+        &kiln_model.signature.target.classes,
+        &predictions,
+        &labels,
+        Some(&feature_importance(&kiln_model)),
+    )?;
+    let written = match &plots {
+        Some(dir) => write_plots(&charts, dir)?,
+        None => Vec::new(),
+    };
 
     let mut run_id = None;
     if let (false, Some((t, _))) = (no_track, &tracking) {
@@ -105,6 +118,13 @@ pub(super) fn run(args: EvaluateArgs, printer: &Printer) -> anyhow::Result<ExitC
             "evaluation/summary.md",
             render_markdown(&title, &metrics, &results, report.confusion()).into_bytes(),
         )?;
+        for chart in &charts {
+            t.put_artifact(
+                &run,
+                &format!("plots/{}", chart.name),
+                chart.svg.clone().into_bytes(),
+            )?;
+        }
         if !gates.is_empty() {
             t.put_artifact(
                 &run,
@@ -141,12 +161,16 @@ pub(super) fn run(args: EvaluateArgs, printer: &Printer) -> anyhow::Result<ExitC
             "report": report,
             "unseen_categories": unseen,
             "run_id": run_id,
+            "plots": written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
         }))?;
     } else {
         for (column, n) in &unseen {
             printer.status(&format!("warning: column `{column}` has {n} value(s) not seen in training; treated as missing"));
         }
         printer.line(&render_text(&title, &metrics, &results, report.confusion()));
+        if let Some(dir) = &plots {
+            printer.line(&format!("Plots written to {dir} ({})", written.len()));
+        }
         if let Some(id) = &run_id {
             printer.line(&format!("Run {id}"));
         }

@@ -2,12 +2,17 @@
 
 mod data;
 mod db;
+mod deploy;
 mod evaluate;
 mod experiments;
 mod gc;
+mod models;
+mod predict;
 mod runs;
+mod serve;
 mod server;
 mod train;
+mod tune;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -29,9 +34,14 @@ pub(crate) fn run(command: Command, printer: &Printer) -> anyhow::Result<ExitCod
         Command::Gc(args) => gc::run(args, printer),
         Command::Experiments(cmd) => experiments::run(cmd, printer),
         Command::Runs(cmd) => runs::run(cmd, printer),
+        Command::Models(cmd) => models::run(cmd, printer),
         Command::Data(cmd) => data::run(cmd, printer),
         Command::Train(args) => train::run(*args, printer),
         Command::Evaluate(args) => evaluate::run(*args, printer),
+        Command::Tune(args) => tune::run(*args, printer),
+        Command::Predict(args) => predict::run(*args, printer),
+        Command::Serve(args) => serve::run(*args, printer),
+        Command::Deploy(cmd) => deploy::run(cmd, printer),
     }
 }
 

@@ -3,10 +3,12 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use kiln_train::artifact::KilnModel;
 use kiln_train::frame::Task;
+use kiln_train::plots::{evaluation_plots, feature_importance, write_plots, Plot};
 use kiln_train::split::SplitSpec;
 use kiln_train::tracking::{save_local, Tracker};
-use kiln_train::train::{train, ModelKind, TrainRequest};
+use kiln_train::train::{train, HeldOut, ModelKind, TrainRequest};
 use kiln_types::{RunStatus, Tag};
 
 use super::data::read_options;
@@ -29,6 +31,23 @@ pub(crate) fn parse_kv(items: &[String]) -> Result<Vec<(String, String)>, InputE
                 })
         })
         .collect()
+}
+
+/// Plots of a model on its held-out part (none without one).
+pub(crate) fn held_out_plots(
+    model: &KilnModel,
+    held_out: Option<&HeldOut>,
+) -> anyhow::Result<Vec<Plot>> {
+    let Some(h) = held_out else {
+        return Ok(Vec::new());
+    };
+    Ok(evaluation_plots(
+        model.signature.target.task,
+        &model.signature.target.classes,
+        &h.predictions,
+        &h.labels,
+        Some(&feature_importance(model)),
+    )?)
 }
 
 /// A tracker on the local store (or the given store URIs) and a runtime for artifact I/O.
@@ -66,6 +85,7 @@ pub(super) fn run(args: TrainArgs, printer: &Printer) -> anyhow::Result<ExitCode
         experiment,
         run_name,
         register,
+        plots,
         no_track,
         json,
         store,
@@ -126,6 +146,11 @@ pub(super) fn run(args: TrainArgs, printer: &Printer) -> anyhow::Result<ExitCode
         Some(path) => Some(save_local(&outcome.model, path)?),
         None => None,
     };
+    let charts = held_out_plots(&outcome.model, outcome.held_out.as_ref())?;
+    let written = match &plots {
+        Some(dir) => write_plots(&charts, dir)?,
+        None => Vec::new(),
+    };
     let mut registered = None;
     if let (Some((t, _)), Some(r)) = (&tracking, &run) {
         let mut logged_params = vec![
@@ -157,6 +182,13 @@ pub(super) fn run(args: TrainArgs, printer: &Printer) -> anyhow::Result<ExitCode
             "model/signature.json",
             serde_json::to_vec_pretty(&outcome.model.signature)?,
         )?;
+        for chart in &charts {
+            t.put_artifact(
+                r,
+                &format!("plots/{}", chart.name),
+                chart.svg.clone().into_bytes(),
+            )?;
+        }
         if let Some(name) = &register {
             let version = t.register(
                 r,
@@ -177,6 +209,7 @@ pub(super) fn run(args: TrainArgs, printer: &Printer) -> anyhow::Result<ExitCode
             "fit_seconds": outcome.fit_seconds,
             "data_hash": outcome.data_hash,
             "output": saved.as_ref().map(|p| p.display().to_string()),
+            "plots": written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
             "registered": registered.as_ref().map(|(n, v)| serde_json::json!({"name": n, "version": v})),
             "skipped_columns": outcome.skipped,
         }))?;
@@ -202,6 +235,9 @@ pub(super) fn run(args: TrainArgs, printer: &Printer) -> anyhow::Result<ExitCode
     }
     if let Some(p) = &saved {
         printer.line(&format!("Model written to {}", p.display()));
+    }
+    if let Some(dir) = &plots {
+        printer.line(&format!("Plots written to {dir} ({})", written.len()));
     }
     if let Some(r) = &run {
         printer.line(&format!(

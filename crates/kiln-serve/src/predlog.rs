@@ -1,0 +1,587 @@
+//! Prediction logging for monitoring: a sampled log of inputs, outputs, model version, arm,
+//! latency and request id, written as rotating Parquet files to a local directory or an
+//! artifact store.
+//!
+//! The request path only decides whether a request is sampled (`PredictionLog::sampled`)
+//! and hands its decoded rows and predictions to a bounded queue (`PredictionLog::submit`,
+//! `try_send`: a full queue drops the record and counts it in
+//! `kiln_prediction_log_dropped_total`). One writer thread turns records into Arrow columns,
+//! writes row groups to a temporary file and, when a file reaches [`LogConfig::rotate_rows`]
+//! rows or [`LogConfig::rotate_interval`] of age, closes it and moves it into place: a rename
+//! for a local directory, an upload through [`kiln_blob::BlobStore`] for `s3://…`.
+//!
+//! One Parquet row per predicted row: `timestamp` (µs, UTC), `request_id`, `row` (index in
+//! the request), `model`, `version`, `arm`, `latency_us`, `inputs` (a JSON object of the
+//! decoded inputs), `prediction` (the label, or the value as text), `probabilities` (JSON
+//! list in class order, null for a regression).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow_array::builder::StringBuilder;
+use arrow_array::{ArrayRef, Int64Array, RecordBatch, TimestampMicrosecondArray, UInt32Array};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use axum::http::HeaderValue;
+use kiln_train::artifact::Predictions;
+use kiln_train::frame::FieldKind;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+
+use crate::encode::Batch;
+use crate::error::ServeError;
+use crate::metrics::Metrics;
+use crate::state::LoadedModel;
+
+/// Where and how much to log.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// A local directory (`dir`, `file:///dir`) or an artifact store URI (`s3://bucket/prefix`).
+    pub destination: String,
+    /// Fraction of requests logged, 0–1.
+    pub sample: f64,
+    /// Start a new file after this many rows.
+    pub rotate_rows: usize,
+    /// Start a new file when the current one is this old.
+    pub rotate_interval: Duration,
+    /// Requests that may wait for the writer; more are dropped and counted.
+    pub queue: usize,
+}
+
+impl LogConfig {
+    pub fn new(destination: impl Into<String>) -> Self {
+        Self {
+            destination: destination.into(),
+            sample: 0.1,
+            rotate_rows: 100_000,
+            rotate_interval: Duration::from_secs(60),
+            queue: 4096,
+        }
+    }
+}
+
+/// One logged request (or its shadow answer).
+pub(crate) struct LogRecord {
+    model: Arc<LoadedModel>,
+    request_id: Box<str>,
+    timestamp_us: i64,
+    latency_us: i64,
+    batch: Batch,
+    predictions: Predictions,
+}
+
+impl LogRecord {
+    pub(crate) fn new(
+        model: Arc<LoadedModel>,
+        request_id: &HeaderValue,
+        latency: Duration,
+        batch: Batch,
+        predictions: Predictions,
+    ) -> Self {
+        let timestamp_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        Self {
+            model,
+            request_id: request_id.to_str().unwrap_or_default().into(),
+            timestamp_us,
+            latency_us: i64::try_from(latency.as_micros()).unwrap_or(i64::MAX),
+            batch,
+            predictions,
+        }
+    }
+}
+
+enum Msg {
+    Record(LogRecord),
+    Stop,
+}
+
+/// The prediction log: a bounded queue in front of a Parquet writer thread.
+pub struct PredictionLog {
+    tx: SyncSender<Msg>,
+    /// `random_u64() < threshold` samples a request; `None`: every request.
+    threshold: Option<u64>,
+    metrics: Arc<Metrics>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// Where finished files go.
+enum Sink {
+    /// Files are written as `.<name>.tmp` in the directory, then renamed.
+    Local(PathBuf),
+    /// Files are written to a local temporary file, then uploaded.
+    Store(Arc<dyn kiln_blob::BlobStore>),
+}
+
+impl PredictionLog {
+    /// Check the destination and start the writer thread.
+    pub fn start(config: LogConfig, metrics: Arc<Metrics>) -> Result<Self, ServeError> {
+        if !(0.0..=1.0).contains(&config.sample) || config.sample.is_nan() {
+            return Err(ServeError::Config(format!(
+                "--log-sample must be between 0 and 1, got {}",
+                config.sample
+            )));
+        }
+        if config.rotate_rows == 0 {
+            return Err(ServeError::Config(
+                "--log-rotate-rows must be at least 1".into(),
+            ));
+        }
+        let sink = open_sink(&config.destination)?;
+        let threshold = if config.sample >= 1.0 {
+            None
+        } else {
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                clippy::cast_precision_loss
+            )]
+            Some((config.sample * u64::MAX as f64) as u64)
+        };
+        let (tx, rx) = mpsc::sync_channel::<Msg>(config.queue.max(1));
+        let writer_metrics = Arc::clone(&metrics);
+        let thread = std::thread::Builder::new()
+            .name("kiln-prediction-log".into())
+            .spawn(move || Writer::new(config, sink, writer_metrics).run(&rx))
+            .map_err(|e| {
+                ServeError::Internal(format!("Failed to start the prediction-log thread: {e}"))
+            })?;
+        Ok(Self {
+            tx,
+            threshold,
+            metrics,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Whether to log the next request.
+    pub(crate) fn sampled(&self) -> bool {
+        self.threshold
+            .is_none_or(|t| crate::release::random_u64() < t)
+    }
+
+    /// Queue a record without waiting; a full queue drops it (counted).
+    pub(crate) fn submit(&self, record: LogRecord) {
+        let rows = record.batch.n_rows as u64;
+        match self.tx.try_send(Msg::Record(record)) {
+            Ok(()) => {
+                self.metrics.log_records.fetch_add(rows, Ordering::Relaxed);
+            }
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.metrics.log_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Write what is queued, close the current file and stop the writer. Blocks.
+    pub fn finish(&self) {
+        let _ = self.tx.send(Msg::Stop);
+        let handle = match self.thread.lock() {
+            Ok(mut g) => g.take(),
+            Err(p) => p.into_inner().take(),
+        };
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
+
+fn open_sink(destination: &str) -> Result<Sink, ServeError> {
+    let local = if let Some(rest) = destination.strip_prefix("file://") {
+        Some(rest.strip_prefix("localhost").unwrap_or(rest))
+    } else if destination.contains("://") {
+        None
+    } else {
+        Some(destination.strip_prefix("file:").unwrap_or(destination))
+    };
+    match local {
+        Some(dir) => {
+            if dir.is_empty() {
+                return Err(ServeError::Config(
+                    "--log-predictions needs a directory".into(),
+                ));
+            }
+            fs_err::create_dir_all(dir).map_err(|e| {
+                ServeError::Config(format!(
+                    "Failed to create the prediction-log directory: {e}"
+                ))
+            })?;
+            Ok(Sink::Local(PathBuf::from(dir)))
+        }
+        None => kiln_blob::open(destination).map(Sink::Store).map_err(|e| {
+            ServeError::Config(format!(
+                "Failed to open the prediction-log destination: {}",
+                crate::state::error_chain(&e)
+            ))
+        }),
+    }
+}
+
+/// Rows per Parquet row group (and the most rows buffered before a write).
+const ROW_GROUP: usize = 8192;
+
+/// Columns being filled.
+struct Columns {
+    timestamp: Vec<i64>,
+    request_id: StringBuilder,
+    row: Vec<u32>,
+    model: StringBuilder,
+    version: StringBuilder,
+    arm: StringBuilder,
+    latency_us: Vec<i64>,
+    inputs: StringBuilder,
+    prediction: StringBuilder,
+    probabilities: StringBuilder,
+}
+
+impl Columns {
+    fn new() -> Self {
+        Self {
+            timestamp: Vec::new(),
+            request_id: StringBuilder::new(),
+            row: Vec::new(),
+            model: StringBuilder::new(),
+            version: StringBuilder::new(),
+            arm: StringBuilder::new(),
+            latency_us: Vec::new(),
+            inputs: StringBuilder::new(),
+            prediction: StringBuilder::new(),
+            probabilities: StringBuilder::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.timestamp.len()
+    }
+
+    fn push(&mut self, record: &LogRecord) {
+        let m = &record.model;
+        let signature = m.scorer.signature();
+        let mut json = Vec::with_capacity(128);
+        for r in 0..record.batch.n_rows {
+            self.timestamp.push(record.timestamp_us);
+            self.request_id.append_value(&*record.request_id);
+            self.row.push(u32::try_from(r).unwrap_or(u32::MAX));
+            self.model.append_value(&m.name);
+            self.version.append_value(&m.version);
+            self.arm.append_value(m.arm.as_str());
+            self.latency_us.push(record.latency_us);
+            json.clear();
+            json.push(b'{');
+            for (j, (field, v)) in signature.inputs.iter().zip(record.batch.row(r)).enumerate() {
+                if j > 0 {
+                    json.push(b',');
+                }
+                push_str(&mut json, &field.name);
+                json.push(b':');
+                if v.is_nan() {
+                    json.extend_from_slice(b"null");
+                    continue;
+                }
+                match field.kind {
+                    FieldKind::Numeric | FieldKind::Datetime => push_f64(&mut json, *v),
+                    FieldKind::Boolean => {
+                        json.extend_from_slice(if *v == 0.0 { b"false" } else { b"true" });
+                    }
+                    FieldKind::Categorical => {
+                        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                        let i = *v as usize;
+                        let text = if field.categories.is_empty() {
+                            record.batch.texts.get(i).map(|t| &**t)
+                        } else {
+                            field.categories.get(i).map(String::as_str)
+                        };
+                        match text {
+                            Some(t) => push_str(&mut json, t),
+                            None => json.extend_from_slice(b"null"),
+                        }
+                    }
+                }
+            }
+            json.push(b'}');
+            self.inputs
+                .append_value(std::str::from_utf8(&json).unwrap_or_default());
+            match &record.predictions {
+                Predictions::Proba(rows) => {
+                    let p = rows.get(r).map_or(&[][..], Vec::as_slice);
+                    let k = crate::routes::argmax(p);
+                    self.prediction
+                        .append_value(m.label_text.get(k).map_or("", String::as_str));
+                    json.clear();
+                    json.push(b'[');
+                    for (i, v) in p.iter().enumerate() {
+                        if i > 0 {
+                            json.push(b',');
+                        }
+                        push_f64(&mut json, *v);
+                    }
+                    json.push(b']');
+                    self.probabilities
+                        .append_value(std::str::from_utf8(&json).unwrap_or_default());
+                }
+                Predictions::Values(values) => {
+                    match values.get(r) {
+                        Some(v) => self.prediction.append_value(v.to_string()),
+                        None => self.prediction.append_null(),
+                    }
+                    self.probabilities.append_null();
+                }
+            }
+        }
+    }
+
+    /// The buffered rows as a batch; the columns start over.
+    fn take(&mut self, schema: &SchemaRef) -> Result<RecordBatch, arrow_schema::ArrowError> {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(
+                TimestampMicrosecondArray::from(std::mem::take(&mut self.timestamp))
+                    .with_timezone("UTC"),
+            ),
+            Arc::new(self.request_id.finish()),
+            Arc::new(UInt32Array::from(std::mem::take(&mut self.row))),
+            Arc::new(self.model.finish()),
+            Arc::new(self.version.finish()),
+            Arc::new(self.arm.finish()),
+            Arc::new(Int64Array::from(std::mem::take(&mut self.latency_us))),
+            Arc::new(self.inputs.finish()),
+            Arc::new(self.prediction.finish()),
+            Arc::new(self.probabilities.finish()),
+        ];
+        RecordBatch::try_new(Arc::clone(schema), columns)
+    }
+}
+
+fn push_str(out: &mut Vec<u8>, s: &str) {
+    if serde_json::to_writer(&mut *out, s).is_err() {
+        out.extend_from_slice(b"\"\"");
+    }
+}
+
+fn push_f64(out: &mut Vec<u8>, v: f64) {
+    if serde_json::to_writer(&mut *out, &v).is_err() {
+        out.extend_from_slice(b"null");
+    }
+}
+
+/// The prediction log's Arrow schema.
+pub fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new(
+            "timestamp",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("request_id", DataType::Utf8, false),
+        Field::new("row", DataType::UInt32, false),
+        Field::new("model", DataType::Utf8, false),
+        Field::new("version", DataType::Utf8, false),
+        Field::new("arm", DataType::Utf8, false),
+        Field::new("latency_us", DataType::Int64, false),
+        Field::new("inputs", DataType::Utf8, false),
+        Field::new("prediction", DataType::Utf8, true),
+        Field::new("probabilities", DataType::Utf8, true),
+    ]))
+}
+
+/// The file being written.
+struct OpenFile {
+    writer: ArrowWriter<fs_err::File>,
+    tmp: PathBuf,
+    name: String,
+    rows: usize,
+    opened: Instant,
+}
+
+struct Writer {
+    config: LogConfig,
+    sink: Sink,
+    metrics: Arc<Metrics>,
+    schema: SchemaRef,
+    columns: Columns,
+    file: Option<OpenFile>,
+    seq: u64,
+    /// For uploads to an artifact store.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Writer {
+    fn new(config: LogConfig, sink: Sink, metrics: Arc<Metrics>) -> Self {
+        Self {
+            config,
+            sink,
+            metrics,
+            schema: schema(),
+            columns: Columns::new(),
+            file: None,
+            seq: 0,
+            runtime: None,
+        }
+    }
+
+    fn run(mut self, rx: &mpsc::Receiver<Msg>) {
+        loop {
+            let wait = self.file.as_ref().map_or(self.config.rotate_interval, |f| {
+                self.config
+                    .rotate_interval
+                    .saturating_sub(f.opened.elapsed())
+            });
+            match rx.recv_timeout(wait.max(Duration::from_millis(10))) {
+                Ok(Msg::Record(record)) => {
+                    self.columns.push(&record);
+                    drop(record);
+                    let in_file = self.file.as_ref().map_or(0, |f| f.rows);
+                    if self.columns.len() >= ROW_GROUP
+                        || in_file + self.columns.len() >= self.config.rotate_rows
+                    {
+                        self.write_group();
+                    }
+                }
+                Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => {
+                    self.write_group();
+                    self.close_file();
+                    return;
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            let due = self.file.as_ref().is_some_and(|f| {
+                f.rows >= self.config.rotate_rows
+                    || f.opened.elapsed() >= self.config.rotate_interval
+            });
+            let stale = self.file.is_none() && self.columns.len() > 0;
+            if due {
+                self.write_group();
+                self.close_file();
+            } else if stale {
+                // Rows arrived with no file open: open one now so that its age counts.
+                self.write_group();
+            }
+        }
+    }
+
+    fn fail(&self, what: &str, err: &dyn std::fmt::Display) {
+        self.metrics.log_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(%err, "Failed to {what}; prediction-log rows were lost.");
+    }
+
+    /// Write the buffered rows as one row group, opening a file when none is open.
+    fn write_group(&mut self) {
+        if self.columns.len() == 0 {
+            return;
+        }
+        let batch = match self.columns.take(&self.schema) {
+            Ok(b) => b,
+            Err(e) => return self.fail("build a prediction-log batch", &e),
+        };
+        if self.file.is_none() {
+            match self.open_file() {
+                Ok(f) => self.file = Some(f),
+                Err(e) => return self.fail("create a prediction-log file", &e),
+            }
+        }
+        let Some(file) = self.file.as_mut() else {
+            return;
+        };
+        let written = file.writer.write(&batch).and_then(|()| file.writer.flush());
+        match written {
+            Ok(()) => file.rows += batch.num_rows(),
+            Err(e) => {
+                if let Some(f) = self.file.take() {
+                    let _ = fs_err::remove_file(&f.tmp);
+                }
+                self.fail("write the prediction log", &e);
+            }
+        }
+    }
+
+    fn open_file(&mut self) -> Result<OpenFile, String> {
+        let now = chrono::Utc::now();
+        self.seq += 1;
+        let name = format!(
+            "predictions-{}-{:05}.parquet",
+            now.format("%Y%m%dT%H%M%S%.3fZ"),
+            self.seq
+        );
+        let tmp = match &self.sink {
+            Sink::Local(dir) => dir.join(format!(".{name}.tmp")),
+            Sink::Store(_) => std::env::temp_dir().join(format!(
+                "kiln-predictions-{}-{name}.tmp",
+                std::process::id()
+            )),
+        };
+        let file = fs_err::File::create(&tmp).map_err(|e| e.to_string())?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(ROW_GROUP))
+            .build();
+        let writer = ArrowWriter::try_new(file, Arc::clone(&self.schema), Some(props))
+            .map_err(|e| e.to_string())?;
+        Ok(OpenFile {
+            writer,
+            tmp,
+            name,
+            rows: 0,
+            opened: Instant::now(),
+        })
+    }
+
+    /// Close the current file and move it into place.
+    fn close_file(&mut self) {
+        let Some(file) = self.file.take() else {
+            return;
+        };
+        let OpenFile {
+            writer, tmp, name, ..
+        } = file;
+        if let Err(e) = writer.close() {
+            let _ = fs_err::remove_file(&tmp);
+            return self.fail("finish a prediction-log file", &e);
+        }
+        let moved = match &self.sink {
+            Sink::Local(dir) => fs_err::rename(&tmp, dir.join(&name)).map_err(|e| e.to_string()),
+            Sink::Store(store) => {
+                let store = Arc::clone(store);
+                let uploaded = self.upload(&store, &tmp, &name);
+                let _ = fs_err::remove_file(&tmp);
+                uploaded
+            }
+        };
+        match moved {
+            Ok(()) => {
+                self.metrics.log_files.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(file = %name, "Wrote a prediction-log file.");
+            }
+            Err(e) => {
+                let _ = fs_err::remove_file(&tmp);
+                self.fail("store a prediction-log file", &e);
+            }
+        }
+    }
+
+    fn upload(
+        &mut self,
+        store: &Arc<dyn kiln_blob::BlobStore>,
+        tmp: &Path,
+        name: &str,
+    ) -> Result<(), String> {
+        if self.runtime.is_none() {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            self.runtime = Some(rt);
+        }
+        let Some(rt) = &self.runtime else {
+            return Err("no runtime".into());
+        };
+        let path = kiln_blob::BlobPath::parse(name).map_err(|e| e.to_string())?;
+        let bytes = bytes::Bytes::from(fs_err::read(tmp).map_err(|e| e.to_string())?);
+        let body: kiln_blob::ByteStream = Box::pin(futures::stream::once(async move { Ok(bytes) }));
+        rt.block_on(store.put(&path, body))
+            .map(|_| ())
+            .map_err(|e| crate::state::error_chain(&e))
+    }
+}

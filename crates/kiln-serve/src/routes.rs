@@ -1,0 +1,686 @@
+//! The route table ([`create_app`]) and its handlers. A prediction handler picks the model
+//! (an `Arc` it keeps until it answers), decodes, predicts, writes the JSON by hand and counts
+//! the request; bodies above [`Limits::offload_bytes`] are handled on the blocking pool.
+//!
+//! [`Limits::offload_bytes`]: crate::state::Limits::offload_bytes
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use bytes::Bytes;
+use kiln_train::artifact::Predictions;
+use kiln_train::frame::FieldKind;
+
+use crate::decode::decode_v2;
+use crate::encode::Batch;
+use crate::error::{DecodeError, ServeError};
+use crate::metrics::Endpoint;
+use crate::predlog::LogRecord;
+use crate::release::{decode, request_id, BodyFormat, ShadowJob};
+use crate::state::{LoadedModel, ServeState};
+
+type AppState = State<Arc<ServeState>>;
+
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+/// The prediction server's routes over `state`.
+pub fn create_app(state: Arc<ServeState>) -> Router {
+    let max_body = state.limits.max_body;
+    Router::new()
+        .route("/invocations", post(invocations))
+        .route("/ping", get(ping))
+        .route("/health", get(health))
+        .route("/version", get(version))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .route("/v2", get(v2_server))
+        .route("/v2/health/live", get(v2_live))
+        .route("/v2/health/ready", get(v2_ready))
+        .route("/v2/models/{name}", get(v2_metadata))
+        .route("/v2/models/{name}/ready", get(v2_model_ready))
+        .route("/v2/models/{name}/infer", post(v2_infer))
+        .route(
+            "/v2/models/{name}/versions/{version}",
+            get(v2_version_metadata),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/infer",
+            post(v2_version_infer),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    (status, [(header::CONTENT_TYPE, JSON)], body).into_response()
+}
+
+/// `{"error_code": …, "message": …}`, MLflow's error body.
+fn mlflow_error(err: &ServeError) -> Response {
+    let body = serde_json::json!({ "error_code": err.error_code(), "message": err.to_string() });
+    json_response(err.status(), body.to_string().into_bytes())
+}
+
+/// `{"error": …}`, the Open Inference Protocol's error body.
+fn v2_error(err: &ServeError) -> Response {
+    let body = serde_json::json!({ "error": err.to_string() });
+    json_response(err.status(), body.to_string().into_bytes())
+}
+
+async fn not_found() -> Response {
+    mlflow_error(&ServeError::NotFound(
+        "No such endpoint; see GET /openapi.json".into(),
+    ))
+}
+
+async fn method_not_allowed() -> Response {
+    let body = serde_json::json!({
+        "error_code": "BAD_REQUEST",
+        "message": "Method not allowed for this endpoint; see GET /openapi.json",
+    });
+    json_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        body.to_string().into_bytes(),
+    )
+}
+
+fn body_error(rejection: &BytesRejection, limit: usize) -> ServeError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ServeError::TooLarge { limit }
+    } else {
+        ServeError::Body(rejection.body_text())
+    }
+}
+
+fn content_format(headers: &HeaderMap) -> Result<BodyFormat, DecodeError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(BodyFormat::Json);
+    };
+    let text = value.to_str().unwrap_or_default();
+    let mime = text.split(';').next().unwrap_or_default().trim();
+    if mime.eq_ignore_ascii_case("application/json") || mime.is_empty() {
+        Ok(BodyFormat::Json)
+    } else if mime.eq_ignore_ascii_case("text/csv") {
+        Ok(BodyFormat::Csv)
+    } else {
+        Err(DecodeError::UnsupportedMediaType(text.to_string()))
+    }
+}
+
+/// A request's answer, with the rows and predictions the prediction log may keep.
+struct Scored {
+    body: Vec<u8>,
+    batch: Batch,
+    predictions: Predictions,
+}
+
+/// Decode, predict (in a micro-batch when enabled), count and write the response body.
+fn decode_any(
+    format: BodyFormat,
+    body: &[u8],
+    model: &LoadedModel,
+) -> Result<(Batch, Option<String>), ServeError> {
+    match format {
+        BodyFormat::V2 => Ok(decode_v2(body, &model.encoder)?),
+        _ => Ok((decode(format, body, model)?, None)),
+    }
+}
+
+fn write_body(
+    model: &LoadedModel,
+    format: BodyFormat,
+    predictions: &Predictions,
+    id: Option<&str>,
+) -> Vec<u8> {
+    match format {
+        BodyFormat::V2 => write_v2(model, predictions, id),
+        BodyFormat::Json | BodyFormat::Csv => write_mlflow(model, predictions),
+    }
+}
+
+fn score_inline(
+    model: &LoadedModel,
+    format: BodyFormat,
+    body: &[u8],
+) -> Result<Scored, ServeError> {
+    let (batch, id) = decode_any(format, body, model)?;
+    let predictions = model.scorer.predict(&batch)?;
+    record(model, &predictions);
+    let body = write_body(model, format, &predictions, id.as_deref());
+    Ok(Scored {
+        body,
+        batch,
+        predictions,
+    })
+}
+
+/// Score a request: on the blocking pool for large bodies, through the model's micro-batch
+/// queue when batching is on, else inline. A panic becomes a 500.
+async fn score(
+    state: &ServeState,
+    model: &Arc<LoadedModel>,
+    format: BodyFormat,
+    body: Bytes,
+) -> Result<Scored, ServeError> {
+    if body.len() > state.limits.offload_bytes {
+        let m = Arc::clone(model);
+        return match tokio::task::spawn_blocking(move || score_inline(&m, format, &body)).await {
+            Ok(r) => r,
+            Err(e) => Err(ServeError::Internal(format!("prediction task failed: {e}"))),
+        };
+    }
+    let catch = |f: &mut dyn FnMut() -> Result<Scored, ServeError>| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+            .unwrap_or_else(|_| Err(ServeError::Internal("prediction panicked".into())))
+    };
+    let Some(queue) = &model.batch else {
+        return catch(&mut || score_inline(model, format, &body));
+    };
+    let arrival = queue.arrive();
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        decode_any(format, &body, model)
+    }))
+    .unwrap_or_else(|_| Err(ServeError::Internal("decoding panicked".into())));
+    let (batch, id) = decoded?;
+    let (batch, predictions) = queue.predict(&*model.scorer, batch, arrival).await;
+    let predictions = predictions?;
+    record(model, &predictions);
+    let body = write_body(model, format, &predictions, id.as_deref());
+    Ok(Scored {
+        body,
+        batch,
+        predictions,
+    })
+}
+
+/// Route, score, mirror to the shadow, answer with the request id and the version that
+/// answered, count, and log when sampled.
+async fn predict(
+    state: &ServeState,
+    headers: &HeaderMap,
+    endpoint: Endpoint,
+    v2_model: Option<(&str, Option<&str>)>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let start = Instant::now();
+    let model = match v2_model {
+        Some((_, Some(version))) => state
+            .routes
+            .by_version(version)
+            .unwrap_or_else(|| state.routes.route(headers)),
+        _ => state.routes.route(headers),
+    };
+    let request_id = request_id(headers);
+    let logged = state.log.as_ref().is_some_and(|l| l.sampled());
+    let format = match v2_model {
+        Some(_) => Ok(BodyFormat::V2),
+        None => content_format(headers).map_err(ServeError::from),
+    };
+    let checked = match v2_model {
+        Some((name, version)) => check_model(state, &model, name, version),
+        None => Ok(()),
+    };
+    let result = match (checked, body, format) {
+        (Err(e), _, _) | (_, _, Err(e)) => Err(e),
+        (_, Err(r), _) => Err(body_error(&r, state.limits.max_body)),
+        (Ok(()), Ok(bytes), Ok(format)) => {
+            let mirror = state.shadow.as_ref().map(|_| bytes.clone());
+            let scored = score(state, &model, format, bytes).await;
+            if let (Some(shadow), Some(body), Ok(_)) = (&state.shadow, mirror, &scored) {
+                shadow.mirror(ShadowJob {
+                    body,
+                    format,
+                    request_id: request_id.clone(),
+                    logged,
+                });
+            }
+            scored
+        }
+    };
+    let render_error = if v2_model.is_some() {
+        v2_error
+    } else {
+        mlflow_error
+    };
+    let (mut response, kept) = match result {
+        Ok(Scored {
+            body,
+            batch,
+            predictions,
+        }) => (
+            json_response(StatusCode::OK, body),
+            Some((batch, predictions)),
+        ),
+        Err(err) => {
+            if err.status().is_server_error() {
+                tracing::error!(model = %model.name, version = %model.version, arm = model.arm.as_str(), %err, "Prediction failed.");
+            }
+            (render_error(&err), None)
+        }
+    };
+    let elapsed = start.elapsed();
+    model
+        .metrics
+        .request(endpoint, response.status().as_u16(), elapsed);
+    if let (true, Some(log), Some((batch, predictions))) = (logged, &state.log, kept) {
+        log.submit(LogRecord::new(
+            Arc::clone(&model),
+            &request_id,
+            elapsed,
+            batch,
+            predictions,
+        ));
+    }
+    let h = response.headers_mut();
+    h.insert(X_REQUEST_ID, request_id);
+    if let Some(v) = &model.version_header {
+        h.insert(X_MODEL_VERSION, v.clone());
+    }
+    h.insert(X_ARM, HeaderValue::from_static(model.arm.as_str()));
+    response
+}
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_MODEL_VERSION: HeaderName = HeaderName::from_static("x-kiln-model-version");
+const X_ARM: HeaderName = HeaderName::from_static("x-kiln-arm");
+
+async fn invocations(
+    State(state): AppState,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    predict(&state, &headers, Endpoint::Invocations, None, body).await
+}
+
+async fn v2_infer(
+    State(state): AppState,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    predict(
+        &state,
+        &headers,
+        Endpoint::V2Infer,
+        Some((&name, None)),
+        body,
+    )
+    .await
+}
+
+async fn v2_version_infer(
+    State(state): AppState,
+    Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    predict(
+        &state,
+        &headers,
+        Endpoint::V2Infer,
+        Some((&name, Some(&version))),
+        body,
+    )
+    .await
+}
+
+fn check_model(
+    state: &ServeState,
+    model: &LoadedModel,
+    name: &str,
+    version: Option<&str>,
+) -> Result<(), ServeError> {
+    if name != state.name {
+        return Err(ServeError::NotFound(format!(
+            "Model `{name}` is not served here; this server serves `{}`",
+            state.name
+        )));
+    }
+    if let Some(v) = version {
+        if v != model.version {
+            return Err(ServeError::NotFound(format!(
+                "Version `{v}` of model `{name}` is not loaded; the loaded version is `{}`",
+                model.version
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The index of the largest value (first on ties).
+pub(crate) fn argmax(p: &[f64]) -> usize {
+    let mut best = 0;
+    for (i, v) in p.iter().enumerate() {
+        if *v > p[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+pub(crate) fn record(model: &LoadedModel, predictions: &Predictions) {
+    let m = &model.metrics;
+    match predictions {
+        Predictions::Proba(rows) => {
+            m.rows(rows.len());
+            for p in rows {
+                let k = argmax(p);
+                let value = if p.len() == 2 {
+                    p[1]
+                } else {
+                    p.get(k).copied().unwrap_or(f64::NAN)
+                };
+                m.prediction(value, Some(k));
+            }
+        }
+        Predictions::Values(values) => {
+            m.rows(values.len());
+            for v in values {
+                m.prediction(*v, None);
+            }
+        }
+    }
+}
+
+fn push_f64(out: &mut Vec<u8>, v: f64) {
+    // serde_json writes the shortest round-trip form, and `null` for NaN and infinities.
+    if serde_json::to_writer(&mut *out, &v).is_err() {
+        out.extend_from_slice(b"null");
+    }
+}
+
+fn push_list<T>(out: &mut Vec<u8>, items: &[T], mut each: impl FnMut(&mut Vec<u8>, &T)) {
+    out.push(b'[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        each(out, item);
+    }
+    out.push(b']');
+}
+
+/// `{"predictions": [labels…], "probabilities": [[…]…]}` (classification) or
+/// `{"predictions": [values…]}` (regression).
+fn write_mlflow(model: &LoadedModel, predictions: &Predictions) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(b"{\"predictions\":");
+    match predictions {
+        Predictions::Proba(rows) => {
+            push_list(&mut out, rows, |o, p| {
+                let label = model.labels.get(argmax(p)).map_or("null", |l| &**l);
+                o.extend_from_slice(label.as_bytes());
+            });
+            out.extend_from_slice(b",\"probabilities\":");
+            push_list(&mut out, rows, |o, p| {
+                push_list(o, p, |o, v| push_f64(o, *v));
+            });
+        }
+        Predictions::Values(values) => push_list(&mut out, values, |o, v| push_f64(o, *v)),
+    }
+    out.push(b'}');
+    out
+}
+
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    if serde_json::to_writer(&mut *out, s).is_err() {
+        out.extend_from_slice(b"\"\"");
+    }
+}
+
+/// An inference response: `predictions` (labels as `BYTES`, or `FP64` values) and, for
+/// classifiers, `probabilities` (`FP64`, `[rows, classes]`).
+fn write_v2(model: &LoadedModel, predictions: &Predictions, id: Option<&str>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(b"{\"model_name\":");
+    push_json_str(&mut out, &model.name);
+    out.extend_from_slice(b",\"model_version\":");
+    push_json_str(&mut out, &model.version);
+    if let Some(id) = id {
+        out.extend_from_slice(b",\"id\":");
+        push_json_str(&mut out, id);
+    }
+    out.extend_from_slice(b",\"outputs\":[");
+    match predictions {
+        Predictions::Proba(rows) => {
+            let k = model.label_text.len();
+            let _ = write!(
+                Adapter(&mut out),
+                "{{\"name\":\"predictions\",\"shape\":[{}],\"datatype\":\"BYTES\",\"data\":",
+                rows.len()
+            );
+            push_list(&mut out, rows, |o, p| {
+                let label = model.label_text.get(argmax(p)).map_or("", String::as_str);
+                push_json_str(o, label);
+            });
+            let _ = write!(
+                Adapter(&mut out),
+                "}},{{\"name\":\"probabilities\",\"shape\":[{},{k}],\"datatype\":\"FP64\",\"data\":[",
+                rows.len()
+            );
+            let mut first = true;
+            for p in rows {
+                for v in p {
+                    if !first {
+                        out.push(b',');
+                    }
+                    first = false;
+                    push_f64(&mut out, *v);
+                }
+            }
+            out.extend_from_slice(b"]}");
+        }
+        Predictions::Values(values) => {
+            let _ = write!(
+                Adapter(&mut out),
+                "{{\"name\":\"predictions\",\"shape\":[{}],\"datatype\":\"FP64\",\"data\":",
+                values.len()
+            );
+            push_list(&mut out, values, |o, v| push_f64(o, *v));
+            out.push(b'}');
+        }
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+/// `fmt::Write` into a byte buffer.
+struct Adapter<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Adapter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+async fn ping() -> &'static str {
+    "\n"
+}
+
+async fn version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+
+async fn health(State(state): AppState) -> Response {
+    let model = state.routes.pick();
+    let body = serde_json::json!({
+        "status": if state.is_ready() { "ok" } else { "draining" },
+        "model": model.name,
+        "version": model.version,
+        "flavor": model.scorer.flavor(),
+        "source": model.source,
+        "run_id": model.run_id,
+        "loaded_at_ms": model.loaded_at_ms,
+        "arms": state.routes.arms().iter().map(|m| serde_json::json!({
+            "arm": m.arm.as_str(),
+            "version": m.version,
+            "source": m.source,
+        })).collect::<Vec<_>>(),
+    });
+    let status = if state.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json_response(status, body.to_string().into_bytes())
+}
+
+async fn metrics(State(state): AppState) -> Response {
+    let arms = state.routes.arms();
+    let serving: Vec<_> = arms
+        .iter()
+        .map(|m| {
+            (
+                m.arm.as_str(),
+                m.name.as_str(),
+                m.version.as_str(),
+                m.scorer.flavor(),
+            )
+        })
+        .collect();
+    let text = state.metrics.render(&serving, state.uptime());
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn openapi(State(state): AppState) -> Response {
+    let model = state.routes.pick();
+    json_response(
+        StatusCode::OK,
+        crate::openapi::document(&model).to_string().into_bytes(),
+    )
+}
+
+async fn v2_server() -> Response {
+    let body = serde_json::json!({
+        "name": "kiln",
+        "version": env!("CARGO_PKG_VERSION"),
+        "extensions": [],
+    });
+    json_response(StatusCode::OK, body.to_string().into_bytes())
+}
+
+async fn v2_live() -> Response {
+    json_response(StatusCode::OK, br#"{"live":true}"#.to_vec())
+}
+
+async fn v2_ready(State(state): AppState) -> Response {
+    if state.is_ready() {
+        json_response(StatusCode::OK, br#"{"ready":true}"#.to_vec())
+    } else {
+        json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            br#"{"ready":false}"#.to_vec(),
+        )
+    }
+}
+
+async fn v2_model_ready(State(state): AppState, Path(name): Path<String>) -> Response {
+    let model = state.routes.pick();
+    if let Err(e) = check_model(&state, &model, &name, None) {
+        return v2_error(&e);
+    }
+    let body = serde_json::json!({ "name": name, "ready": state.is_ready() });
+    let status = if state.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json_response(status, body.to_string().into_bytes())
+}
+
+async fn v2_metadata(State(state): AppState, Path(name): Path<String>) -> Response {
+    let model = state.routes.pick();
+    match check_model(&state, &model, &name, None) {
+        Ok(()) => json_response(StatusCode::OK, metadata(&model).to_string().into_bytes()),
+        Err(e) => v2_error(&e),
+    }
+}
+
+async fn v2_version_metadata(
+    State(state): AppState,
+    Path((name, version)): Path<(String, String)>,
+) -> Response {
+    let model = state.routes.pick();
+    match check_model(&state, &model, &name, Some(&version)) {
+        Ok(()) => json_response(StatusCode::OK, metadata(&model).to_string().into_bytes()),
+        Err(e) => v2_error(&e),
+    }
+}
+
+/// The OIP datatype a model input is sent as.
+pub(crate) fn datatype(kind: FieldKind) -> &'static str {
+    match kind {
+        FieldKind::Numeric | FieldKind::Datetime => "FP64",
+        FieldKind::Boolean => "BOOL",
+        FieldKind::Categorical => "BYTES",
+    }
+}
+
+/// Model metadata as the Open Inference Protocol describes it, plus kiln's details under
+/// `parameters`.
+fn metadata(model: &LoadedModel) -> serde_json::Value {
+    let signature = model.scorer.signature();
+    let inputs: Vec<serde_json::Value> = signature
+        .inputs
+        .iter()
+        .map(|f| {
+            let mut v = serde_json::json!({
+                "name": f.name,
+                "datatype": datatype(f.kind),
+                "shape": [-1],
+            });
+            if f.kind == FieldKind::Categorical {
+                v["parameters"] = serde_json::json!({ "categories": f.categories });
+            }
+            if f.kind == FieldKind::Datetime {
+                v["parameters"] =
+                    serde_json::json!({ "content": "seconds since the epoch, or ISO 8601 text as BYTES" });
+            }
+            v
+        })
+        .collect();
+    let outputs = if model.classification() {
+        serde_json::json!([
+            { "name": "predictions", "datatype": "BYTES", "shape": [-1] },
+            { "name": "probabilities", "datatype": "FP64", "shape": [-1, model.label_text.len()] },
+        ])
+    } else {
+        serde_json::json!([{ "name": "predictions", "datatype": "FP64", "shape": [-1] }])
+    };
+    let versions: Vec<&str> = if model.version.is_empty() {
+        Vec::new()
+    } else {
+        vec![model.version.as_str()]
+    };
+    serde_json::json!({
+        "name": model.name,
+        "versions": versions,
+        "platform": model.scorer.flavor(),
+        "inputs": inputs,
+        "outputs": outputs,
+        "parameters": {
+            "target": signature.target.name,
+            "task": signature.target.task,
+            "classes": signature.target.classes,
+            "source": model.source,
+            "run_id": model.run_id,
+        },
+    })
+}

@@ -1,0 +1,562 @@
+//! What the handlers share: the served model behind a [`ModelSlot`] (an `Arc` swapped under a
+//! briefly held lock, so a request keeps the model it started with), the [`Routes`] that pick a
+//! slot, the [`Metrics`] and the limits. [`watch`] re-resolves a registry alias and swaps in
+//! a new version once it is fully loaded.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use kiln_train::frame::Task;
+
+use crate::batch::BatchQueue;
+use crate::encode::Encoder;
+use crate::error::ServeError;
+use crate::metrics::{Metrics, VersionMetrics};
+use crate::predlog::{LogConfig, PredictionLog};
+use crate::release::Arm;
+use crate::release::ShadowQueue;
+use crate::scorer::Scorer;
+
+/// A model as a loader returns it.
+pub struct Loaded {
+    pub scorer: Arc<dyn Scorer>,
+    /// Registered model name, when it came from the registry.
+    pub name: Option<String>,
+    /// Registry version.
+    pub version: Option<String>,
+    pub run_id: Option<String>,
+    /// What was loaded (a path or a URI).
+    pub source: String,
+}
+
+/// A model ready to serve: the scorer plus what the request path needs precomputed.
+pub struct LoadedModel {
+    pub scorer: Arc<dyn Scorer>,
+    pub encoder: Encoder,
+    /// Name the endpoints use (`/v2/models/{name}`).
+    pub name: String,
+    /// Registry version, or `""` for a model file.
+    pub version: String,
+    pub run_id: Option<String>,
+    pub source: String,
+    /// Each class label as JSON (`1`, `"yes"`), classification only.
+    pub labels: Vec<Box<str>>,
+    /// Each class label as text, for OIP `BYTES` outputs.
+    pub label_text: Vec<String>,
+    pub metrics: Arc<VersionMetrics>,
+    pub loaded_at_ms: i64,
+    /// Which arm the model answers on.
+    pub arm: Arm,
+    /// `version` as a response header value (`X-Kiln-Model-Version`), when it is one.
+    pub version_header: Option<HeaderValue>,
+    /// The micro-batch queue, when batching is on.
+    pub(crate) batch: Option<BatchQueue>,
+}
+
+impl LoadedModel {
+    pub fn classification(&self) -> bool {
+        self.scorer.signature().target.task == Task::Classification
+    }
+}
+
+/// A class label as JSON: a number when the label reads as one, else a string.
+fn label_json(label: &str) -> Box<str> {
+    if serde_json::from_str::<serde_json::Number>(label).is_ok() {
+        label.into()
+    } else {
+        serde_json::Value::String(label.to_string())
+            .to_string()
+            .into_boxed_str()
+    }
+}
+
+/// The current model of one route; swapping never blocks a request for longer than an `Arc`
+/// clone.
+pub struct ModelSlot {
+    current: RwLock<Arc<LoadedModel>>,
+}
+
+impl ModelSlot {
+    pub fn new(model: Arc<LoadedModel>) -> Self {
+        Self {
+            current: RwLock::new(model),
+        }
+    }
+
+    /// The model now; a request holds this `Arc` until it has answered.
+    pub fn get(&self) -> Arc<LoadedModel> {
+        match self.current.read() {
+            Ok(g) => Arc::clone(&g),
+            Err(p) => Arc::clone(&p.into_inner()),
+        }
+    }
+
+    /// Put `model` in place and return the previous one.
+    pub fn swap(&self, model: Arc<LoadedModel>) -> Arc<LoadedModel> {
+        let mut g = match self.current.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        std::mem::replace(&mut *g, model)
+    }
+}
+
+/// The canary arm: its slot and the share of traffic it gets, in basis points (1/100 %).
+struct Canary {
+    slot: Arc<ModelSlot>,
+    basis_points: u64,
+}
+
+/// Which slot answers a request: the main arm, or the canary arm for its share of requests
+/// (by a hash of the sticky header when the request has it, else at random). The shadow arm
+/// never answers; requests are mirrored to it off the response path (see [`ServeState`]).
+pub struct Routes {
+    main: Arc<ModelSlot>,
+    canary: Option<Canary>,
+    shadow: Option<Arc<ModelSlot>>,
+    sticky: Option<HeaderName>,
+}
+
+impl Routes {
+    pub fn single(slot: Arc<ModelSlot>) -> Self {
+        Self {
+            main: slot,
+            canary: None,
+            shadow: None,
+            sticky: None,
+        }
+    }
+
+    /// The main model (metadata, health and the OIP name checks use it).
+    pub fn pick(&self) -> Arc<LoadedModel> {
+        self.main.get()
+    }
+
+    /// The model that answers a prediction request with these headers.
+    pub fn route(&self, headers: &HeaderMap) -> Arc<LoadedModel> {
+        let Some(canary) = &self.canary else {
+            return self.main.get();
+        };
+        let key = match self.sticky.as_ref().and_then(|h| headers.get(h)) {
+            Some(v) => crate::release::sticky_hash(v.as_bytes()),
+            None => crate::release::random_u64(),
+        };
+        if key % 10_000 < canary.basis_points {
+            canary.slot.get()
+        } else {
+            self.main.get()
+        }
+    }
+
+    /// The answering arm (main first, then canary) whose model is `version`, for
+    /// `/v2/models/{name}/versions/{version}/infer`.
+    pub fn by_version(&self, version: &str) -> Option<Arc<LoadedModel>> {
+        let main = self.main.get();
+        if main.version == version {
+            return Some(main);
+        }
+        let canary = self.canary.as_ref()?.slot.get();
+        (canary.version == version).then_some(canary)
+    }
+
+    /// The arm a routing key (see [`crate::release::sticky_hash`]) lands on.
+    pub fn arm_for_key(&self, key: u64) -> Arm {
+        match &self.canary {
+            Some(c) if key % 10_000 < c.basis_points => Arm::Canary,
+            _ => Arm::Main,
+        }
+    }
+
+    pub fn primary(&self) -> &Arc<ModelSlot> {
+        &self.main
+    }
+
+    /// The slot of `arm`, when the server has that arm.
+    pub fn slot(&self, arm: Arm) -> Option<&Arc<ModelSlot>> {
+        match arm {
+            Arm::Main => Some(&self.main),
+            Arm::Canary => self.canary.as_ref().map(|c| &c.slot),
+            Arm::Shadow => self.shadow.as_ref(),
+        }
+    }
+
+    /// The current model of every arm the server has.
+    pub fn arms(&self) -> Vec<Arc<LoadedModel>> {
+        [Arm::Main, Arm::Canary, Arm::Shadow]
+            .into_iter()
+            .filter_map(|a| self.slot(a).map(|s| s.get()))
+            .collect()
+    }
+}
+
+/// Limits and tuning of the request path.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest accepted request body, bytes (larger: 413).
+    pub max_body: usize,
+    /// Bodies above this size are decoded and predicted on the blocking pool instead of a
+    /// runtime worker.
+    pub offload_bytes: usize,
+    /// Micro-batching: coalesce up to this many rows of concurrent requests into one model
+    /// call (`0` or `1`: off); `None`: [`DEFAULT_BATCH_ROWS`] for models that
+    /// [prefer batches](Scorer::prefers_batches) (ONNX), off for the others.
+    pub batch_max_rows: Option<usize>,
+    /// Micro-batching: how long a batch may wait for more requests when others are in
+    /// flight (an idle server never waits).
+    pub batch_wait: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body: 10 * 1024 * 1024,
+            offload_bytes: 64 * 1024,
+            batch_max_rows: None,
+            batch_wait: Duration::from_micros(200),
+        }
+    }
+}
+
+/// The models a server starts with, one per arm, and how requests are split between them.
+pub struct Arms {
+    pub main: Loaded,
+    /// The canary model and the percentage of requests it answers (0–100).
+    pub canary: Option<(Loaded, f64)>,
+    /// The shadow model: requests are mirrored to it, its answers logged and counted, never
+    /// returned.
+    pub shadow: Option<Loaded>,
+    /// Header whose value keeps a caller on one arm (e.g. `X-User-Id`).
+    pub sticky_header: Option<String>,
+}
+
+impl Arms {
+    pub fn single(main: Loaded) -> Self {
+        Self {
+            main,
+            canary: None,
+            shadow: None,
+            sticky_header: None,
+        }
+    }
+}
+
+/// Everything the handlers need, built once.
+pub struct ServeState {
+    pub routes: Routes,
+    pub metrics: Arc<Metrics>,
+    pub limits: Limits,
+    /// Name of the served model in the endpoints (fixed for the server's life).
+    pub name: String,
+    pub(crate) log: Option<Arc<PredictionLog>>,
+    pub(crate) shadow: Option<ShadowQueue>,
+    ready: AtomicBool,
+    started: Instant,
+}
+
+impl ServeState {
+    /// State serving `first` under `name` (default: the registered name, else `model`).
+    pub fn new(first: Loaded, name: Option<String>, limits: Limits) -> Arc<Self> {
+        let name = name
+            .or_else(|| first.name.clone())
+            .unwrap_or_else(|| "model".to_string());
+        let metrics = Arc::new(Metrics::default());
+        let model = prepare(&name, &metrics, &limits, Arm::Main, first);
+        Arc::new(Self {
+            routes: Routes::single(Arc::new(ModelSlot::new(Arc::new(model)))),
+            metrics,
+            limits,
+            name,
+            log: None,
+            shadow: None,
+            ready: AtomicBool::new(true),
+            started: Instant::now(),
+        })
+    }
+
+    /// State serving several arms, with an optional prediction log (its writer thread starts
+    /// here; call [`ServeState::finish`] after the last request to flush it).
+    pub fn with_arms(
+        arms: Arms,
+        name: Option<String>,
+        limits: Limits,
+        log: Option<LogConfig>,
+    ) -> Result<Arc<Self>, ServeError> {
+        let Arms {
+            main,
+            canary,
+            shadow,
+            sticky_header,
+        } = arms;
+        let name = name
+            .or_else(|| main.name.clone())
+            .unwrap_or_else(|| "model".to_string());
+        let metrics = Arc::new(Metrics::default());
+        let slot = |arm: Arm, loaded: Loaded| {
+            Arc::new(ModelSlot::new(Arc::new(prepare(
+                &name, &metrics, &limits, arm, loaded,
+            ))))
+        };
+        let canary = match canary {
+            Some((loaded, percent)) => {
+                if !(0.0..=100.0).contains(&percent) {
+                    return Err(ServeError::Config(format!(
+                        "the canary share must be between 0 and 100 (%), got {percent}"
+                    )));
+                }
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let basis_points = (percent * 100.0).round() as u64;
+                Some(Canary {
+                    slot: slot(Arm::Canary, loaded),
+                    basis_points,
+                })
+            }
+            None => None,
+        };
+        let sticky = match sticky_header {
+            Some(h) => Some(HeaderName::try_from(h.as_str()).map_err(|_| {
+                ServeError::Config(format!("`{h}` is not a valid HTTP header name"))
+            })?),
+            None => None,
+        };
+        let log = match log {
+            Some(config) => Some(Arc::new(PredictionLog::start(
+                config,
+                Arc::clone(&metrics),
+            )?)),
+            None => None,
+        };
+        let shadow_slot = shadow.map(|loaded| slot(Arm::Shadow, loaded));
+        let shadow = match &shadow_slot {
+            Some(s) => Some(ShadowQueue::start(
+                Arc::clone(s),
+                log.clone(),
+                Arc::clone(&metrics),
+            )?),
+            None => None,
+        };
+        let routes = Routes {
+            main: slot(Arm::Main, main),
+            canary,
+            shadow: shadow_slot,
+            sticky,
+        };
+        Ok(Arc::new(Self {
+            routes,
+            metrics,
+            limits,
+            name,
+            log,
+            shadow,
+            ready: AtomicBool::new(true),
+            started: Instant::now(),
+        }))
+    }
+
+    /// Swap `loaded` in as the main model; returns the previous one.
+    pub fn install(&self, loaded: Loaded) -> Arc<LoadedModel> {
+        let model = prepare(&self.name, &self.metrics, &self.limits, Arm::Main, loaded);
+        let old = self.routes.primary().swap(Arc::new(model));
+        self.metrics.swapped();
+        old
+    }
+
+    /// Swap `loaded` in on `arm`; returns the previous model, or `None` (and drops `loaded`)
+    /// when the server has no such arm.
+    pub fn install_arm(&self, arm: Arm, loaded: Loaded) -> Option<Arc<LoadedModel>> {
+        let slot = self.routes.slot(arm)?;
+        let model = prepare(&self.name, &self.metrics, &self.limits, arm, loaded);
+        let old = slot.swap(Arc::new(model));
+        self.metrics.swapped();
+        Some(old)
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Mark the server as draining: readiness probes fail, requests are still answered.
+    pub fn set_draining(&self) {
+        self.ready.store(false, Ordering::Relaxed);
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// After the last request: let the shadow worker finish its queue, then flush the
+    /// prediction log (its last file is closed and moved into place). Blocks.
+    pub fn finish(&self) {
+        if let Some(s) = &self.shadow {
+            s.finish();
+        }
+        if let Some(l) = &self.log {
+            l.finish();
+        }
+    }
+}
+
+fn prepare(
+    name: &str,
+    metrics: &Arc<Metrics>,
+    limits: &Limits,
+    arm: Arm,
+    loaded: Loaded,
+) -> LoadedModel {
+    let Loaded {
+        scorer,
+        name: _,
+        version,
+        run_id,
+        source,
+    } = loaded;
+    let signature = scorer.signature();
+    let classes = &signature.target.classes;
+    let version = version.unwrap_or_default();
+    let labels = classes.iter().map(|c| label_json(c)).collect();
+    LoadedModel {
+        encoder: Encoder::new(signature),
+        metrics: metrics.version(name, &version, arm.as_str(), classes),
+        label_text: classes.clone(),
+        labels,
+        name: name.to_string(),
+        version_header: HeaderValue::from_str(&version).ok(),
+        version,
+        arm,
+        run_id,
+        source,
+        loaded_at_ms: now_ms(),
+        batch: batch_rows(limits, &*scorer)
+            .map(|rows| BatchQueue::new(rows, limits.batch_wait, Arc::clone(metrics))),
+        scorer,
+    }
+}
+
+/// Micro-batch size when `--batch-max-rows` is not given and the model prefers batches.
+pub const DEFAULT_BATCH_ROWS: usize = 32;
+
+fn batch_rows(limits: &Limits, scorer: &dyn Scorer) -> Option<usize> {
+    let rows = limits
+        .batch_max_rows
+        .unwrap_or(if scorer.prefers_batches() {
+            DEFAULT_BATCH_ROWS
+        } else {
+            0
+        });
+    (rows > 1).then_some(rows)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Loads models and tells which version a watched reference points at.
+pub trait ModelLoader: Send + Sync + 'static {
+    /// The version the reference points at now, or `None` when it cannot move (a file, a
+    /// fixed version). Called from a blocking thread.
+    fn current_version(&self) -> Result<Option<String>, ServeError>;
+    /// Load the model; `version` pins the registry version [`Self::current_version`] gave.
+    /// Called from a blocking thread.
+    fn load(&self, version: Option<&str>) -> Result<Loaded, ServeError>;
+}
+
+/// Poll `loader` every `interval`; when the version changes, load it fully, then swap it in.
+/// A failed load keeps the current model (and is retried at the next poll); a repeated failure
+/// is logged once. Runs until the task is dropped.
+pub async fn watch(state: Arc<ServeState>, loader: Arc<dyn ModelLoader>, interval: Duration) {
+    watch_arm(state, Arm::Main, loader, interval).await;
+}
+
+/// [`watch`] for the model of one arm (each arm has its own alias and watcher). Returns at
+/// once when the server has no such arm.
+pub async fn watch_arm(
+    state: Arc<ServeState>,
+    arm: Arm,
+    loader: Arc<dyn ModelLoader>,
+    interval: Duration,
+) {
+    if state.routes.slot(arm).is_none() {
+        return;
+    }
+    let mut failed: Option<String> = None;
+    let mut resolve_error: Option<String> = None;
+    loop {
+        tokio::time::sleep(interval).await;
+        let l = Arc::clone(&loader);
+        let resolved = match tokio::task::spawn_blocking(move || l.current_version()).await {
+            Ok(r) => r,
+            Err(e) => Err(ServeError::Internal(e.to_string())),
+        };
+        let version = match resolved {
+            Ok(Some(v)) => {
+                resolve_error = None;
+                v
+            }
+            Ok(None) => continue,
+            Err(err) => {
+                let message = error_chain(&err);
+                if resolve_error.as_deref() != Some(message.as_str()) {
+                    tracing::warn!(arm = arm.as_str(), error = %message, "Failed to resolve the served model alias; keeping the current version.");
+                }
+                resolve_error = Some(message);
+                continue;
+            }
+        };
+        let Some(current) = state.routes.slot(arm).map(|s| s.get()) else {
+            return;
+        };
+        if current.version == version {
+            failed = None;
+            continue;
+        }
+        let l = Arc::clone(&loader);
+        let v = version.clone();
+        let loaded = match tokio::task::spawn_blocking(move || l.load(Some(&v))).await {
+            Ok(r) => r,
+            Err(e) => Err(ServeError::Internal(e.to_string())),
+        };
+        match loaded {
+            Ok(loaded) => {
+                let Some(old) = state.install_arm(arm, loaded) else {
+                    return;
+                };
+                failed = None;
+                tracing::info!(
+                    model = %state.name,
+                    arm = arm.as_str(),
+                    from = %old.version,
+                    to = %version,
+                    "Swapped the served model version."
+                );
+            }
+            Err(err) => {
+                state.metrics.load_failed();
+                if failed.as_deref() != Some(version.as_str()) {
+                    tracing::warn!(
+                        model = %state.name,
+                        arm = arm.as_str(),
+                        %version,
+                        error = %error_chain(&err),
+                        "Failed to load the new model version; keeping the current one."
+                    );
+                }
+                failed = Some(version);
+            }
+        }
+    }
+}
+
+/// An error with its causes, `: `-separated.
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

@@ -1,0 +1,603 @@
+//! `kiln models` end to end through the binary, on the embedded store: train → register →
+//! promote → promote a better model behind `--must-beat` → refuse a worse one → rollback, with
+//! `kiln serve` following the alias.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn kiln(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("KILN_TRACKING_URI")
+        .env_remove("KILN_BACKEND_STORE_URI")
+        .env_remove("KILN_ARTIFACTS_DESTINATION")
+        .env("USER", "ci-bot")
+        .output()
+        .expect("run kiln")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+/// Run and parse `--json` output, asserting the exit code.
+fn json(dir: &Path, args: &[&str], want: i32) -> Value {
+    let o = kiln(dir, args);
+    assert_eq!(code(&o), want, "kiln {args:?}:\n{}", text(&o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("json ({e}):\n{}", text(&o)))
+}
+
+/// A churn-like table: the label depends on tenure, support calls and the contract; `noise_*`
+/// columns carry no signal.
+fn write_churn(dir: &Path, name: &str, rows: usize, seed: u64) {
+    let mut s = String::from("tenure,support_calls,monthly,contract,noise_a,noise_b,churned\n");
+    let contracts = ["monthly", "yearly", "two-year"];
+    let mut state: u64 = seed;
+    let mut next = || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) as f64 / f64::from(1u32 << 31)
+    };
+    for _ in 0..rows {
+        let tenure = (next() * 72.0).floor();
+        let calls = (next() * 6.0).floor();
+        let monthly = 20.0 + next() * 80.0;
+        let c = contracts[(next() * 3.0) as usize % 3];
+        let (na, nb) = (next(), next());
+        let score = -0.05 * tenure
+            + 0.6 * calls
+            + if c == "monthly" { 1.0 } else { -1.0 }
+            + (next() - 0.5) * 1.5;
+        let churned = u8::from(score > 0.0);
+        s.push_str(&format!(
+            "{tenure},{calls},{monthly:.2},{c},{na:.4},{nb:.4},{churned}\n"
+        ));
+    }
+    std::fs::write(dir.join(name), s).expect("write csv");
+}
+
+const GOOD: &[&str] = &["--model", "gbdt", "--param", "n_trees=40"];
+const WEAK: &[&str] = &[
+    "--model",
+    "gbdt",
+    "--param",
+    "n_trees=1",
+    "--param",
+    "num_leaves=2",
+];
+/// Logistic regression on the noise columns only.
+const BAD: &[&str] = &[
+    "--model",
+    "logistic",
+    "--exclude",
+    "tenure",
+    "--exclude",
+    "support_calls",
+    "--exclude",
+    "monthly",
+    "--exclude",
+    "contract",
+];
+
+/// Train on train.csv and register a new version of `churn`; returns the version.
+fn train(dir: &Path, learner: &[&str]) -> String {
+    let mut args = vec![
+        "train",
+        "--data",
+        "train.csv",
+        "--target",
+        "churned",
+        "--task",
+        "classification",
+        "--register",
+        "churn",
+        "--json",
+    ];
+    args.extend_from_slice(learner);
+    let v = json(dir, &args, 0);
+    v["registered"]["version"]
+        .as_str()
+        .expect("registered version")
+        .to_string()
+}
+
+fn champion(dir: &Path) -> String {
+    let v = json(
+        dir,
+        &["models", "show", "churn", "--alias", "champion", "--json"],
+        0,
+    );
+    v["version"]["version"]
+        .as_str()
+        .expect("version")
+        .to_string()
+}
+
+fn setup() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_churn(dir.path(), "train.csv", 1500, 11);
+    write_churn(dir.path(), "test.csv", 600, 97);
+    dir
+}
+
+#[test]
+fn promote_refuse_rollback_and_history() {
+    let dir = setup();
+    let d = dir.path();
+    assert_eq!(train(d, WEAK), "1");
+    assert_eq!(train(d, GOOD), "2");
+    assert_eq!(train(d, BAD), "3");
+
+    let list = json(d, &["models", "list", "--json"], 0);
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(list[0]["name"], "churn");
+    assert_eq!(list[0]["latest_version"], "3");
+    assert_eq!(list[0]["aliases"], serde_json::json!({}));
+
+    let versions = json(d, &["models", "versions", "churn", "--json"], 0);
+    let numbers: Vec<&str> = versions
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|v| v["version"].as_str())
+        .collect();
+    assert_eq!(numbers, ["1", "2", "3"]);
+
+    // v1 becomes champion without gates; the reason and user are recorded.
+    let first = json(
+        d,
+        &[
+            "models",
+            "promote",
+            "churn",
+            "1",
+            "--alias",
+            "champion",
+            "--user",
+            "alice",
+            "--reason",
+            "first model",
+            "--json",
+        ],
+        0,
+    );
+    assert_eq!(first["moved"], true);
+    assert_eq!(first["previous_version"], Value::Null);
+    assert_eq!(champion(d), "1");
+
+    // v2 beats the champion on the same data and passes its gate.
+    let better = json(
+        d,
+        &[
+            "models",
+            "promote",
+            "churn",
+            "2",
+            "--alias",
+            "champion",
+            "--must-beat",
+            "champion",
+            "--on",
+            "test.csv",
+            "--require",
+            "roc_auc>=0.8",
+            "--json",
+        ],
+        0,
+    );
+    assert_eq!(better["passed"], true, "{better}");
+    assert_eq!(better["moved"], true);
+    assert_eq!(better["previous_version"], "1");
+    let cmp = &better["comparison"];
+    assert_eq!(cmp["metric"], "roc_auc");
+    assert_eq!(cmp["holder_version"], "1");
+    let (c, h) = (
+        cmp["candidate"].as_f64().expect("candidate"),
+        cmp["holder"].as_f64().expect("holder"),
+    );
+    assert!(c > h, "{cmp}");
+    assert_eq!(better["candidate"]["metrics"]["roc_auc"].as_f64(), Some(c));
+    assert_eq!(better["holder"]["metrics"]["roc_auc"].as_f64(), Some(h));
+    assert_eq!(better["gates"][0]["passed"], true);
+    assert!(better["reason"]
+        .as_str()
+        .is_some_and(|r| r.starts_with("promoted: roc_auc") && r.contains("champion v1")));
+    assert_eq!(champion(d), "2");
+
+    // The worse v3 is refused with a report; the alias does not move.
+    let o = kiln(
+        d,
+        &[
+            "models",
+            "promote",
+            "churn",
+            "3",
+            "--must-beat",
+            "champion",
+            "--on",
+            "test.csv",
+            "--markdown",
+            "report.md",
+        ],
+    );
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("Promotion refused"), "{out}");
+    assert!(out.contains("worse than the holder"), "{out}");
+    assert!(
+        out.contains("| Metric | Candidate v3 | champion v2 |"),
+        "{out}"
+    );
+    assert!(out.contains("still points at v2"), "{out}");
+    let md = std::fs::read_to_string(d.join("report.md")).expect("report.md");
+    assert!(
+        md.starts_with("## kiln models promote: churn v3 → champion"),
+        "{md}"
+    );
+    assert_eq!(champion(d), "2");
+
+    // A gate on the run's logged test metrics (no --on) can refuse too.
+    let gated = json(
+        d,
+        &[
+            "models",
+            "promote",
+            "churn",
+            "3",
+            "--require",
+            "roc_auc>=0.99",
+            "--json",
+        ],
+        1,
+    );
+    assert_eq!(gated["passed"], false);
+    assert_eq!(gated["moved"], false);
+    assert_eq!(gated["candidate"]["source"], "run");
+    assert_eq!(champion(d), "2");
+
+    // Rollback returns to v1; a second has nowhere to go.
+    let back = json(d, &["models", "rollback", "churn", "--json"], 0);
+    assert_eq!(back["from"], "2");
+    assert_eq!(back["to"], "1");
+    assert_eq!(back["reason"], "rollback from v2");
+    assert_eq!(champion(d), "1");
+    let o = kiln(d, &["models", "rollback", "churn", "--alias", "champion"]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert!(text(&o).contains("no previous holder"), "{}", text(&o));
+    assert_eq!(champion(d), "1");
+
+    // The history holds every move, with who and why; refusals moved nothing.
+    let history = json(d, &["models", "history", "churn", "--json"], 0);
+    let events = history.as_array().expect("array");
+    let moves: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["version"].as_str().unwrap_or("-"),
+                e["previous_version"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    assert_eq!(moves, [("1", "-"), ("2", "1"), ("1", "2")]);
+    assert_eq!(events[0]["reason"], "first model");
+    assert_eq!(events[0]["user_id"], "alice");
+    assert_eq!(events[1]["user_id"], "ci-bot");
+    assert_eq!(events[2]["reason"], "rollback from v2");
+    let o = kiln(d, &["models", "history", "churn", "--alias", "champion"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        table.contains("WHY") && table.contains("first model"),
+        "{table}"
+    );
+
+    // Lineage of v2: source run, data hash, params, metrics, datasets.
+    let shown = json(d, &["models", "show", "churn", "2", "--json"], 0);
+    assert_eq!(shown["version"]["version"], "2");
+    let lineage = &shown["lineage"];
+    assert_eq!(lineage["run_id"], shown["version"]["run_id"]);
+    assert_eq!(lineage["params"]["model"], "gbdt");
+    assert_eq!(lineage["params"]["n_trees"], "40");
+    assert!(lineage["metrics"]["test_roc_auc"].is_number(), "{lineage}");
+    let hash = lineage["data_hash"].as_str().expect("data hash");
+    assert_eq!(hash.len(), 64);
+    assert_eq!(lineage["datasets"][0]["digest"], hash);
+    assert_eq!(lineage["datasets"][0]["context"], "training");
+    let o = kiln(d, &["models", "show", "churn", "2"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("Lineage:") && out.contains(hash), "{out}");
+}
+
+#[test]
+fn bad_inputs_exit_2_and_name_what_exists() {
+    let dir = setup();
+    let d = dir.path();
+    assert_eq!(train(d, WEAK), "1");
+    assert_eq!(train(d, GOOD), "2");
+
+    let fails = |args: &[&str], needle: &str| {
+        let o = kiln(d, args);
+        assert_eq!(code(&o), 2, "kiln {args:?}:\n{}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains(needle),
+            "kiln {args:?}: wanted `{needle}` in\n{err}"
+        );
+    };
+    fails(&["models", "versions", "nope"], "registered models: churn");
+    fails(&["models", "show", "churn", "9"], "its versions: 1, 2");
+    fails(
+        &["models", "show", "churn", "--alias", "prod"],
+        "no alias `prod`",
+    );
+    fails(&["models", "promote", "churn", "9"], "its versions: 1, 2");
+    fails(
+        &["models", "promote", "nope", "1"],
+        "registered models: churn",
+    );
+    fails(
+        &["models", "promote", "churn", "1", "--must-beat", "champion"],
+        "add --on",
+    );
+    fails(
+        &[
+            "models",
+            "promote",
+            "churn",
+            "1",
+            "--require",
+            "roc_auc=>0.5",
+        ],
+        "Invalid --require",
+    );
+    fails(
+        &["models", "promote", "churn", "1", "--on", "missing.csv"],
+        "missing.csv",
+    );
+    fails(
+        &["models", "history", "churn", "--alias", "prod"],
+        "never had the alias",
+    );
+    fails(&["models", "rollback", "churn"], "never had the alias");
+    fails(
+        &[
+            "models",
+            "promote",
+            "churn",
+            "1",
+            "--reason",
+            "rollback from v9",
+        ],
+        "may not start with",
+    );
+    assert_eq!(code(&kiln(d, &["models", "bogus"])), 2);
+
+    // Must-beat an alias nobody holds yet: passes, with a note.
+    let v = json(
+        d,
+        &[
+            "models",
+            "promote",
+            "churn",
+            "1",
+            "--alias",
+            "challenger",
+            "--must-beat",
+            "champion",
+            "--on",
+            "test.csv",
+            "--json",
+        ],
+        0,
+    );
+    assert_eq!(v["passed"], true);
+    assert_eq!(v["comparison"]["holder_version"], Value::Null);
+    assert!(
+        v["notes"][0]
+            .as_str()
+            .is_some_and(|n| n.contains("no holder")),
+        "{v}"
+    );
+    // Promoting the holder again moves nothing and records nothing.
+    let again = json(
+        d,
+        &[
+            "models",
+            "promote",
+            "churn",
+            "1",
+            "--alias",
+            "challenger",
+            "--json",
+        ],
+        0,
+    );
+    assert_eq!(again["moved"], false);
+    let history = json(
+        d,
+        &[
+            "models",
+            "history",
+            "churn",
+            "--alias",
+            "challenger",
+            "--json",
+        ],
+        0,
+    );
+    assert_eq!(history.as_array().map(Vec::len), Some(1));
+}
+
+/// Kills the server if the test fails before it exits.
+struct Server {
+    child: Child,
+    addr: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(dir: &Path, args: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("KILN_TRACKING_URI")
+        .env_remove("KILN_BACKEND_STORE_URI")
+        .env_remove("KILN_ARTIFACTS_DESTINATION")
+        .env("KILN_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn kiln serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let log = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(at) = line.find("listening on http://") {
+                let rest = &line[at + "listening on ".len()..];
+                let addr = rest.split_whitespace().next().unwrap_or_default();
+                let _ = tx.send(addr.to_string());
+            }
+            let mut l = sink.lock().expect("log lock");
+            l.push_str(&line);
+            l.push('\n');
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(60));
+    let mut server = Server {
+        child,
+        addr: String::new(),
+        log,
+    };
+    match addr {
+        Ok(a) => server.addr = a,
+        Err(_) => panic!(
+            "kiln serve did not start:\n{}",
+            server.log.lock().expect("log lock")
+        ),
+    }
+    server
+}
+
+/// Wait until the server reports `version` on /health.
+fn wait_for_version(client: &reqwest::blocking::Client, server: &Server, version: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let h: Value = client
+            .get(format!("{}/health", server.addr))
+            .send()
+            .and_then(reqwest::blocking::Response::json)
+            .unwrap_or(Value::Null);
+        if h["version"] == version {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server never served v{version}: {h}\n{}",
+            server.log.lock().expect("log lock")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn served_alias_follows_promotion_and_rollback() {
+    let dir = setup();
+    let d = dir.path();
+    assert_eq!(train(d, WEAK), "1");
+    json(d, &["models", "promote", "churn", "1", "--json"], 0);
+    let server = start_server(
+        d,
+        &[
+            "serve",
+            "models:/churn@champion",
+            "--port",
+            "0",
+            "--poll-interval",
+            "100ms",
+        ],
+    );
+    let client = reqwest::blocking::Client::new();
+    wait_for_version(&client, &server, "1");
+    let body = r#"{"dataframe_records": [{"tenure": 3, "support_calls": 4, "monthly": 70, "contract": "monthly", "noise_a": 0.5, "noise_b": 0.5}]}"#;
+    let predict = || {
+        let resp = client
+            .post(format!("{}/invocations", server.addr))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .expect("predict");
+        assert_eq!(resp.status().as_u16(), 200);
+        resp.json::<Value>().expect("json")
+    };
+    let p1 = predict();
+
+    // A better model passes the gate and the server swaps to it.
+    assert_eq!(train(d, GOOD), "2");
+    json(
+        d,
+        &[
+            "models",
+            "promote",
+            "churn",
+            "2",
+            "--must-beat",
+            "champion",
+            "--on",
+            "test.csv",
+            "--json",
+        ],
+        0,
+    );
+    wait_for_version(&client, &server, "2");
+    let p2 = predict();
+    assert_ne!(p1, p2, "v1 and v2 should predict differently");
+
+    // A worse one is refused: the server keeps v2.
+    assert_eq!(train(d, BAD), "3");
+    json(
+        d,
+        &[
+            "models",
+            "promote",
+            "churn",
+            "3",
+            "--must-beat",
+            "champion",
+            "--on",
+            "test.csv",
+            "--json",
+        ],
+        1,
+    );
+    std::thread::sleep(Duration::from_millis(400));
+    wait_for_version(&client, &server, "2");
+
+    // Rollback: the server answers with the previous version again.
+    json(d, &["models", "rollback", "churn", "--json"], 0);
+    wait_for_version(&client, &server, "1");
+    assert_eq!(predict(), p1);
+}

@@ -1,0 +1,197 @@
+"""`kiln predict` on scikit-learn models exported to ONNX with skl2onnx: the same outputs as
+scikit-learn.
+
+Probabilities must match `predict_proba` to 1e-5 (absolute) and labels `predict` exactly.
+Regression values must match `predict` to 1e-5 relative to the value (absolute below 1): the
+ONNX graphs compute and return float32, whose resolution on diabetes targets (25-346) is
+about 2e-5, so an absolute 1e-5 cannot hold for any ONNX runtime.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pandas as pd
+import pytest
+from skl2onnx import convert_sklearn
+from skl2onnx.common.data_types import FloatTensorType
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
+from sklearn.ensemble import (
+    GradientBoostingClassifier,
+    GradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from conftest import run_kiln
+
+pytestmark = pytest.mark.kiln_only
+
+PROBA_ATOL = 1e-5
+VALUE_RTOL = 1e-5
+
+
+def split(loader):
+    X, y = loader(return_X_y=True)
+    return train_test_split(X, y, test_size=0.3, random_state=0)
+
+
+def final_step(model):
+    return model.steps[-1][1] if isinstance(model, Pipeline) else model
+
+
+def export(model, n_features: int, path: Path, *, zipmap: bool = False, feature_names=None) -> Path:
+    options = None
+    if hasattr(final_step(model), "predict_proba"):
+        options = {id(final_step(model)): {"zipmap": zipmap}}
+    onx = convert_sklearn(
+        model,
+        initial_types=[("X", FloatTensorType([None, n_features]))],
+        options=options,
+    )
+    if feature_names is not None:
+        entry = onx.metadata_props.add()
+        entry.key = "feature_names"
+        entry.value = json.dumps(list(feature_names))
+    onnx.save(onx, str(path))
+    return path
+
+
+def write_csv(X, path: Path, columns) -> Path:
+    pd.DataFrame(X, columns=list(columns)).to_csv(path, index=False)
+    return path
+
+
+def predict_json(model_path: Path, data_path: Path, *extra: str) -> dict:
+    proc = run_kiln("predict", "--model", str(model_path), "--data", str(data_path), "--json", *extra, cwd=data_path.parent)
+    return json.loads(proc.stdout)
+
+
+def assert_classifier_matches(out: dict, model, X) -> None:
+    classes = [str(c) for c in final_step(model).classes_]
+    assert out["task"] == "classification"
+    assert out["classes"] == classes
+    expected = model.predict_proba(X)
+    got = np.array(out["probabilities"], dtype=float)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=0, atol=PROBA_ATOL)
+    assert out["predictions"] == [str(c) for c in model.predict(X)]
+
+
+def assert_regressor_matches(out: dict, model, X) -> None:
+    assert out["task"] == "regression"
+    expected = model.predict(X)
+    got = np.array(out["predictions"], dtype=float)
+    assert got.shape == expected.shape
+    tolerance = VALUE_RTOL * np.maximum(1.0, np.abs(expected))
+    worst = np.max(np.abs(got - expected) - tolerance)
+    assert worst <= 0, f"max excess over tolerance {worst}"
+
+
+def test_scaler_logistic_pipeline_binary(tmp_path):
+    X_train, X_test, y_train, _ = split(load_breast_cancer)
+    model = Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression(max_iter=5000))]).fit(X_train, y_train)
+    path = export(model, X_train.shape[1], tmp_path / "logreg.onnx")
+    # Unnamed [N, 30] input: the columns are f0..f29.
+    data = write_csv(X_test, tmp_path / "test.csv", [f"f{j}" for j in range(X_test.shape[1])])
+    assert_classifier_matches(predict_json(path, data), model, X_test)
+
+
+def test_logistic_multiclass_with_zipmap_and_positional_columns(tmp_path):
+    X_train, X_test, y_train, _ = split(load_iris)
+    model = Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression(max_iter=5000))]).fit(X_train, y_train)
+    # ZipMap left in (skl2onnx's default): kiln reads the probability tensor under it.
+    path = export(model, 4, tmp_path / "iris.onnx", zipmap=True)
+    # Other names, but exactly four columns: taken in order.
+    data = write_csv(X_test, tmp_path / "iris.csv", ["sl", "sw", "pl", "pw"])
+    assert_classifier_matches(predict_json(path, data), model, X_test)
+
+
+def test_linear_regression_pipeline_with_named_features(tmp_path):
+    ds = load_diabetes()
+    X_train, X_test, y_train, _ = train_test_split(ds.data, ds.target, test_size=0.3, random_state=0)
+    model = Pipeline([("scale", StandardScaler()), ("reg", LinearRegression())]).fit(X_train, y_train)
+    path = export(model, X_train.shape[1], tmp_path / "linreg.onnx", feature_names=ds.feature_names)
+    # Named by the model's feature_names metadata: order and extra columns do not matter.
+    frame = pd.DataFrame(X_test, columns=ds.feature_names)
+    frame.insert(0, "patient_id", np.arange(len(frame)))
+    frame = frame[["patient_id"] + list(reversed(ds.feature_names))]
+    data = tmp_path / "diabetes.csv"
+    frame.to_csv(data, index=False)
+    assert_regressor_matches(predict_json(path, data), model, X_test)
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        RandomForestClassifier(n_estimators=30, max_depth=6, random_state=0),
+        GradientBoostingClassifier(n_estimators=40, max_depth=3, random_state=0),
+    ],
+    ids=["random_forest", "gradient_boosting"],
+)
+def test_tree_ensemble_classifier_binary(tmp_path, estimator):
+    X_train, X_test, y_train, _ = split(load_breast_cancer)
+    model = estimator.fit(X_train, y_train)
+    path = export(model, X_train.shape[1], tmp_path / "trees.onnx")
+    data = write_csv(X_test, tmp_path / "test.csv", [f"f{j}" for j in range(X_test.shape[1])])
+    assert_classifier_matches(predict_json(path, data), model, X_test)
+
+
+def test_gradient_boosting_classifier_multiclass(tmp_path):
+    X_train, X_test, y_train, _ = split(load_iris)
+    model = GradientBoostingClassifier(n_estimators=20, max_depth=2, random_state=0).fit(X_train, y_train)
+    path = export(model, 4, tmp_path / "gb3.onnx")
+    data = write_csv(X_test, tmp_path / "iris.csv", [f"f{j}" for j in range(4)])
+    assert_classifier_matches(predict_json(path, data), model, X_test)
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        RandomForestRegressor(n_estimators=20, max_depth=6, random_state=0),
+        GradientBoostingRegressor(n_estimators=50, max_depth=3, random_state=0),
+    ],
+    ids=["random_forest", "gradient_boosting"],
+)
+def test_tree_ensemble_regressor(tmp_path, estimator):
+    X_train, X_test, y_train, _ = split(load_diabetes)
+    model = estimator.fit(X_train, y_train)
+    path = export(model, X_train.shape[1], tmp_path / "trees.onnx")
+    data = write_csv(X_test, tmp_path / "test.csv", [f"f{j}" for j in range(X_test.shape[1])])
+    assert_regressor_matches(predict_json(path, data), model, X_test)
+
+
+def test_per_column_inputs(tmp_path):
+    ds = load_diabetes()
+    X_train, X_test, y_train, _ = train_test_split(ds.data, ds.target, test_size=0.3, random_state=0)
+    model = Pipeline([("scale", StandardScaler()), ("reg", LinearRegression())]).fit(X_train, y_train)
+    onx = convert_sklearn(model, initial_types=[(name, FloatTensorType([None, 1])) for name in ds.feature_names])
+    path = tmp_path / "percol.onnx"
+    onnx.save(onx, str(path))
+    data = write_csv(X_test, tmp_path / "test.csv", ds.feature_names)
+    assert_regressor_matches(predict_json(path, data), model, X_test)
+
+
+def test_csv_output_and_bad_input(tmp_path):
+    X_train, X_test, y_train, _ = split(load_breast_cancer)
+    model = Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression(max_iter=5000))]).fit(X_train, y_train)
+    path = export(model, X_train.shape[1], tmp_path / "logreg.onnx")
+    data = write_csv(X_test[:5], tmp_path / "five.csv", [f"f{j}" for j in range(X_test.shape[1])])
+    out = tmp_path / "preds.csv"
+    run_kiln("predict", "--model", str(path), "--data", str(data), "--output", str(out), cwd=tmp_path)
+    preds = pd.read_csv(out)
+    assert list(preds.columns) == ["prediction", "proba_0", "proba_1"]
+    np.testing.assert_allclose(preds[["proba_0", "proba_1"]].to_numpy(), model.predict_proba(X_test[:5]), atol=PROBA_ATOL)
+
+    # Too few columns: exit code 2 and a message naming the model input.
+    narrow = write_csv(X_test[:5, :3], tmp_path / "narrow.csv", ["a", "b", "c"])
+    proc = run_kiln("predict", "--model", str(path), "--data", str(narrow), check=False, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "takes 30 columns" in proc.stderr
