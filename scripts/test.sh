@@ -2,7 +2,7 @@
 # The full test run, as CI does it (`.ci/run` execs this):
 #   format and lint, build, Rust tests, the Python MLflow-compatibility suite against the real
 #   MLflow client (sqlite + local files, and PostgreSQL + S3 via scripts/services.sh), and the
-#   iris example from the README.
+#   README's examples (churn release loop, MLflow iris) with the debug binary.
 #
 #   scripts/test.sh                 # everything
 #   scripts/test.sh -k flows -x     # arguments go to pytest
@@ -51,6 +51,9 @@ cargo test --workspace
 
 section "pytest tests/python (MLflow $("$venv/bin/python" -c 'import mlflow; print(mlflow.__version__)') client against kiln)"
 "$venv/bin/python" -m pytest tests/python -q "$@"
+
+section "examples/churn/run.sh (the README's main command)"
+examples/churn/run.sh
 
 section "examples/iris-mlflow/run.sh"
 examples/iris-mlflow/run.sh

@@ -10,6 +10,9 @@ about 2e-5, so an absolute 1e-5 cannot hold for any ONNX runtime.
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -195,3 +198,52 @@ def test_csv_output_and_bad_input(tmp_path):
     proc = run_kiln("predict", "--model", str(path), "--data", str(narrow), check=False, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert "takes 30 columns" in proc.stderr
+
+
+def test_kiln_serve_answers_like_scikit_learn(tmp_path):
+    """Issue 5: a scikit-learn model exported to ONNX and served by `kiln serve` returns the
+    same predictions as scikit-learn, through MLflow's scoring protocol."""
+    import requests
+
+    from conftest import free_port, kiln_bin_path
+
+    X_train, X_test, y_train, _ = split(load_breast_cancer)
+    model = RandomForestClassifier(n_estimators=20, max_depth=6, random_state=0).fit(X_train, y_train)
+    path = export(model, X_train.shape[1], tmp_path / "forest.onnx")
+    columns = [f"f{j}" for j in range(X_test.shape[1])]
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(kiln_bin_path()), "serve", str(path), "--port", str(port)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 60
+        while True:
+            try:
+                if requests.get(f"{base}/health", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "kiln serve exited"
+            assert time.time() < deadline, "kiln serve did not become healthy"
+            time.sleep(0.2)
+        body = {"dataframe_split": {"columns": columns, "data": X_test[:50].tolist()}}
+        r = requests.post(f"{base}/invocations", json=body, timeout=30)
+        assert r.status_code == 200, r.text
+        out = r.json()
+        want = model.predict_proba(X_test[:50].astype(np.float32))
+        assert np.allclose(np.asarray(out["probabilities"], dtype=float), want, atol=PROBA_ATOL)
+        assert [str(p) for p in out["predictions"]] == [str(c) for c in model.predict(X_test[:50].astype(np.float32))]
+        # A missing column is a 400 that names it.
+        bad = {"dataframe_split": {"columns": columns[1:], "data": [row[1:] for row in X_test[:2].tolist()]}}
+        r = requests.post(f"{base}/invocations", json=bad, timeout=30)
+        assert r.status_code == 400 and "f0" in r.text, r.text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
