@@ -247,3 +247,33 @@ def test_kiln_serve_answers_like_scikit_learn(tmp_path):
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def test_kiln_evaluate_scores_an_onnx_model_like_scikit_learn(tmp_path):
+    """`kiln evaluate` on an ONNX export: the same ROC-AUC and accuracy as scikit-learn computes
+    on the same rows; gates apply; the label column comes from --target."""
+    from sklearn.metrics import accuracy_score, roc_auc_score
+
+    X_train, X_test, y_train, y_test = split(load_breast_cancer)
+    model = RandomForestClassifier(n_estimators=20, max_depth=6, random_state=0).fit(X_train, y_train)
+    path = export(model, X_train.shape[1], tmp_path / "forest.onnx")
+    columns = [f"f{j}" for j in range(X_test.shape[1])]
+    frame = pd.DataFrame(X_test, columns=columns)
+    frame["label"] = y_test
+    data = tmp_path / "test.csv"
+    frame.to_csv(data, index=False)
+
+    proc = run_kiln(
+        "evaluate", "--model", str(path), "--data", str(data), "--target", "label",
+        "--require", "roc_auc>=0.9", "--no-track", "--json", cwd=tmp_path,
+    )
+    out = json.loads(proc.stdout)
+    assert out["passed"] is True
+    proba = model.predict_proba(X_test)[:, 1]
+    assert abs(out["metrics"]["roc_auc"] - roc_auc_score(y_test, proba)) < 1e-9
+    assert abs(out["metrics"]["accuracy"] - accuracy_score(y_test, model.predict(X_test))) < 1e-9
+
+    # Without --target the model cannot know its label column: exit 2, and the message says what to pass.
+    proc = run_kiln("evaluate", "--model", str(path), "--data", str(data), "--no-track", check=False, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "--target" in proc.stderr

@@ -195,7 +195,7 @@ impl Encoder {
                 None => Err(wrong()),
             },
             (FieldKind::Datetime, Cell::Str(s)) => parse_number(s)
-                .or_else(|| parse_datetime_micros(s).map(micros_to_seconds))
+                .or_else(|| kiln_table::parse_datetime(s).map(micros_to_seconds))
                 .ok_or_else(wrong),
             (FieldKind::Categorical, Cell::Str(s)) => category(f, s, cell, row),
             (FieldKind::Categorical, Cell::Num(v)) => category(f, &format_number(*v), cell, row),
@@ -332,36 +332,4 @@ fn parse_bool(text: &str) -> Option<bool> {
 #[allow(clippy::cast_precision_loss)]
 fn micros_to_seconds(us: i64) -> f64 {
     us as f64 / 1e6
-}
-
-/// A date or datetime as microseconds since the epoch, read as kiln's table reader reads a CSV
-/// cell: `YYYY-MM-DD` (midnight UTC), RFC 3339, or a naive datetime read as UTC.
-pub(crate) fn parse_datetime_micros(text: &str) -> Option<i64> {
-    use chrono::{DateTime, NaiveDate, NaiveDateTime};
-    let t = text.trim();
-    if t.len() == 10 {
-        let date = NaiveDate::parse_from_str(t, "%Y-%m-%d").ok()?;
-        return date
-            .and_hms_opt(0, 0, 0)
-            .map(|dt| dt.and_utc().timestamp_micros());
-    }
-    if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
-        return Some(dt.timestamp_micros());
-    }
-    for format in [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M",
-        "%Y-%m-%d %H:%M",
-    ] {
-        if let Ok(dt) = NaiveDateTime::parse_from_str(t, format) {
-            return Some(dt.and_utc().timestamp_micros());
-        }
-    }
-    for format in ["%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%d %H:%M:%S%.f%z"] {
-        if let Ok(dt) = DateTime::parse_from_str(t, format) {
-            return Some(dt.timestamp_micros());
-        }
-    }
-    None
 }

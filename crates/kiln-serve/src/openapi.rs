@@ -80,19 +80,26 @@ pub(crate) fn document(model: &LoadedModel) -> Value {
     let ok_json = |description: &str| json!({ "description": description, "content": { "application/json": { "schema": { "type": "object" } } } });
     let name_param = json!({ "name": "name", "in": "path", "required": true, "schema": { "type": "string", "enum": [model.name] } });
     let version_param = json!({ "name": "version", "in": "path", "required": true, "schema": { "type": "string" } });
+    // Every prediction response carries these (docs/serving.md).
+    let predict_headers = json!({
+        "X-Request-Id": { "description": "The caller's X-Request-Id (up to 128 visible characters), else 32 random hex digits; the prediction log's join key for ground truth", "schema": { "type": "string" } },
+        "X-Kiln-Model-Version": { "description": "The registry version that answered (absent for a model file)", "schema": { "type": "string" } },
+        "X-Kiln-Arm": { "description": "Which release arm answered", "schema": { "type": "string", "enum": ["main", "canary"] } },
+    });
+    let request_id_param = json!({ "name": "X-Request-Id", "in": "header", "required": false, "description": "Echoed back and written to the prediction log (up to 128 visible characters)", "schema": { "type": "string", "maxLength": 128 } });
     let infer = json!({
         "summary": "Predict (Open Inference Protocol v2)",
-        "parameters": [name_param],
+        "parameters": [name_param, request_id_param],
         "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/InferRequest" } } } },
         "responses": {
-            "200": { "description": "Outputs", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/InferResponse" } } } },
+            "200": { "description": "Outputs", "headers": predict_headers, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/InferResponse" } } } },
             "400": { "description": "Invalid input", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/InferError" } } } },
             "404": { "description": "Unknown model or version" },
             "413": { "description": "Body too large" },
         },
     });
     let mut infer_version = infer.clone();
-    infer_version["parameters"] = json!([name_param, version_param]);
+    infer_version["parameters"] = json!([name_param, version_param, request_id_param]);
     json!({
         "openapi": "3.0.3",
         "info": {
@@ -104,6 +111,7 @@ pub(crate) fn document(model: &LoadedModel) -> Value {
             "/invocations": {
                 "post": {
                     "summary": "Predict (MLflow scoring protocol)",
+                    "parameters": [request_id_param],
                     "requestBody": {
                         "required": true,
                         "content": {
@@ -112,7 +120,7 @@ pub(crate) fn document(model: &LoadedModel) -> Value {
                         },
                     },
                     "responses": {
-                        "200": { "description": "Predictions", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Predictions" } } } },
+                        "200": { "description": "Predictions", "headers": predict_headers, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Predictions" } } } },
                         "400": error_response("Invalid input: the message names the column, the expected type and the row"),
                         "413": error_response("Body larger than --max-body"),
                         "415": error_response("Content type other than application/json or text/csv"),

@@ -514,6 +514,12 @@ async fn invocations_and_v2_answer_with_the_model_predictions() {
     let doc = json(&body);
     assert_eq!(doc["openapi"], "3.0.3");
     assert!(doc["paths"]["/invocations"]["post"].is_object());
+    for path in ["/invocations", "/v2/models/{name}/infer"] {
+        let headers = &doc["paths"][path]["post"]["responses"]["200"]["headers"];
+        for h in ["X-Request-Id", "X-Kiln-Model-Version", "X-Kiln-Arm"] {
+            assert!(headers[h].is_object(), "{path} documents {h}: {headers}");
+        }
+    }
     assert_eq!(
         doc["components"]["schemas"]["Row"]["properties"]["plan"]["enum"][2],
         "pro"

@@ -49,3 +49,4 @@ pub use table::{CategoryRule, Column, ColumnKind, SkippedColumn, Table};
 pub use validate::{
     validate, CheckKind, CheckOutcome, Example, Report, Violation, Warning, MAX_EXAMPLES,
 };
+pub use values::parse_datetime;

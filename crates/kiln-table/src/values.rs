@@ -74,7 +74,7 @@ fn days_from_date(date: NaiveDate) -> i32 {
 /// A date and time, as microseconds since 1970-01-01T00:00:00 UTC: RFC 3339 with an offset
 /// (`2024-05-01T12:30:00+02:00`, `…Z`), or without one, read as UTC (`2024-05-01T12:30:00`,
 /// `2024-05-01 12:30:00.250`, `2024-05-01 12:30`). A plain date is midnight.
-pub(crate) fn parse_datetime(text: &str) -> Option<i64> {
+pub fn parse_datetime(text: &str) -> Option<i64> {
     let text = text.trim();
     if let Some(days) = parse_date(text) {
         return Some(i64::from(days) * MICROS_PER_DAY);

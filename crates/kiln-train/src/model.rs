@@ -165,6 +165,22 @@ impl Model {
         &self.signature().target.classes
     }
 
+    /// Use `target` as the label column. A kiln model knows its own and must agree (an error
+    /// otherwise: its classes were learned from that column); an ONNX model takes the name.
+    pub fn with_target(mut self, target: &str) -> Result<Self, TrainError> {
+        match &mut self {
+            Self::Kiln(m) if m.signature.target.name != target => {
+                return Err(TrainError::Input(format!(
+                    "--target `{target}`: the model was trained to predict `{}`",
+                    m.signature.target.name
+                )))
+            }
+            Self::Kiln(_) => {}
+            Self::Onnx(m) => m.set_target(target),
+        }
+        Ok(self)
+    }
+
     /// The labels of `table` for evaluation: class indices (in [`Model::classes`] order) or
     /// values. An ONNX model names its label column with its `target` metadata.
     pub fn labels(&self, table: &Table) -> Result<Vec<f64>, TrainError> {
@@ -172,7 +188,7 @@ impl Model {
         if let (Self::Onnx(m), true) = (self, signature.target.name.is_empty()) {
             return Err(TrainError::Onnx {
                 model: m.source().to_string(),
-                message: "the model names no target column (metadata `target`), so it cannot be evaluated".into(),
+                message: "the model names no target column (metadata `target`): pass the label column with --target".into(),
             });
         }
         signature.labels(table)

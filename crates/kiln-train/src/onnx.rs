@@ -535,6 +535,11 @@ impl OnnxModel {
         &self.signature
     }
 
+    /// Name the label column (for evaluation) when the model's metadata does not.
+    pub fn set_target(&mut self, name: &str) {
+        name.clone_into(&mut self.signature.target.name);
+    }
+
     /// The graph inputs and the columns feeding each.
     pub fn inputs(&self) -> &[OnnxInput] {
         &self.inputs

@@ -210,67 +210,10 @@ impl Tracker {
         Ok(version.version)
     }
 
-    /// Load a model from a local path (file or directory) or `models:/name@alias` /
-    /// `models:/name/version` / `runs:/<run_id>/<path>`.
-    pub fn load_model(&self, reference: &str) -> Result<(KilnModel, ModelSource), TrainError> {
-        if let Some(rest) = reference.strip_prefix("models:/") {
-            let (name, mv) = if let Some((name, alias)) = rest.split_once('@') {
-                (name, self.store.get_model_version_by_alias(name, alias)?)
-            } else if let Some((name, version)) = rest.rsplit_once('/') {
-                (name, self.store.get_model_version(name, version)?)
-            } else {
-                return Err(TrainError::Input(format!("Invalid model reference `{reference}`: expected models:/<name>@<alias> or models:/<name>/<version>")));
-            };
-            let (model, _) = self.load_model(&mv.source)?;
-            return Ok((
-                model,
-                ModelSource {
-                    name: Some(name.to_string()),
-                    version: Some(mv.version),
-                    run_id: mv.run_id,
-                },
-            ));
-        }
-        if let Some(rest) = reference.strip_prefix("runs:/") {
-            let (run_id, path) = rest.split_once('/').unwrap_or((rest, "model"));
-            let run = self.store.get_run(run_id)?;
-            let handle = RunHandle {
-                run_id: run_id.to_string(),
-                experiment_id: run.info.experiment_id,
-                artifact_uri: run.info.artifact_uri,
-            };
-            let file = self
-                .artifact_root(&handle)?
-                .join(path.trim_end_matches('/'))?
-                .join(MODEL_FILE)?;
-            let bytes = self.runtime.block_on(async {
-                let object = self.blobs.get(&file).await?;
-                let chunks: Vec<Result<Bytes, std::io::Error>> = object.stream.collect().await;
-                let mut out = Vec::with_capacity(usize::try_from(object.size).unwrap_or(0));
-                for c in chunks {
-                    out.extend_from_slice(&c.map_err(|err| TrainError::Io {
-                        path: file.to_string(),
-                        err,
-                    })?);
-                }
-                Ok::<_, TrainError>(out)
-            })?;
-            let model = KilnModel::from_bytes(&bytes, reference)?;
-            return Ok((
-                model,
-                ModelSource {
-                    name: None,
-                    version: None,
-                    run_id: Some(run_id.to_string()),
-                },
-            ));
-        }
-        Ok((load_local(reference)?, ModelSource::default()))
-    }
-
-    /// Like [`Tracker::load_model`], for any [`Model`]: a kiln model or an ONNX graph. A run's
-    /// model directory may hold `kiln-model.json` or `model.onnx` (MLflow's onnx flavor layout);
-    /// a `runs:/<id>/path/x.onnx` reference reads that artifact.
+    /// Load a model, a kiln model or an ONNX graph, from a local path (file or directory) or
+    /// `models:/name@alias` / `models:/name/version` / `runs:/<run_id>/<path>`. A run's model
+    /// directory may hold `kiln-model.json` or `model.onnx` (MLflow's onnx flavor layout); a
+    /// `runs:/<id>/path/x.onnx` reference reads that artifact.
     pub fn load_any_model(&self, reference: &str) -> Result<(Model, ModelSource), TrainError> {
         if let Some(rest) = reference.strip_prefix("models:/") {
             let (name, mv) = if let Some((name, alias)) = rest.split_once('@') {
@@ -376,21 +319,6 @@ pub struct ModelSource {
     pub name: Option<String>,
     pub version: Option<String>,
     pub run_id: Option<String>,
-}
-
-/// Read a model file, or `<dir>/kiln-model.json`.
-pub fn load_local(path: &str) -> Result<KilnModel, TrainError> {
-    let p = std::path::Path::new(path);
-    let file = if p.is_dir() {
-        p.join(MODEL_FILE)
-    } else {
-        p.to_path_buf()
-    };
-    let bytes = fs_err::read(&file).map_err(|err| TrainError::Io {
-        path: file.display().to_string(),
-        err,
-    })?;
-    KilnModel::from_bytes(&bytes, &file.display().to_string())
 }
 
 /// Write a model to `path` (a `.json` file, or a directory that gets `kiln-model.json`).

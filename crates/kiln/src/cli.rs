@@ -300,12 +300,17 @@ pub(crate) struct TrainArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct EvaluateArgs {
-    /// A model file or directory, `models:/<name>@<alias>`, `models:/<name>/<version>` or `runs:/<run_id>/model`.
+    /// A kiln model (file or directory), an `.onnx` file, `models:/<name>@<alias>`,
+    /// `models:/<name>/<version>` or `runs:/<run_id>/model`.
     #[arg(long, value_name = "MODEL")]
     pub(crate) model: String,
     /// Labelled data: CSV or Parquet with the model's target column.
     #[arg(long, value_name = "FILE")]
     pub(crate) data: String,
+    /// Label column. A kiln model knows its own; an ONNX model needs this unless its metadata
+    /// names it (`target`).
+    #[arg(long, value_name = "COLUMN")]
+    pub(crate) target: Option<String>,
     /// Gate `metric<op>threshold` (repeatable), e.g. `roc_auc>=0.85`, `rmse<=3.5`.
     #[arg(long = "require", value_name = "GATE")]
     pub(crate) require: Vec<String>,

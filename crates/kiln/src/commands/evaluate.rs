@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use kiln_ml::evaluate::{
     all_passed, check_gates, render_junit, render_markdown, render_text, Gate,
 };
+use kiln_train::model::Model;
 use kiln_train::plots::{evaluation_plots, feature_importance, write_plots};
-use kiln_train::tracking::load_local;
 use kiln_train::train::evaluate;
 use kiln_types::{RunStatus, Tag};
 
@@ -28,6 +28,7 @@ pub(super) fn run(args: EvaluateArgs, printer: &Printer) -> anyhow::Result<ExitC
     let EvaluateArgs {
         model,
         data,
+        target,
         require,
         junit,
         markdown,
@@ -48,33 +49,36 @@ pub(super) fn run(args: EvaluateArgs, printer: &Printer) -> anyhow::Result<ExitC
     } else {
         None
     };
-    let (kiln_model, source) = match &tracking {
-        Some((t, _)) => t.load_model(&model)?,
+    let (loaded, source) = match &tracking {
+        Some((t, _)) => t.load_any_model(&model)?,
         None => (
-            load_local(&model)?,
+            Model::load(&model)?,
             kiln_train::tracking::ModelSource::default(),
         ),
     };
+    let loaded = match &target {
+        Some(column) => loaded.with_target(column)?,
+        None => loaded,
+    };
     let table = kiln_table::read_table(&data, &read_options(read)?)?;
-    let (features, unseen) = kiln_model.signature.encode(&table)?;
-    let labels = kiln_model.signature.labels(&table)?;
-    let predictions = kiln_model.predict(&features)?;
-    let report = evaluate(
-        kiln_model.signature.target.task,
-        &kiln_model.signature.target.classes,
-        &predictions,
-        &labels,
-    )?;
+    let labels = loaded.labels(&table)?;
+    let scored = loaded.score(&table)?;
+    let (predictions, unseen) = (scored.predictions, scored.unseen);
+    let report = evaluate(loaded.task(), loaded.classes(), &predictions, &labels)?;
     let metrics = report.metrics();
     let results = check_gates(&metrics, &gates);
     let passed = all_passed(&results);
     let title = format!("kiln evaluate: {model} on {data}");
+    let importance = match &loaded {
+        Model::Kiln(m) => Some(feature_importance(m)),
+        Model::Onnx(_) => None,
+    };
     let charts = evaluation_plots(
-        kiln_model.signature.target.task,
-        &kiln_model.signature.target.classes,
+        loaded.task(),
+        loaded.classes(),
         &predictions,
         &labels,
-        Some(&feature_importance(&kiln_model)),
+        importance.as_ref(),
     )?;
     let written = match &plots {
         Some(dir) => write_plots(&charts, dir)?,

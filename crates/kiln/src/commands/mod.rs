@@ -114,6 +114,29 @@ pub(crate) fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::
 }
 
 /// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS` (UTC).
+/// Resolves on Ctrl-C or SIGTERM: a server stops accepting, lets in-flight requests finish, then
+/// exits (`kiln server` and `kiln serve`).
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
 pub(crate) fn format_ms(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let days = secs.div_euclid(86_400);

@@ -148,7 +148,7 @@ pub(super) fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode
         let app = kiln_serve::create_app(Arc::clone(&state));
         let draining = Arc::clone(&state);
         let shutdown = async move {
-            shutdown_signal().await;
+            super::shutdown_signal().await;
             draining.set_draining();
             tracing::info!("Shutting down: finishing in-flight requests.");
         };
@@ -205,27 +205,5 @@ fn arm_reference(target: &str, main: &ModelRef, flag: &str) -> anyhow::Result<Mo
             "{flag} `{target}`: an alias needs a served `models:/<name>…` reference; \
              otherwise give a model reference or path"
         ))),
-    }
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
     }
 }

@@ -34,32 +34,10 @@ pub(super) fn run(args: ServerArgs, printer: &Printer) -> anyhow::Result<ExitCod
             crate::tracking::redact(&loc.backend),
             loc.artifacts
         ));
-        kiln_server::serve(listener, app, shutdown_signal())
+        kiln_server::serve(listener, app, super::shutdown_signal())
             .await
             .context("Server failed")?;
         printer.status("kiln server stopped");
         Ok(ExitCode::SUCCESS)
     })
-}
-
-/// Resolves on Ctrl-C or SIGTERM: in-flight requests finish, then the server exits.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
 }
