@@ -129,4 +129,29 @@ impl Dataset {
             n_rows: indices.len(),
         }
     }
+
+    /// Like [`Dataset::take`], consuming `self` one column at a time: each source column is
+    /// freed once copied, so peak memory is the result plus one column, not two datasets.
+    pub fn into_take(self, indices: &[usize]) -> Self {
+        let features = self
+            .features
+            .into_iter()
+            .map(|f| Feature {
+                kind: match f.kind {
+                    FeatureKind::Numeric(v) => {
+                        FeatureKind::Numeric(indices.iter().map(|&i| v[i]).collect())
+                    }
+                    FeatureKind::Categorical { codes, categories } => FeatureKind::Categorical {
+                        codes: indices.iter().map(|&i| codes[i]).collect(),
+                        categories,
+                    },
+                },
+                name: f.name,
+            })
+            .collect();
+        Self {
+            features,
+            n_rows: indices.len(),
+        }
+    }
 }

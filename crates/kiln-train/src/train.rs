@@ -347,7 +347,6 @@ pub fn prepare(req: &TrainRequest) -> Result<Prepared, TrainError> {
             (rows.train, rows.valid, test)
         }
     };
-    let train_ds = all.take(&train_idx);
     let train_y: Vec<f64> = train_idx.iter().map(|&i| labels[i]).collect();
     let valid = (!valid_idx.is_empty()).then(|| {
         (
@@ -355,6 +354,8 @@ pub fn prepare(req: &TrainRequest) -> Result<Prepared, TrainError> {
             valid_idx.iter().map(|&i| labels[i]).collect::<Vec<f64>>(),
         )
     });
+    // Last, consuming the encoded table column by column: never two full copies at once.
+    let train_ds = all.into_take(&train_idx);
     Ok(Prepared {
         signature,
         skipped,

@@ -1,7 +1,8 @@
 //! `kiln data profile` and `kiln data validate`, run as the built binary on temporary files.
 
+mod common;
+
 use std::path::Path;
-use std::process::Command;
 
 struct Output {
     code: i32,
@@ -9,15 +10,14 @@ struct Output {
     stderr: String,
 }
 
+/// [`common::command`] without `KILN_LOG`, its output decoded.
 fn kiln(dir: &Path, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .current_dir(dir)
+    let out = common::command(dir, args)
         .env_remove("KILN_LOG")
         .output()
         .expect("run kiln");
     Output {
-        code: out.status.code().unwrap_or(-1),
+        code: common::code(&out),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }

@@ -2,43 +2,28 @@
 //! promote → promote a better model behind `--must-beat` → refuse a worse one → rollback, with
 //! `kiln serve` following the alias.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
+use common::{code, start_server, text, Server};
 use serde_json::Value;
 
+/// [`common::kiln`] as user `ci-bot`.
 fn kiln(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("KILN_TRACKING_URI")
-        .env_remove("KILN_BACKEND_STORE_URI")
-        .env_remove("KILN_ARTIFACTS_DESTINATION")
+    common::command(dir, args)
         .env("USER", "ci-bot")
         .output()
         .expect("run kiln")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().unwrap_or(-1)
 }
 
 /// Run and parse `--json` output, asserting the exit code.
 fn json(dir: &Path, args: &[&str], want: i32) -> Value {
     let o = kiln(dir, args);
     assert_eq!(code(&o), want, "kiln {args:?}:\n{}", text(&o));
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("json ({e}):\n{}", text(&o)))
+    common::parse_json(&o)
 }
 
 /// A churn-like table: the label depends on tenure, support calls and the contract; `noise_*`
@@ -46,13 +31,7 @@ fn json(dir: &Path, args: &[&str], want: i32) -> Value {
 fn write_churn(dir: &Path, name: &str, rows: usize, seed: u64) {
     let mut s = String::from("tenure,support_calls,monthly,contract,noise_a,noise_b,churned\n");
     let contracts = ["monthly", "yearly", "two-year"];
-    let mut state: u64 = seed;
-    let mut next = || {
-        state = state
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (state >> 33) as f64 / f64::from(1u32 << 31)
-    };
+    let mut next = common::lcg(seed);
     for _ in 0..rows {
         let tenure = (next() * 72.0).floor();
         let calls = (next() * 6.0).floor();
@@ -442,64 +421,6 @@ fn bad_inputs_exit_2_and_name_what_exists() {
         0,
     );
     assert_eq!(history.as_array().map(Vec::len), Some(1));
-}
-
-/// Kills the server if the test fails before it exits.
-struct Server {
-    child: Child,
-    addr: String,
-    log: Arc<Mutex<String>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(dir: &Path, args: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("KILN_TRACKING_URI")
-        .env_remove("KILN_BACKEND_STORE_URI")
-        .env_remove("KILN_ARTIFACTS_DESTINATION")
-        .env("KILN_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn kiln serve");
-    let stderr = child.stderr.take().expect("stderr");
-    let log = Arc::new(Mutex::new(String::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let sink = Arc::clone(&log);
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(at) = line.find("listening on http://") {
-                let rest = &line[at + "listening on ".len()..];
-                let addr = rest.split_whitespace().next().unwrap_or_default();
-                let _ = tx.send(addr.to_string());
-            }
-            let mut l = sink.lock().expect("log lock");
-            l.push_str(&line);
-            l.push('\n');
-        }
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(60));
-    let mut server = Server {
-        child,
-        addr: String::new(),
-        log,
-    };
-    match addr {
-        Ok(a) => server.addr = a,
-        Err(_) => panic!(
-            "kiln serve did not start:\n{}",
-            server.log.lock().expect("log lock")
-        ),
-    }
-    server
 }
 
 /// Wait until the server reports `version` on /health.

@@ -1,27 +1,11 @@
 //! `kiln predict` through the binary: scoring with a kiln model, and bad input exiting 2.
 //! (ONNX models exported from scikit-learn are checked in `tests/python/test_onnx.py`.)
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn kiln(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("KILN_TRACKING_URI")
-        .env_remove("KILN_BACKEND_STORE_URI")
-        .env_remove("KILN_ARTIFACTS_DESTINATION")
-        .output()
-        .expect("run kiln")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use common::{kiln, text};
 
 /// A small table whose label follows `x` (with a categorical column along for the ride).
 fn write_data(dir: &Path, name: &str, rows: usize, with_label: bool) {

@@ -2,63 +2,16 @@
 //! check predictions against the model, errors, /metrics, a hot swap under continuous load
 //! with no failed request, and a graceful exit on SIGTERM.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{churn_rows, kiln, start_server, text, write_churn, write_churn_rows, Server};
 use kiln_store::RegistryStore;
-
-fn kiln(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("KILN_TRACKING_URI")
-        .env_remove("KILN_BACKEND_STORE_URI")
-        .env_remove("KILN_ARTIFACTS_DESTINATION")
-        .output()
-        .expect("run kiln")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// Rows of a churn-like table (without the header).
-fn churn_rows(rows: usize, seed: u64) -> Vec<String> {
-    let contracts = ["monthly", "yearly", "two-year"];
-    let mut state = seed;
-    let mut next = || {
-        state = state
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (state >> 33) as f64 / f64::from(1u32 << 31)
-    };
-    (0..rows)
-        .map(|i| {
-            let tenure = (next() * 72.0).floor();
-            let calls = (next() * 6.0).floor();
-            let monthly = 20.0 + next() * 80.0;
-            let c = contracts[(next() * 3.0) as usize % 3];
-            let score = -0.05 * tenure
-                + 0.6 * calls
-                + if c == "monthly" { 1.0 } else { -1.0 }
-                + (next() - 0.5) * 2.0;
-            format!(
-                "C{i},{tenure},{calls},{monthly:.2},{c},{}",
-                u8::from(score > 0.0)
-            )
-        })
-        .collect()
-}
-
-const HEADER: &str = "customer_id,tenure,support_calls,monthly,contract,churned";
 
 /// A `dataframe_split` body for `rows` (all columns but the label; `customer_id` is ignored).
 fn split_body(rows: &[String]) -> String {
@@ -97,61 +50,6 @@ fn reference_proba(dir: &Path, model: &str, file: &str) -> Vec<Vec<f64>> {
     }
 }
 
-/// Kills the server if the test fails before it exits.
-struct Server {
-    child: Child,
-    addr: String,
-    log: Arc<Mutex<String>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(dir: &Path, args: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("KILN_TRACKING_URI")
-        .env_remove("KILN_BACKEND_STORE_URI")
-        .env_remove("KILN_ARTIFACTS_DESTINATION")
-        .env("KILN_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn kiln serve");
-    let stderr = child.stderr.take().expect("stderr");
-    let log = Arc::new(Mutex::new(String::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let sink = Arc::clone(&log);
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(at) = line.find("listening on http://") {
-                let rest = &line[at + "listening on ".len()..];
-                let addr = rest.split_whitespace().next().unwrap_or_default();
-                let _ = tx.send(addr.to_string());
-            }
-            let mut l = sink.lock().unwrap();
-            l.push_str(&line);
-            l.push('\n');
-        }
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(60));
-    let mut server = Server {
-        child,
-        addr: String::new(),
-        log,
-    };
-    match addr {
-        Ok(a) => server.addr = a,
-        Err(_) => panic!("kiln serve did not start:\n{}", server.log.lock().unwrap()),
-    }
-    server
-}
-
 fn post(client: &reqwest::blocking::Client, url: &str, body: &str) -> (u16, serde_json::Value) {
     let resp = client
         .post(url)
@@ -179,18 +77,9 @@ fn assert_close(got: &[Vec<f64>], want: &[Vec<f64>]) {
 fn serve_predicts_reports_metrics_and_swaps_when_the_alias_moves() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let train: Vec<String> = churn_rows(1500, 12345);
-    std::fs::write(
-        d.join("churn.csv"),
-        format!("{HEADER}\n{}\n", train.join("\n")),
-    )
-    .unwrap();
+    write_churn(d, "churn.csv", 1500);
     let fresh = churn_rows(40, 999);
-    std::fs::write(
-        d.join("new.csv"),
-        format!("{HEADER}\n{}\n", fresh.join("\n")),
-    )
-    .unwrap();
+    write_churn_rows(d, "new.csv", &fresh);
     for (trees, out) in [("20", "m1"), ("60", "m2")] {
         let o = kiln(
             d,
@@ -435,12 +324,7 @@ fn serve_refuses_bad_references_with_exit_code_2() {
 
 /// Train `churn.csv` twice (20 and 60 trees) and register both as `churn` versions 1 and 2.
 fn two_versions(d: &Path) -> kiln_store_sql::SqlStore {
-    let train: Vec<String> = churn_rows(1500, 12345);
-    std::fs::write(
-        d.join("churn.csv"),
-        format!("{HEADER}\n{}\n", train.join("\n")),
-    )
-    .unwrap();
+    write_churn(d, "churn.csv", 1500);
     for (trees, out) in [("20", "m1"), ("60", "m2")] {
         let o = kiln(
             d,

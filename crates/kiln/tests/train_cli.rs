@@ -1,54 +1,10 @@
 //! `kiln train` / `kiln evaluate` end to end through the binary, on the embedded store.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn kiln(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("KILN_TRACKING_URI")
-        .env_remove("KILN_BACKEND_STORE_URI")
-        .env_remove("KILN_ARTIFACTS_DESTINATION")
-        .output()
-        .expect("run kiln")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// A small churn-like table: the label depends on tenure, support calls and the contract.
-fn write_churn(dir: &Path, name: &str, rows: usize) {
-    let mut s = String::from("customer_id,tenure,support_calls,monthly,contract,churned\n");
-    let contracts = ["monthly", "yearly", "two-year"];
-    let mut state: u64 = 12345;
-    let mut next = || {
-        state = state
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (state >> 33) as f64 / f64::from(1u32 << 31)
-    };
-    for i in 0..rows {
-        let tenure = (next() * 72.0).floor();
-        let calls = (next() * 6.0).floor();
-        let monthly = 20.0 + next() * 80.0;
-        let c = contracts[(next() * 3.0) as usize % 3];
-        let score = -0.05 * tenure
-            + 0.6 * calls
-            + if c == "monthly" { 1.0 } else { -1.0 }
-            + (next() - 0.5) * 2.0;
-        let churned = u8::from(score > 0.0);
-        s.push_str(&format!(
-            "C{i},{tenure},{calls},{monthly:.2},{c},{churned}\n"
-        ));
-    }
-    std::fs::write(dir.join(name), s).expect("write csv");
-}
+use common::{kiln, text, write_churn};
 
 #[test]
 fn train_is_tracked_registered_and_bit_identical() {
