@@ -1,17 +1,20 @@
-//! Write-behind of latest metric values on SQLite (and the background WAL checkpoints).
+//! Write-behind of metric indexes on SQLite (and the background WAL checkpoints).
 //!
 //! `latest_metrics` (one row per run and key, indexed by value for search) is derived from the
-//! metric history. On the SQLite store a log-batch commits its history rows plus a
-//! `latest_pending` marker for the run, then hands its per-key candidates to a [`LatestBuffer`];
-//! a background thread folds them into `latest_metrics` shortly after (every
-//! [`FLUSH_INTERVAL`], or sooner when many keys wait). Training loops log the same keys step
-//! after step, so one fold covers many batches, and the request path does a fraction of the
-//! index work.
+//! metric history, and the history's `(run, key, step)` index costs one page write per key of a
+//! wide batch. So on the SQLite store a log-batch commits its history rows to the unindexed
+//! `metrics_staged` table plus a `latest_pending` marker for the run, then hands its per-key
+//! candidates to a [`LatestBuffer`]; a background thread folds them in shortly after (every
+//! [`FLUSH_INTERVAL`], or sooner when many keys wait): staged rows move into `metrics` in index
+//! order and candidates into `latest_metrics`. Training loops log the same keys step after step,
+//! so one fold covers many batches and writes each index page once, and the request path does
+//! a fraction of the index work.
 //!
 //! Consistency: every other store call (reads included) folds pending values in first, so a
-//! client that logs and then searches or reads a run sees its values. Durability: the history is
-//! in the same commit as the marker; opening the store recomputes latest values from history for
-//! any run still marked (after a crash), so nothing acknowledged is lost. PostgreSQL upserts in
+//! client that logs and then searches or reads a run sees its values and history. Durability: the
+//! staged history is in the same commit as the marker; opening the store moves staged rows and
+//! recomputes latest values from history for any run still marked (after a crash), so nothing
+//! acknowledged is lost. PostgreSQL upserts in
 //! the logging transaction instead: replicas share its database, not this process's memory.
 
 use std::collections::HashMap;
@@ -23,7 +26,7 @@ use kiln_store::StoreResult;
 use kiln_types::Metric;
 
 use crate::db::{SqliteDb, Tx, Val};
-use crate::tracking::{newer, upsert_latest_tx};
+use crate::tracking::{insert_history_into_tx, newer, upsert_latest_tx};
 
 /// How long candidates may wait before the background fold.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
@@ -126,6 +129,30 @@ impl LatestBuffer {
     }
 }
 
+/// Append a batch's history to the unindexed staging table (same transaction as the marker).
+pub(crate) fn stage_history_tx(
+    tx: &mut dyn Tx,
+    run_id: &str,
+    metrics: &[Metric],
+) -> StoreResult<()> {
+    insert_history_into_tx(tx, "metrics_staged", run_id, metrics)
+}
+
+/// Move staged history rows into `metrics`, sorted the index's way so each index page is
+/// written once, keeping their logging order among equal (run, key, step, timestamp).
+fn move_staged_tx(tx: &mut dyn Tx) -> StoreResult<u64> {
+    let n = tx.exec(
+        "INSERT INTO metrics (run_uuid, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest) \
+         SELECT run_uuid, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest \
+         FROM metrics_staged ORDER BY run_uuid, key, step, timestamp, rowid",
+        &[],
+    )?;
+    if n > 0 {
+        tx.exec("DELETE FROM metrics_staged", &[])?;
+    }
+    Ok(n)
+}
+
 /// Mark `run_id` as having history newer than its latest values (same transaction as the
 /// history rows).
 pub(crate) fn mark_pending_tx(tx: &mut dyn Tx, run_id: &str) -> StoreResult<()> {
@@ -146,6 +173,7 @@ pub(crate) fn flush(db: &SqliteDb) -> StoreResult<()> {
             return Ok(());
         }
         let pending = taken.insert(buffer.take());
+        move_staged_tx(tx)?;
         for (run_id, run) in &pending.runs {
             let candidates: Vec<&Metric> = run.latest.values().collect();
             upsert_latest_tx(tx, run_id, run.experiment_id, &candidates)?;
@@ -164,9 +192,10 @@ pub(crate) fn flush(db: &SqliteDb) -> StoreResult<()> {
     result
 }
 
-/// Recompute latest values from history for runs still marked (a crash between a commit and
-/// its fold), then clear the markers. Runs on open, before anything else uses the store.
+/// Move staged history into `metrics` and recompute latest values from history for runs still
+/// marked (a crash between a commit and its fold), then clear the markers. Runs on open, before anything else uses the store.
 pub(crate) fn recover_tx(tx: &mut dyn Tx) -> StoreResult<u64> {
+    move_staged_tx(tx)?;
     let marked = tx
         .query("SELECT COUNT(*) FROM latest_pending", &[])?
         .first()

@@ -220,6 +220,28 @@ UPDATE registered_models SET max_version = COALESCE(
 CREATE TABLE latest_pending (run_uuid TEXT PRIMARY KEY)
 ",
     },
+    Migration {
+        version: 4,
+        description: "unindexed staging of logged metric history (SQLite write-behind)",
+        // SQLite's log-batch appends history here (no index: a batch of 1000 keys costs a few
+        // pages instead of one page of the (run, key, step) index per key); the background fold
+        // moves rows into `metrics` in index order, every page touched once per fold. Every
+        // other store call folds first, so nothing reads `metrics` with rows still staged.
+        // Unused on PostgreSQL.
+        sql: r"
+CREATE TABLE metrics_staged (
+    run_uuid TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value {REAL},
+    is_nan BIGINT NOT NULL,
+    timestamp BIGINT NOT NULL,
+    step BIGINT NOT NULL,
+    model_id TEXT,
+    dataset_name TEXT,
+    dataset_digest TEXT
+)
+",
+    },
 ];
 
 /// The schema version this binary writes.

@@ -596,6 +596,16 @@ pub(crate) fn newer(c: &Metric, b: &Metric) -> bool {
 /// Append `metrics` to the run's history (multi-row inserts, so a 1000-metric batch is ten
 /// statements, not a thousand). Latest values are left to the caller.
 fn insert_history_tx(tx: &mut dyn Tx, run_id: &str, metrics: &[Metric]) -> StoreResult<()> {
+    insert_history_into_tx(tx, "metrics", run_id, metrics)
+}
+
+/// History rows into `table`: `metrics`, or SQLite's unindexed `metrics_staged` (see latest.rs).
+pub(crate) fn insert_history_into_tx(
+    tx: &mut dyn Tx,
+    table: &str,
+    run_id: &str,
+    metrics: &[Metric],
+) -> StoreResult<()> {
     for chunk in metrics.chunks(METRIC_ROWS_PER_INSERT) {
         let mut params = Vec::with_capacity(chunk.len() * 9);
         for m in chunk {
@@ -615,7 +625,7 @@ fn insert_history_tx(tx: &mut dyn Tx, run_id: &str, metrics: &[Metric]) -> Store
         let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
         tx.exec(
             &format!(
-                "INSERT INTO metrics (run_uuid, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest) VALUES {rows}"
+                "INSERT INTO {table} (run_uuid, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest) VALUES {rows}"
             ),
             &params,
         )?;
@@ -875,7 +885,7 @@ impl RunStore for SqlStore {
                         let experiment_id = require_active_run(tx, run_id)?;
                         log_params_tx(tx, run_id, params)?;
                         if !metrics.is_empty() {
-                            insert_history_tx(tx, run_id, metrics)?;
+                            crate::latest::stage_history_tx(tx, run_id, metrics)?;
                             crate::latest::mark_pending_tx(tx, run_id)?;
                         }
                         for t in tags {

@@ -133,7 +133,7 @@ fn sqlite_upgrade_from_v1_backfills_version_counter() {
         // Turn the file back into a version-1 database.
         let conn = rusqlite::Connection::open(dir.path().join("kiln.db")).expect("raw open");
         conn.execute_batch(
-            "ALTER TABLE registered_models DROP COLUMN max_version; DROP TABLE latest_pending; \
+            "ALTER TABLE registered_models DROP COLUMN max_version; DROP TABLE latest_pending; DROP TABLE metrics_staged; \
              DELETE FROM kiln_migrations WHERE version >= 2;",
         )
         .expect("downgrade");
@@ -186,6 +186,8 @@ fn sqlite_recovers_unfolded_latest_values_on_open() {
             "INSERT INTO metrics (run_uuid, key, value, is_nan, timestamp, step) VALUES \
                ('{run_id}', 'loss', 0.5, 0, 20, 2), ('{run_id}', 'loss', 0.7, 0, 20, 2), \
                ('{run_id}', 'loss', 0.1, 0, 5, 1), ('{run_id}', 'acc', NULL, 1, 30, 3); \
+             INSERT INTO metrics_staged (run_uuid, key, value, is_nan, timestamp, step) VALUES \
+               ('{run_id}', 'lr', 0.3, 0, 40, 4), ('{run_id}', 'lr', 0.2, 0, 50, 5); \
              INSERT INTO latest_pending (run_uuid) VALUES ('{run_id}');"
         ))
         .expect("simulate a crash");
@@ -202,6 +204,14 @@ fn sqlite_recovers_unfolded_latest_values_on_open() {
     // loss: step 2 wins over step 1, and the larger value wins the tie at step 2.
     assert_eq!(got[1], ("loss".to_string(), 2, 7));
     assert_eq!(got[0].0, "acc");
+    // Staged history (committed, not yet moved at the crash) is moved and counted.
+    assert_eq!(got[2], ("lr".to_string(), 5, 2));
+    let page = kiln_store::PageRequest::default();
+    let history = store
+        .get_metric_history(&run_id, "lr", &page)
+        .expect("history");
+    let steps: Vec<i64> = history.items.iter().map(|m| m.step).collect();
+    assert_eq!(steps, [4, 5]);
     assert!(run
         .data
         .metrics
