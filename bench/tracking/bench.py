@@ -511,8 +511,15 @@ def create_run(server: Server, phase: str, name: str) -> str:
 def count_metric_rows(server: Server, run_ids: list[str]) -> int:
     uri = f"file:{server.db}?mode=ro"
     with sqlite3.connect(uri, uri=True, timeout=30) as c:
-        q = f"SELECT COUNT(*) FROM metrics WHERE run_uuid IN ({','.join('?' * len(run_ids))})"
-        return c.execute(q, run_ids).fetchone()[0]
+        marks = ",".join("?" * len(run_ids))
+        tables = ["metrics"]
+        # kiln's SQLite store commits log-batch history to `metrics_staged` and moves it into
+        # `metrics` in the background (~100 ms later): both hold acknowledged rows.
+        if c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'metrics_staged'").fetchone():
+            tables.append("metrics_staged")
+        return sum(
+            c.execute(f"SELECT COUNT(*) FROM {t} WHERE run_uuid IN ({marks})", run_ids).fetchone()[0] for t in tables
+        )
 
 
 def percentile(xs: list[float], q: float) -> float:
