@@ -510,16 +510,28 @@ def create_run(server: Server, phase: str, name: str) -> str:
 
 def count_metric_rows(server: Server, run_ids: list[str]) -> int:
     uri = f"file:{server.db}?mode=ro"
-    with sqlite3.connect(uri, uri=True, timeout=30) as c:
+    c = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
+    try:
         marks = ",".join("?" * len(run_ids))
         tables = ["metrics"]
         # kiln's SQLite store commits log-batch history to `metrics_staged` and moves it into
-        # `metrics` in the background (~100 ms later): both hold acknowledged rows.
+        # `metrics` in the background (~100 ms later): both hold acknowledged rows. Count both
+        # in one read transaction, or a move between the two counts hides the rows it moved.
+        c.execute("BEGIN")
         if c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'metrics_staged'").fetchone():
             tables.append("metrics_staged")
-        return sum(
+        n = sum(
             c.execute(f"SELECT COUNT(*) FROM {t} WHERE run_uuid IN ({marks})", run_ids).fetchone()[0] for t in tables
         )
+        # From schema v5 the fold packs plain history into one `metric_chunks` row per (run, key)
+        # holding `n` points.
+        if c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'metric_chunks'").fetchone():
+            n += c.execute(f"SELECT COALESCE(SUM(n), 0) FROM metric_chunks WHERE run_uuid IN ({marks})",
+                           run_ids).fetchone()[0]
+        c.execute("COMMIT")
+        return n
+    finally:
+        c.close()
 
 
 def percentile(xs: list[float], q: float) -> float:

@@ -15,6 +15,7 @@ pub(crate) enum Val {
     Int(i64),
     Real(f64),
     Text(String),
+    Blob(Vec<u8>),
 }
 
 impl From<&str> for Val {
@@ -63,6 +64,7 @@ impl Row {
             Some(Val::Text(s)) => s.clone(),
             Some(Val::Int(v)) => v.to_string(),
             Some(Val::Real(v)) => v.to_string(),
+            Some(Val::Blob(b)) => String::from_utf8_lossy(b).into_owned(),
             _ => String::new(),
         }
     }
@@ -82,6 +84,13 @@ impl Row {
             Some(Val::Real(v)) => Some(*v as i64),
             Some(Val::Text(s)) => s.parse().ok(),
             _ => None,
+        }
+    }
+    pub(crate) fn blob(&self, i: usize) -> &[u8] {
+        match self.0.get(i) {
+            Some(Val::Blob(b)) => b,
+            Some(Val::Text(s)) => s.as_bytes(),
+            _ => &[],
         }
     }
     #[allow(clippy::cast_precision_loss)]
@@ -146,6 +155,7 @@ fn to_sqlite(v: &Val) -> rusqlite::types::Value {
         Val::Int(i) => rusqlite::types::Value::Integer(*i),
         Val::Real(f) => rusqlite::types::Value::Real(*f),
         Val::Text(s) => rusqlite::types::Value::Text(s.clone()),
+        Val::Blob(b) => rusqlite::types::Value::Blob(b.clone()),
     }
 }
 
@@ -155,7 +165,8 @@ fn from_sqlite(v: rusqlite::types::ValueRef<'_>) -> Val {
         ValueRef::Null => Val::Null,
         ValueRef::Integer(i) => Val::Int(i),
         ValueRef::Real(f) => Val::Real(f),
-        ValueRef::Text(t) | ValueRef::Blob(t) => Val::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Text(t) => Val::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => Val::Blob(b.to_vec()),
     }
 }
 
@@ -327,6 +338,7 @@ impl postgres::types::ToSql for Val {
                 Type::FLOAT8 => s.parse::<f64>()?.to_sql(ty, out),
                 _ => s.to_sql(ty, out),
             },
+            Val::Blob(b) => b.as_slice().to_sql(ty, out),
         }
     }
 
@@ -350,6 +362,7 @@ impl<'a> postgres::types::FromSql<'a> for Val {
             Type::BOOL => Val::Int(i64::from(bool::from_sql(ty, raw)?)),
             Type::FLOAT8 => Val::Real(f64::from_sql(ty, raw)?),
             Type::FLOAT4 => Val::Real(f64::from(f32::from_sql(ty, raw)?)),
+            Type::BYTEA => Val::Blob(raw.to_vec()),
             _ => Val::Text(String::from_sql(ty, raw)?),
         })
     }

@@ -26,7 +26,7 @@ use kiln_store::StoreResult;
 use kiln_types::Metric;
 
 use crate::db::{SqliteDb, Tx, Val};
-use crate::tracking::{insert_history_into_tx, newer, upsert_latest_tx};
+use crate::tracking::{insert_history_into_tx, newer, upsert_latest_tx, LATEST_IS_NEWER};
 
 /// How long candidates may wait before the background fold.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
@@ -138,21 +138,6 @@ pub(crate) fn stage_history_tx(
     insert_history_into_tx(tx, "metrics_staged", run_id, metrics)
 }
 
-/// Move staged history rows into `metrics`, sorted the index's way so each index page is
-/// written once, keeping their logging order among equal (run, key, step, timestamp).
-fn move_staged_tx(tx: &mut dyn Tx) -> StoreResult<u64> {
-    let n = tx.exec(
-        "INSERT INTO metrics (run_uuid, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest) \
-         SELECT run_uuid, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest \
-         FROM metrics_staged ORDER BY run_uuid, key, step, timestamp, rowid",
-        &[],
-    )?;
-    if n > 0 {
-        tx.exec("DELETE FROM metrics_staged", &[])?;
-    }
-    Ok(n)
-}
-
 /// Mark `run_id` as having history newer than its latest values (same transaction as the
 /// history rows).
 pub(crate) fn mark_pending_tx(tx: &mut dyn Tx, run_id: &str) -> StoreResult<()> {
@@ -173,7 +158,7 @@ pub(crate) fn flush(db: &SqliteDb) -> StoreResult<()> {
             return Ok(());
         }
         let pending = taken.insert(buffer.take());
-        move_staged_tx(tx)?;
+        crate::chunks::move_staged_tx(tx)?;
         for (run_id, run) in &pending.runs {
             let candidates: Vec<&Metric> = run.latest.values().collect();
             upsert_latest_tx(tx, run_id, run.experiment_id, &candidates)?;
@@ -192,31 +177,42 @@ pub(crate) fn flush(db: &SqliteDb) -> StoreResult<()> {
     result
 }
 
-/// Move staged history into `metrics` and recompute latest values from history for runs still
-/// marked (a crash between a commit and its fold), then clear the markers. Runs on open, before anything else uses the store.
+/// Crash recovery, on open before anything else uses the store: for runs still marked (a crash
+/// between a commit and its fold), bring latest values up to date from their unfolded history,
+/// then move staged history into place and clear the markers.
+///
+/// Folded history is already reflected in `latest_metrics` (the fold is one transaction), so the
+/// staged rows are what is missing; stores from v3, before staging, kept unfolded history in
+/// `metrics` rows, so those are considered too. Both upserts only ever move a value forward.
 pub(crate) fn recover_tx(tx: &mut dyn Tx) -> StoreResult<u64> {
-    move_staged_tx(tx)?;
     let marked = tx
         .query("SELECT COUNT(*) FROM latest_pending", &[])?
         .first()
         .map_or(0, |r| r.int(0));
-    if marked == 0 {
-        return Ok(0);
+    if marked > 0 {
+        for source in ["metrics", "metrics_staged"] {
+            tx.exec(
+                &format!(
+                    "INSERT INTO latest_metrics (run_uuid, experiment_id, key, value, is_nan, timestamp, step) \
+                     SELECT h.run_uuid, r.experiment_id, h.key, h.value, h.is_nan, h.timestamp, h.step FROM ( \
+                         SELECT run_uuid, key, value, is_nan, timestamp, step, ROW_NUMBER() OVER ( \
+                             PARTITION BY run_uuid, key \
+                             ORDER BY step DESC, timestamp DESC, value IS NULL, value DESC) AS rn \
+                         FROM {source} WHERE run_uuid IN (SELECT run_uuid FROM latest_pending)) h \
+                     JOIN runs r ON r.run_uuid = h.run_uuid \
+                     WHERE h.rn = 1 \
+                     ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan, \
+                         timestamp = excluded.timestamp, step = excluded.step \
+                     WHERE {LATEST_IS_NEWER}"
+                ),
+                &[],
+            )?;
+        }
     }
-    tx.exec(
-        "INSERT INTO latest_metrics (run_uuid, experiment_id, key, value, is_nan, timestamp, step) \
-         SELECT h.run_uuid, r.experiment_id, h.key, h.value, h.is_nan, h.timestamp, h.step FROM ( \
-             SELECT run_uuid, key, value, is_nan, timestamp, step, ROW_NUMBER() OVER ( \
-                 PARTITION BY run_uuid, key \
-                 ORDER BY step DESC, timestamp DESC, value IS NULL, value DESC) AS rn \
-             FROM metrics WHERE run_uuid IN (SELECT run_uuid FROM latest_pending)) h \
-         JOIN runs r ON r.run_uuid = h.run_uuid \
-         WHERE h.rn = 1 \
-         ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan, \
-             timestamp = excluded.timestamp, step = excluded.step",
-        &[],
-    )?;
-    tx.exec("DELETE FROM latest_pending", &[])?;
+    crate::chunks::move_staged_tx(tx)?;
+    if marked > 0 {
+        tx.exec("DELETE FROM latest_pending", &[])?;
+    }
     Ok(marked as u64)
 }
 

@@ -11,6 +11,7 @@
 //! assert_eq!(store.get_experiment("0").unwrap().name, "Default");
 //! ```
 
+mod chunks;
 mod db;
 mod gc;
 mod latest;

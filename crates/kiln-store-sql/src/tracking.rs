@@ -662,6 +662,12 @@ fn log_metrics_tx(
     upsert_latest_tx(tx, run_id, experiment_id, &latest)
 }
 
+/// [`newer`]'s rule in SQL, for an upsert into `latest_metrics`: the incoming row wins.
+pub(crate) const LATEST_IS_NEWER: &str = "excluded.step > latest_metrics.step \
+    OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp) \
+    OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp \
+        AND (latest_metrics.value IS NULL OR excluded.value >= latest_metrics.value))";
+
 /// Fold candidates (at most one per key) into `latest_metrics`, keeping the newest by
 /// [`newer`]'s rule.
 pub(crate) fn upsert_latest_tx(
@@ -689,11 +695,7 @@ pub(crate) fn upsert_latest_tx(
             &format!(
                 "INSERT INTO latest_metrics (run_uuid, experiment_id, key, value, is_nan, timestamp, step) VALUES {rows} \
                  ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan, \
-                 timestamp = excluded.timestamp, step = excluded.step \
-                 WHERE excluded.step > latest_metrics.step \
-                    OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp) \
-                    OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp \
-                        AND (latest_metrics.value IS NULL OR excluded.value >= latest_metrics.value))"
+                 timestamp = excluded.timestamp, step = excluded.step WHERE {LATEST_IS_NEWER}"
             ),
             &params,
         )?;
@@ -991,6 +993,12 @@ impl RunStore for SqlStore {
     ) -> StoreResult<Page<Metric>> {
         self.read(|tx| {
             require_run(tx, run_id)?;
+            if let Some(all) = crate::chunks::history_tx(tx, run_id, key)? {
+                let start = usize::try_from(page.offset).unwrap_or(usize::MAX);
+                let take = usize::try_from(page.max_results.saturating_add(1)).unwrap_or(usize::MAX);
+                let items = all.into_iter().skip(start).take(take).collect();
+                return Ok(finish_page(items, page));
+            }
             let mut params = vec![Val::from(run_id), Val::from(key)];
             params.extend(limit_params(page));
             let rows = tx.query(

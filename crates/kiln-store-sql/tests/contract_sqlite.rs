@@ -133,7 +133,7 @@ fn sqlite_upgrade_from_v1_backfills_version_counter() {
         // Turn the file back into a version-1 database.
         let conn = rusqlite::Connection::open(dir.path().join("kiln.db")).expect("raw open");
         conn.execute_batch(
-            "ALTER TABLE registered_models DROP COLUMN max_version; DROP TABLE latest_pending; DROP TABLE metrics_staged; \
+            "ALTER TABLE registered_models DROP COLUMN max_version; DROP TABLE latest_pending; DROP TABLE metrics_staged; DROP TABLE metric_chunks; \
              DELETE FROM kiln_migrations WHERE version >= 2;",
         )
         .expect("downgrade");
@@ -177,15 +177,23 @@ fn sqlite_recovers_unfolded_latest_values_on_open() {
                 &[],
             )
             .expect("log");
+        // f1 at step 9 is folded (packed history, latest value) before the crash.
+        store
+            .log_batch(&run.info.run_id, &[Metric::new("f1", 0.4, 90, 9)], &[], &[])
+            .expect("log f1");
+        store.get_run(&run.info.run_id).expect("fold");
         run.info.run_id
     };
     {
         // What a crash leaves: newer history rows and the run's marker, latest_metrics stale.
+        // (Unfolded rows in `metrics` are what a v3 store left; v4 on stages them.) The f1 row
+        // at step 3 is older than the folded step 9 and must not take its place.
         let conn = rusqlite::Connection::open(dir.path().join("kiln.db")).expect("raw open");
         conn.execute_batch(&format!(
             "INSERT INTO metrics (run_uuid, key, value, is_nan, timestamp, step) VALUES \
                ('{run_id}', 'loss', 0.5, 0, 20, 2), ('{run_id}', 'loss', 0.7, 0, 20, 2), \
-               ('{run_id}', 'loss', 0.1, 0, 5, 1), ('{run_id}', 'acc', NULL, 1, 30, 3); \
+               ('{run_id}', 'loss', 0.1, 0, 5, 1), ('{run_id}', 'acc', NULL, 1, 30, 3), \
+               ('{run_id}', 'f1', 0.8, 0, 30, 3); \
              INSERT INTO metrics_staged (run_uuid, key, value, is_nan, timestamp, step) VALUES \
                ('{run_id}', 'lr', 0.3, 0, 40, 4), ('{run_id}', 'lr', 0.2, 0, 50, 5); \
              INSERT INTO latest_pending (run_uuid) VALUES ('{run_id}');"
@@ -202,16 +210,23 @@ fn sqlite_recovers_unfolded_latest_values_on_open() {
         .collect();
     got.sort();
     // loss: step 2 wins over step 1, and the larger value wins the tie at step 2.
-    assert_eq!(got[1], ("loss".to_string(), 2, 7));
+    assert_eq!(got[2], ("loss".to_string(), 2, 7));
     assert_eq!(got[0].0, "acc");
+    assert_eq!(got[1], ("f1".to_string(), 9, 4));
     // Staged history (committed, not yet moved at the crash) is moved and counted.
-    assert_eq!(got[2], ("lr".to_string(), 5, 2));
+    assert_eq!(got[3], ("lr".to_string(), 5, 2));
     let page = kiln_store::PageRequest::default();
     let history = store
         .get_metric_history(&run_id, "lr", &page)
         .expect("history");
     let steps: Vec<i64> = history.items.iter().map(|m| m.step).collect();
     assert_eq!(steps, [4, 5]);
+    // Row history and packed history merge in step order.
+    let f1 = store
+        .get_metric_history(&run_id, "f1", &page)
+        .expect("history");
+    let steps: Vec<i64> = f1.items.iter().map(|m| m.step).collect();
+    assert_eq!(steps, [3, 9]);
     assert!(run
         .data
         .metrics
@@ -257,4 +272,96 @@ fn sqlite_latest_values_are_read_your_writes() {
         .expect("search");
     let found: Vec<&str> = page.items.iter().map(|r| r.info.run_id.as_str()).collect();
     assert_eq!(found, vec![ids[2].as_str(), ids[1].as_str()]);
+}
+
+/// The fold packs plain history into one chunk per (run, key); points linked to a logged model
+/// stay rows (logged-model search reads them). History reads merge both, in step order, and
+/// page through the merge.
+#[test]
+fn sqlite_history_is_packed_per_key_and_merged_on_read() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqlStore::open(&uri(&dir), &OpenOptions::default()).expect("open");
+    let exp_id = store.create_experiment("packed", None, &[]).expect("exp");
+    let run = store
+        .create_run(&kiln_store::NewRun {
+            experiment_id: exp_id,
+            user_id: "u".into(),
+            run_name: None,
+            start_time: 1,
+            tags: Vec::new(),
+        })
+        .expect("run");
+    let id = run.info.run_id;
+    // Three batches of 10 keys x 100 steps, logged newest-first so the read has to sort.
+    for b in (0..3i64).rev() {
+        let metrics: Vec<Metric> = (0..100i64)
+            .flat_map(|s| {
+                (0..10).map(move |k| {
+                    #[allow(clippy::cast_precision_loss)]
+                    let v = (b * 100 + s) as f64;
+                    Metric::new(format!("m{k}"), v, 1_000 + b, b * 100 + s)
+                })
+            })
+            .collect();
+        store.log_batch(&id, &metrics, &[], &[]).expect("log");
+        store.get_run(&id).expect("fold");
+    }
+    let mut linked = Metric::new("m0", -1.0, 5, 150);
+    linked.model_id = Some("m-abc".into());
+    store
+        .log_batch(&id, &[linked], &[], &[])
+        .expect("log linked");
+
+    let all = store
+        .get_metric_history(
+            &id,
+            "m0",
+            &kiln_store::PageRequest {
+                max_results: 10_000,
+                offset: 0,
+            },
+        )
+        .expect("history");
+    assert_eq!(all.items.len(), 301);
+    assert!(all.next_page_token.is_none());
+    let steps: Vec<i64> = all.items.iter().map(|m| m.step).collect();
+    let mut sorted = steps.clone();
+    sorted.sort_unstable();
+    assert_eq!(steps, sorted);
+    let at150: Vec<(f64, Option<&str>)> = all
+        .items
+        .iter()
+        .filter(|m| m.step == 150)
+        .map(|m| (m.value, m.model_id.as_deref()))
+        .collect();
+    assert_eq!(at150, [(-1.0, Some("m-abc")), (150.0, None)]);
+    // Pages of the merged history.
+    let p2 = store
+        .get_metric_history(
+            &id,
+            "m0",
+            &kiln_store::PageRequest {
+                max_results: 100,
+                offset: 100,
+            },
+        )
+        .expect("page 2");
+    assert_eq!(p2.items.len(), 100);
+    assert_eq!(p2.items[0].step, steps[100]);
+    assert!(p2.next_page_token.is_some());
+
+    let conn = rusqlite::Connection::open(dir.path().join("kiln.db")).expect("raw open");
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).expect(sql) };
+    assert_eq!(
+        count("SELECT COUNT(*) FROM metric_chunks"),
+        30,
+        "one chunk per key per fold"
+    );
+    assert_eq!(count("SELECT SUM(n) FROM metric_chunks"), 3_000);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM metrics"),
+        1,
+        "only the linked point is a row"
+    );
+    assert_eq!(count("SELECT COUNT(*) FROM metrics_staged"), 0);
 }
