@@ -10,14 +10,18 @@
 //! Points linked to a logged model or a dataset stay rows in `metrics` (logged-model search
 //! reads them by `model_id`), as does history written before v5 and all PostgreSQL history.
 //! [`history_tx`] merges both sources.
+//!
+//! Staging is packed too: a log-batch commits its plain points as one `metrics_staged_batches`
+//! row (`(key, step, timestamp, value)` records), one insert instead of a row per point, and the
+//! fold decodes those in memory.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use kiln_store::{StoreError, StoreResult};
 use kiln_types::Metric;
 
 use crate::db::{Tx, Val};
-use crate::tracking::metric_value;
+use crate::tracking::{insert_history_into_tx, metric_value, newer, upsert_latest_tx};
 
 /// The first byte of every chunk: its layout, so a later one can change it.
 const FORMAT: u8 = 1;
@@ -36,16 +40,125 @@ fn le8(b: &[u8]) -> [u8; 8] {
     a
 }
 
-/// The points of one chunk, in logging order.
-fn decode(blob: &[u8]) -> StoreResult<Vec<(i64, i64, f64)>> {
-    let corrupt = |what: &str| {
-        StoreError::Backend {
+/// The first byte of a staged batch.
+const STAGED_FORMAT: u8 = 1;
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Backend {
         message: format!(
-            "A packed metric history chunk is corrupt ({what}); was the database modified outside kiln?"
+            "Packed metric history is corrupt ({what}); was the database modified outside kiln?"
         ),
         source: Box::new(std::io::Error::from(std::io::ErrorKind::InvalidData)),
     }
+}
+
+/// A staged batch: per point, key length (u16), key, then step, timestamp, value.
+fn encode_staged(metrics: &[&Metric]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(
+        1 + metrics
+            .iter()
+            .map(|m| 2 + m.key.len() + POINT_BYTES)
+            .sum::<usize>(),
+    );
+    out.push(STAGED_FORMAT);
+    for m in metrics {
+        // Keys are validated to at most 250 bytes before they get here.
+        let len = u16::try_from(m.key.len()).unwrap_or(u16::MAX);
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&m.key.as_bytes()[..usize::from(len)]);
+        encode_point(&mut out, m.step, m.timestamp, m.value);
+    }
+    out
+}
+
+/// Calls `f(key, step, timestamp, value)` for each point of a staged batch, in logging order.
+fn decode_staged(blob: &[u8], mut f: impl FnMut(&str, i64, i64, f64)) -> StoreResult<()> {
+    let Some((&format, mut rest)) = blob.split_first() else {
+        return Err(corrupt("empty staged batch"));
     };
+    if format != STAGED_FORMAT {
+        return Err(corrupt(&format!("unknown staged layout {format}")));
+    }
+    while !rest.is_empty() {
+        if rest.len() < 2 {
+            return Err(corrupt("truncated staged batch"));
+        }
+        let len = usize::from(u16::from_le_bytes([rest[0], rest[1]]));
+        let end = 2 + len + POINT_BYTES;
+        if rest.len() < end {
+            return Err(corrupt("truncated staged batch"));
+        }
+        let key =
+            std::str::from_utf8(&rest[2..2 + len]).map_err(|_| corrupt("key is not UTF-8"))?;
+        let p = &rest[2 + len..end];
+        f(
+            key,
+            i64::from_le_bytes(le8(&p[0..8])),
+            i64::from_le_bytes(le8(&p[8..16])),
+            f64::from_bits(u64::from_le_bytes(le8(&p[16..24]))),
+        );
+        rest = &rest[end..];
+    }
+    Ok(())
+}
+
+/// Stage a log-batch's history (same transaction as the run's pending marker): plain points as
+/// one packed row, points linked to a model or dataset as rows of `metrics_staged`.
+pub(crate) fn stage_tx(tx: &mut dyn Tx, run_id: &str, metrics: &[Metric]) -> StoreResult<()> {
+    let linked =
+        |m: &Metric| m.model_id.is_some() || m.dataset_name.is_some() || m.dataset_digest.is_some();
+    let plain: Vec<&Metric> = metrics.iter().filter(|m| !linked(m)).collect();
+    if plain.len() < metrics.len() {
+        let rows: Vec<Metric> = metrics.iter().filter(|m| linked(m)).cloned().collect();
+        insert_history_into_tx(tx, "metrics_staged", run_id, &rows)?;
+    }
+    if !plain.is_empty() {
+        tx.exec(
+            "INSERT INTO metrics_staged_batches (run_uuid, n, points) VALUES (?, ?, ?)",
+            &[
+                Val::from(run_id),
+                Val::Int(i64::try_from(plain.len()).unwrap_or(i64::MAX)),
+                Val::Blob(encode_staged(&plain)),
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// The newest staged point of every (run, key) for runs still marked pending, folded into
+/// `latest_metrics` (crash recovery; the upsert only moves values forward).
+pub(crate) fn recover_staged_latest_tx(tx: &mut dyn Tx) -> StoreResult<()> {
+    let rows = tx.query(
+        "SELECT b.run_uuid, r.experiment_id, b.points FROM metrics_staged_batches b \
+         JOIN runs r ON r.run_uuid = b.run_uuid \
+         WHERE b.run_uuid IN (SELECT run_uuid FROM latest_pending) ORDER BY b.id",
+        &[],
+    )?;
+    let mut runs: HashMap<String, (i64, HashMap<String, Metric>)> = HashMap::new();
+    for r in &rows {
+        let run = runs
+            .entry(r.text(0))
+            .or_insert_with(|| (r.int(1), HashMap::new()));
+        decode_staged(r.blob(2), |key, step, timestamp, value| {
+            let m = Metric::new(key, value, timestamp, step);
+            match run.1.get_mut(key) {
+                Some(cur) if !newer(&m, cur) => {}
+                Some(cur) => *cur = m,
+                None => {
+                    run.1.insert(key.to_string(), m);
+                }
+            }
+        })?;
+    }
+    for (run_id, (experiment_id, latest)) in &runs {
+        let candidates: Vec<&Metric> = latest.values().collect();
+        upsert_latest_tx(tx, run_id, *experiment_id, &candidates)?;
+    }
+    Ok(())
+}
+
+/// The points of one chunk, in logging order.
+fn decode(blob: &[u8]) -> StoreResult<Vec<(i64, i64, f64)>> {
     let Some((&format, body)) = blob.split_first() else {
         return Err(corrupt("empty"));
     };
@@ -78,24 +191,44 @@ pub(crate) fn move_staged_tx(tx: &mut dyn Tx) -> StoreResult<u64> {
          ORDER BY run_uuid, key, step, timestamp, rowid",
         &[],
     )?;
+    // Sorted by (run, key), so the chunk index is written in order.
+    let mut chunks: BTreeMap<(String, String), (i64, Vec<u8>)> = BTreeMap::new();
+    let mut add = |run_id: &str, key: &str, step: i64, timestamp: i64, value: f64| {
+        let slot = chunks
+            .entry((run_id.to_string(), key.to_string()))
+            .or_insert_with(|| (0, vec![FORMAT]));
+        slot.0 += 1;
+        encode_point(&mut slot.1, step, timestamp, value);
+    };
+    // Plain rows staged by v4 (before packed staging), then packed batches, in logging order.
     let rows = tx.query(
         "SELECT run_uuid, key, value, is_nan, timestamp, step FROM metrics_staged \
          WHERE model_id IS NULL AND dataset_name IS NULL AND dataset_digest IS NULL ORDER BY rowid",
         &[],
     )?;
-    if rows.is_empty() && linked == 0 {
-        return Ok(0);
-    }
-    // Sorted by (run, key), so the chunk index is written in order.
-    let mut chunks: BTreeMap<(String, String), (i64, Vec<u8>)> = BTreeMap::new();
+    let mut moved = linked + rows.len() as u64;
     for r in &rows {
-        let slot = chunks.entry((r.text(0), r.text(1))).or_insert_with(|| {
-            let mut b = Vec::with_capacity(1 + 16 * POINT_BYTES);
-            b.push(FORMAT);
-            (0, b)
-        });
-        slot.0 += 1;
-        encode_point(&mut slot.1, r.int(5), r.int(4), metric_value(r, 2, 3));
+        add(
+            &r.text(0),
+            &r.text(1),
+            r.int(5),
+            r.int(4),
+            metric_value(r, 2, 3),
+        );
+    }
+    let batches = tx.query(
+        "SELECT run_uuid, points FROM metrics_staged_batches ORDER BY id",
+        &[],
+    )?;
+    for b in &batches {
+        let run_id = b.text(0);
+        decode_staged(b.blob(1), |key, step, timestamp, value| {
+            moved += 1;
+            add(&run_id, key, step, timestamp, value);
+        })?;
+    }
+    if moved == 0 {
+        return Ok(0);
     }
     for ((run_id, key), (n, points)) in chunks {
         tx.exec(
@@ -109,7 +242,8 @@ pub(crate) fn move_staged_tx(tx: &mut dyn Tx) -> StoreResult<u64> {
         )?;
     }
     tx.exec("DELETE FROM metrics_staged", &[])?;
-    Ok(linked + rows.len() as u64)
+    tx.exec("DELETE FROM metrics_staged_batches", &[])?;
+    Ok(moved)
 }
 
 /// The full history of one `(run, key)`, ordered by step, then timestamp, then logging order.
@@ -175,6 +309,32 @@ mod tests {
             assert_eq!((g.0, g.1), (p.0, p.1));
             assert!(g.2 == p.2 || (g.2.is_nan() && p.2.is_nan()));
         }
+    }
+
+    #[test]
+    fn staged_batches_round_trip_and_reject_truncation() {
+        let ms = [
+            Metric::new("loss", 0.25, 10, 1),
+            Metric::new("ñ/acc", f64::NAN, 11, 2),
+        ];
+        let refs: Vec<&Metric> = ms.iter().collect();
+        let blob = encode_staged(&refs);
+        let mut got = Vec::new();
+        decode_staged(&blob, |k, s, t, v| got.push((k.to_string(), s, t, v))).expect("decode");
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            (got[0].0.as_str(), got[0].1, got[0].2, got[0].3),
+            ("loss", 1, 10, 0.25)
+        );
+        assert_eq!((got[1].0.as_str(), got[1].1, got[1].2), ("ñ/acc", 2, 11));
+        assert!(got[1].3.is_nan());
+        // Every cut inside a record is refused; a cut between records is a shorter batch.
+        let first_end = 1 + 2 + "loss".len() + POINT_BYTES;
+        for cut in 1..blob.len() {
+            let r = decode_staged(&blob[..cut], |_, _, _, _| {});
+            assert_eq!(r.is_ok(), cut == 1 || cut == first_end, "cut at {cut}");
+        }
+        assert!(decode_staged(&[], |_, _, _, _| {}).is_err());
     }
 
     #[test]

@@ -26,7 +26,7 @@ use kiln_store::StoreResult;
 use kiln_types::Metric;
 
 use crate::db::{SqliteDb, Tx, Val};
-use crate::tracking::{insert_history_into_tx, newer, upsert_latest_tx, LATEST_IS_NEWER};
+use crate::tracking::{newer, upsert_latest_tx, LATEST_IS_NEWER};
 
 /// How long candidates may wait before the background fold.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
@@ -129,15 +129,6 @@ impl LatestBuffer {
     }
 }
 
-/// Append a batch's history to the unindexed staging table (same transaction as the marker).
-pub(crate) fn stage_history_tx(
-    tx: &mut dyn Tx,
-    run_id: &str,
-    metrics: &[Metric],
-) -> StoreResult<()> {
-    insert_history_into_tx(tx, "metrics_staged", run_id, metrics)
-}
-
 /// Mark `run_id` as having history newer than its latest values (same transaction as the
 /// history rows).
 pub(crate) fn mark_pending_tx(tx: &mut dyn Tx, run_id: &str) -> StoreResult<()> {
@@ -208,6 +199,7 @@ pub(crate) fn recover_tx(tx: &mut dyn Tx) -> StoreResult<u64> {
                 &[],
             )?;
         }
+        crate::chunks::recover_staged_latest_tx(tx)?;
     }
     crate::chunks::move_staged_tx(tx)?;
     if marked > 0 {

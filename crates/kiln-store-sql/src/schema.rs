@@ -249,7 +249,9 @@ CREATE TABLE metrics_staged (
         // point made the fold's index inserts most of the cost of a deep log-batch. The fold now
         // packs the plain points staged for each (run, key) into one row here (see chunks.rs);
         // points linked to a logged model or dataset stay rows in `metrics`, as does history
-        // written before this version. Readers merge both. Unused on PostgreSQL.
+        // written before this version. Readers merge both. A log-batch stages its plain points
+        // as one packed row of `metrics_staged_batches` instead of a row each in
+        // `metrics_staged` (which keeps the linked ones). Unused on PostgreSQL.
         sql: r"
 CREATE TABLE metric_chunks (
     id {ID},
@@ -258,7 +260,13 @@ CREATE TABLE metric_chunks (
     n BIGINT NOT NULL,
     points {BLOB} NOT NULL
 );
-CREATE INDEX metric_chunks_run_key ON metric_chunks (run_uuid, key, id)
+CREATE INDEX metric_chunks_run_key ON metric_chunks (run_uuid, key, id);
+CREATE TABLE metrics_staged_batches (
+    id {ID},
+    run_uuid TEXT NOT NULL,
+    n BIGINT NOT NULL,
+    points {BLOB} NOT NULL
+)
 ",
     },
 ];

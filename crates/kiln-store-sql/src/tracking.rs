@@ -887,7 +887,7 @@ impl RunStore for SqlStore {
                         let experiment_id = require_active_run(tx, run_id)?;
                         log_params_tx(tx, run_id, params)?;
                         if !metrics.is_empty() {
-                            crate::latest::stage_history_tx(tx, run_id, metrics)?;
+                            crate::chunks::stage_tx(tx, run_id, metrics)?;
                             crate::latest::mark_pending_tx(tx, run_id)?;
                         }
                         for t in tags {
