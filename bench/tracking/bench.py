@@ -523,11 +523,12 @@ def count_metric_rows(server: Server, run_ids: list[str]) -> int:
         n = sum(
             c.execute(f"SELECT COUNT(*) FROM {t} WHERE run_uuid IN ({marks})", run_ids).fetchone()[0] for t in tables
         )
-        # From schema v5 the fold packs plain history into one `metric_chunks` row per (run, key)
-        # holding `n` points.
-        if c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'metric_chunks'").fetchone():
-            n += c.execute(f"SELECT COALESCE(SUM(n), 0) FROM metric_chunks WHERE run_uuid IN ({marks})",
-                           run_ids).fetchone()[0]
+        # From schema v5 a log-batch stages its points as one `metrics_staged_batches` row and the
+        # fold packs them into one `metric_chunks` row per (run, key); both hold `n` points.
+        for t in ("metric_chunks", "metrics_staged_batches"):
+            if c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (t,)).fetchone():
+                n += c.execute(f"SELECT COALESCE(SUM(n), 0) FROM {t} WHERE run_uuid IN ({marks})",
+                               run_ids).fetchone()[0]
         c.execute("COMMIT")
         return n
     finally:
