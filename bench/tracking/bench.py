@@ -809,6 +809,13 @@ def run_all(a, cfg, tmp: Path, mlflow: Server, kiln: Server, sampler: RssSampler
                 except sqlite3.Error as e:
                     r["rows_persisted"] = f"error: {e}"
                 ingest[key][s.name].append(r)
+                if key == "log_metric_c1" and s is kiln:
+                    # The machine's own floor for one keep-alive connection: a no-op request.
+                    hp = subprocess.run(["wrk", "-t1", "-c1", f"-d{secs}s", f"http://127.0.0.1:{s.port}/health"],
+                                        capture_output=True, text=True, timeout=secs + 60)
+                    hm = re.search(r"Requests/sec:\s+([\d.]+)", hp.stdout)
+                    if hm:
+                        ingest[key].setdefault("kiln_health_rps", []).append(float(hm.group(1)))
                 unit = "metrics/s" if kind == "batch" else "req/s"
                 log(f"  rep {rep + 1} {s.name:6s}: {r['rate']:10.1f} {unit}  ({r['ok']} ok in {r['secs']:.1f}s, "
                     f"p50 {r.get('lat_p50_us', 0) / 1000:.2f} ms, p99 {r.get('lat_p99_us', 0) / 1000:.2f} ms, "
@@ -1052,6 +1059,13 @@ def print_summary(res: dict, rows: list[dict]) -> None:
         if wb:
             print("Bytes written to storage by the serving process (/proc/<pid>/io), median rep:")
             print("\n".join(wb))
+    c1 = ing.get("log_metric_c1", {})
+    if c1.get("kiln_health_rps") and c1.get("kiln_median"):
+        h = statistics.median(c1["kiln_health_rps"])
+        m = c1.get("mlflow_median")
+        need = f"; 200x MLflow here would need {200 * m:,.0f} req/s" if m else ""
+        print(f"\nHTTP round-trip floor, 1 keep-alive conn: kiln GET /health (no store call) {h:,.0f} req/s; "
+              f"log-metric reaches {100 * c1['kiln_median'] / h:.0f}% of it{need}.")
     if ERRORS:
         print(f"\n{len(ERRORS)} error(s):")
         for e in ERRORS:

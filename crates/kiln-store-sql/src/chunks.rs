@@ -131,7 +131,7 @@ pub(crate) fn recover_staged_latest_tx(tx: &mut dyn Tx) -> StoreResult<()> {
     let rows = tx.query(
         "SELECT b.run_uuid, r.experiment_id, b.points FROM metrics_staged_batches b \
          JOIN runs r ON r.run_uuid = b.run_uuid \
-         WHERE b.run_uuid IN (SELECT run_uuid FROM latest_pending) ORDER BY b.id",
+         WHERE b.run_uuid IN (SELECT run_uuid FROM latest_pending) ORDER BY b.rowid",
         &[],
     )?;
     let mut runs: HashMap<String, (i64, HashMap<String, Metric>)> = HashMap::new();
@@ -217,7 +217,7 @@ pub(crate) fn move_staged_tx(tx: &mut dyn Tx) -> StoreResult<u64> {
         );
     }
     let batches = tx.query(
-        "SELECT run_uuid, points FROM metrics_staged_batches ORDER BY id",
+        "SELECT run_uuid, points FROM metrics_staged_batches ORDER BY rowid",
         &[],
     )?;
     for b in &batches {

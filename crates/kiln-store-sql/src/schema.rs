@@ -251,7 +251,8 @@ CREATE TABLE metrics_staged (
         // points linked to a logged model or dataset stay rows in `metrics`, as does history
         // written before this version. Readers merge both. A log-batch stages its plain points
         // as one packed row of `metrics_staged_batches` instead of a row each in
-        // `metrics_staged` (which keeps the linked ones). Unused on PostgreSQL.
+        // `metrics_staged` (which keeps the linked ones); ordered by rowid, without AUTOINCREMENT's
+        // extra page write per insert. Unused on PostgreSQL.
         sql: r"
 CREATE TABLE metric_chunks (
     id {ID},
@@ -262,7 +263,6 @@ CREATE TABLE metric_chunks (
 );
 CREATE INDEX metric_chunks_run_key ON metric_chunks (run_uuid, key, id);
 CREATE TABLE metrics_staged_batches (
-    id {ID},
     run_uuid TEXT NOT NULL,
     n BIGINT NOT NULL,
     points {BLOB} NOT NULL
