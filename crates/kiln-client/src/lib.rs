@@ -7,6 +7,12 @@
 //! assert_eq!(exp.experiment_id, "0");
 //! ```
 
+mod blob;
+mod store;
+
+pub use blob::HttpBlobStore;
+pub use store::RestStore;
+
 use kiln_api::{ApiError, ErrorBody, API_PREFIX};
 use kiln_store::Page;
 use kiln_types::{ErrorCode, Experiment, Metric, Run};
@@ -41,7 +47,7 @@ impl ClientError {
 /// A tracking server client.
 #[derive(Debug, Clone)]
 pub struct Client {
-    base: String,
+    pub(crate) base: String,
     http: reqwest::blocking::Client,
 }
 
@@ -105,7 +111,7 @@ impl Client {
         })
     }
 
-    fn get<T: DeserializeOwned>(
+    pub(crate) fn get<T: DeserializeOwned>(
         &self,
         path: &str,
         query: &[(&str, &str)],
@@ -114,12 +120,30 @@ impl Client {
         Self::handle(&url, self.http.get(&url).query(query).send())
     }
 
-    fn post<T: DeserializeOwned>(&self, path: &str, body: &Value) -> Result<T, ClientError> {
-        let url = format!("{}{API_PREFIX}/{path}", self.base);
-        Self::handle(&url, self.http.post(&url).json(body).send())
+    pub(crate) fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> Result<T, ClientError> {
+        self.send(reqwest::Method::POST, path, body)
     }
 
-    fn field<T: DeserializeOwned>(&self, mut v: Value, key: &str) -> Result<T, ClientError> {
+    /// A request with a JSON body (MLflow's PATCH and DELETE endpoints take one too).
+    pub(crate) fn send<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+    ) -> Result<T, ClientError> {
+        let url = format!("{}{API_PREFIX}/{path}", self.base);
+        Self::handle(&url, self.http.request(method, &url).json(body).send())
+    }
+
+    pub(crate) fn field<T: DeserializeOwned>(
+        &self,
+        mut v: Value,
+        key: &str,
+    ) -> Result<T, ClientError> {
         let inner = v.get_mut(key).map(Value::take).unwrap_or(Value::Null);
         serde_json::from_value(inner).map_err(|e| ClientError::Protocol {
             url: self.base.clone(),

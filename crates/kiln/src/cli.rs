@@ -441,6 +441,9 @@ pub(crate) struct TuneArgs {
 #[derive(Debug, Clone, Args)]
 pub(crate) struct StoreArgs {
     /// Metadata store: `sqlite:///abs/path/kiln.db` or `postgresql://user[:pass]@host:port/db`.
+    /// `train`, `tune`, `evaluate`, `predict`, `serve` and `models` also take a tracking server,
+    /// `http://host:5000`: runs, models and aliases then go through its REST API and artifacts
+    /// through its artifact proxy (--artifacts-destination is the server's business).
     /// Default: `.kiln/kiln.db` under the current directory.
     #[arg(long, env = EnvVars::BACKEND_STORE_URI, value_name = "URI")]
     pub(crate) backend_store_uri: Option<String>,

@@ -522,3 +522,140 @@ fn served_alias_follows_promotion_and_rollback() {
     wait_for_version(&client, &server, "1");
     assert_eq!(predict(), p1);
 }
+
+/// The same workflow with every command pointed at a `kiln server` (a CI job and a central
+/// tracking server): runs, versions and aliases go through its REST API and model artifacts
+/// through its artifact proxy into the server's own store; `kiln serve` follows the alias
+/// through the server too.
+#[test]
+fn workflow_through_a_tracking_server() {
+    let srv = tempfile::tempdir().expect("server dir");
+    let tracking = start_server(srv.path(), &["server", "--port", "0"]);
+    let dir = setup();
+    let d = dir.path();
+    let url = tracking.addr.clone();
+    let via = |args: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = args.iter().map(|s| (*s).to_string()).collect();
+        v.extend(["--backend-store-uri".to_string(), url.clone()]);
+        v
+    };
+    let run = |args: &[&str], want: i32| -> Value {
+        let owned = via(args);
+        let refs: Vec<&str> = owned.iter().map(String::as_str).collect();
+        json(d, &refs, want)
+    };
+    let mut train_args = vec![
+        "train",
+        "--data",
+        "train.csv",
+        "--target",
+        "churned",
+        "--task",
+        "classification",
+        "--register",
+        "churn",
+        "--json",
+    ];
+    let weak = [train_args.clone(), WEAK.to_vec()].concat();
+    train_args.extend_from_slice(GOOD);
+    assert_eq!(run(&weak, 0)["registered"]["version"], "1");
+    assert_eq!(run(&train_args, 0)["registered"]["version"], "2");
+    // Nothing landed in the client's directory: it all went to the server.
+    assert!(!d.join(".kiln").exists(), "a local store was created");
+
+    let list = run(&["models", "list", "--json"], 0);
+    assert_eq!(list[0]["name"], "churn", "{list}");
+    assert_eq!(list[0]["latest_version"], "2");
+    run(
+        &[
+            "models", "promote", "churn", "1", "--reason", "first", "--json",
+        ],
+        0,
+    );
+    // v2 beats v1 on the same data: both models come down through the artifact proxy.
+    let better = run(
+        &[
+            "models",
+            "promote",
+            "churn",
+            "2",
+            "--must-beat",
+            "champion",
+            "--on",
+            "test.csv",
+            "--json",
+        ],
+        0,
+    );
+    assert_eq!(better["moved"], true, "{better}");
+    assert_eq!(better["comparison"]["holder_version"], "1");
+    let back = run(&["models", "rollback", "churn", "--json"], 0);
+    assert_eq!(
+        (back["from"].as_str(), back["to"].as_str()),
+        (Some("2"), Some("1"))
+    );
+    let history = run(&["models", "history", "churn", "--json"], 0);
+    let events = history.as_array().map_or(0, Vec::len);
+    assert_eq!(events, 3, "{history}");
+
+    // The server's own store saw it all: the alias, and the model files under its artifacts.
+    let db = format!("sqlite:///{}", srv.path().join(".kiln/kiln.db").display());
+    let shown = json(
+        d,
+        &[
+            "models",
+            "show",
+            "churn",
+            "--alias",
+            "champion",
+            "--json",
+            "--backend-store-uri",
+            &db,
+        ],
+        0,
+    );
+    assert_eq!(shown["version"]["version"], "1", "{shown}");
+    let model_files = walk(&srv.path().join(".kiln/artifacts"))
+        .into_iter()
+        .filter(|p| p.ends_with("kiln-model.json"))
+        .count();
+    assert_eq!(
+        model_files, 2,
+        "one model per trained version in the server's artifacts"
+    );
+
+    // gc has to run where the data is.
+    let o = kiln(
+        d,
+        &via(&["gc"]).iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert!(text(&o).contains("--backend-store-uri"), "{}", text(&o));
+
+    // A serving replica that only knows the tracking server.
+    let serve = start_server(
+        d,
+        &via(&["serve", "models:/churn@champion", "--port", "0"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    let client = reqwest::blocking::Client::new();
+    wait_for_version(&client, &serve, "1");
+}
+
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p.display().to_string());
+        }
+    }
+    out
+}

@@ -111,6 +111,11 @@ fn api_routes() -> Router<AppState> {
                 .delete(registry::delete_alias)
                 .get(registry::get_by_alias),
         )
+        // kiln's own: the append-only alias history behind `kiln models history|rollback`.
+        .route(
+            "/registered-models/alias/history",
+            get(registry::alias_history),
+        )
         .route("/model-versions/create", post(registry::create_version))
         .route("/model-versions/get", get(registry::get_version))
         .route("/model-versions/update", patch(registry::update_version))

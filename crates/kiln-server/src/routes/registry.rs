@@ -155,6 +155,17 @@ pub(crate) async fn get_by_alias(
     Ok(Json(json!({ "model_version": version })))
 }
 
+/// Every move of `alias` on model `name`, oldest first: `{"events": [...]}`.
+pub(crate) async fn alias_history(
+    State(s): State<AppState>,
+    Params(p): Params,
+) -> ApiResult<Json<Value>> {
+    let name = p.str("name")?;
+    let alias = p.str("alias")?;
+    let events = blocking(move || s.store.alias_history(&name, &alias)).await?;
+    Ok(Json(json!({ "events": events })))
+}
+
 pub(crate) async fn create_version(
     State(s): State<AppState>,
     Params(p): Params,

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use super::{locations, open_blobs, open_store, runtime, InputError};
+use super::{is_server_uri, locations, open_blobs, open_store, runtime, InputError};
 use crate::cli::GcArgs;
 use crate::printer::Printer;
 
@@ -22,6 +22,13 @@ pub(super) fn run(args: GcArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
         }
     };
     let loc = locations(&store)?;
+    if is_server_uri(&loc.backend) {
+        return Err(InputError(format!(
+            "`kiln gc` removes rows and artifacts for good, so it runs where they are, not through a tracking server (`{}`): pass the server's --backend-store-uri (sqlite:///… or postgresql://…) and --artifacts-destination",
+            crate::tracking::redact(&loc.backend)
+        ))
+        .into());
+    }
     let store = open_store(&loc.backend, false)?;
     let rt = runtime(Some(2))?;
     let report = rt.block_on(async {

@@ -99,6 +99,37 @@ pub(crate) fn open_store(
     Ok(Arc::new(store))
 }
 
+/// Whether `uri` names a tracking server rather than a database.
+pub(crate) fn is_server_uri(uri: &str) -> bool {
+    uri.starts_with("http://") || uri.starts_with("https://")
+}
+
+/// The metadata and artifact stores at `loc`: a database and an artifact store, or a tracking
+/// server (`http(s)://…`), whose REST API and artifact proxy then stand in for both (the
+/// artifact destination is the server's own). Call it outside `rt`'s async context: the REST
+/// store is a blocking client.
+pub(crate) fn open_tracking(
+    loc: &Locations,
+    rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<(
+    Arc<dyn kiln_store::TrackingStore>,
+    Arc<dyn kiln_blob::BlobStore>,
+)> {
+    if is_server_uri(&loc.backend) {
+        let store = kiln_client::RestStore::new(&loc.backend).with_context(|| {
+            format!(
+                "Failed to reach the tracking server `{}`",
+                crate::tracking::redact(&loc.backend)
+            )
+        })?;
+        let blobs = kiln_client::HttpBlobStore::new(&loc.backend)?;
+        return Ok((Arc::new(store), Arc::new(blobs)));
+    }
+    let store: Arc<dyn kiln_store::TrackingStore> = open_store(&loc.backend, false)?;
+    let blobs = rt.block_on(async { open_blobs(&loc.artifacts) })?;
+    Ok((store, blobs))
+}
+
 pub(crate) fn open_blobs(uri: &str) -> anyhow::Result<Arc<dyn kiln_blob::BlobStore>> {
     kiln_blob::open(uri).with_context(|| format!("Failed to open the artifact store `{uri}`"))
 }

@@ -12,27 +12,20 @@ use serde_json::json;
 
 use super::data::read_options;
 use super::train::tracker;
-use super::{format_ms, locations, open_store, InputError};
+use super::{format_ms, is_server_uri, locations, open_store, InputError};
 use crate::cli::{ModelsCommand, ModelsPromoteArgs, StoreArgs};
 use crate::printer::Printer;
 
 /// Exit code when a promotion gate fails.
 const EXIT_REFUSED: u8 = 1;
 
-/// The metadata store; a tracking-server URL is refused with a pointer to the alternative.
+/// The metadata store: a database, or a tracking server's REST API.
 fn store(args: &StoreArgs) -> anyhow::Result<Arc<dyn kiln_store::TrackingStore>> {
     let loc = locations(args)?;
-    refuse_http(&loc.backend)?;
-    Ok(open_store(&loc.backend, false)?)
-}
-
-fn refuse_http(uri: &str) -> Result<(), InputError> {
-    if uri.starts_with("http://") || uri.starts_with("https://") {
-        return Err(InputError(format!(
-            "`kiln models` works on the metadata store itself (`sqlite://…` or `postgresql://…`), not a tracking server URL (`{uri}`); pass --backend-store-uri with the server's store"
-        )));
+    if is_server_uri(&loc.backend) {
+        return Ok(Arc::new(kiln_client::RestStore::new(&loc.backend)?));
     }
-    Ok(())
+    Ok(open_store(&loc.backend, false)?)
 }
 
 fn user(arg: Option<String>) -> Option<String> {
@@ -380,7 +373,6 @@ fn promote(args: ModelsPromoteArgs, printer: &Printer) -> anyhow::Result<ExitCod
             .into());
         }
     }
-    refuse_http(&locations(&store_args)?.backend)?;
     let (tracker, _rt) = tracker(&store_args)?;
     let outcome = registry::promote(
         &tracker,

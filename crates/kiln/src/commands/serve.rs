@@ -10,7 +10,7 @@ use anyhow::Context;
 use kiln_serve::{Arm, Arms, Limits, LogConfig, ModelLoader, ModelRef, ServeState, TrackerLoader};
 use kiln_train::tracking::Tracker;
 
-use super::{locations, open_blobs, open_store, runtime};
+use super::{locations, open_tracking, runtime};
 use crate::cli::ServeArgs;
 use crate::printer::Printer;
 
@@ -55,8 +55,7 @@ pub(super) fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode
         || shadow.as_ref().is_some_and(ModelRef::needs_store);
     let tracker = if needs_store {
         let loc = locations(&store)?;
-        let blobs = rt.block_on(async { open_blobs(&loc.artifacts) })?;
-        let store: Arc<dyn kiln_store::TrackingStore> = open_store(&loc.backend, false)?;
+        let (store, blobs) = open_tracking(&loc, &rt)?;
         Some(Arc::new(Tracker {
             store,
             blobs,

@@ -1,7 +1,6 @@
 //! `kiln train`.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use kiln_train::artifact::KilnModel;
 use kiln_train::frame::Task;
@@ -12,7 +11,7 @@ use kiln_train::train::{train, HeldOut, ModelKind, TrainRequest};
 use kiln_types::{RunStatus, Tag};
 
 use super::data::read_options;
-use super::{locations, open_blobs, open_store, runtime, InputError};
+use super::{locations, open_tracking, runtime, InputError};
 use crate::cli::TrainArgs;
 use crate::printer::Printer;
 
@@ -56,8 +55,7 @@ pub(crate) fn tracker(
 ) -> anyhow::Result<(Tracker, tokio::runtime::Runtime)> {
     let loc = locations(store)?;
     let rt = runtime(Some(2))?;
-    let blobs = rt.block_on(async { open_blobs(&loc.artifacts) })?;
-    let store: Arc<dyn kiln_store::TrackingStore> = open_store(&loc.backend, false)?;
+    let (store, blobs) = open_tracking(&loc, &rt)?;
     let handle = rt.handle().clone();
     Ok((
         Tracker {
