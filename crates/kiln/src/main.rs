@@ -16,6 +16,13 @@ const EXIT_INPUT: u8 = 2;
 const EXIT_INTERNAL: u8 = 3;
 
 fn main() -> ExitCode {
+    // An error a library creates and then handles captures a backtrace whenever RUST_BACKTRACE
+    // is set; tract builds one per ONNX prediction (resolving the batch dimension), which cost
+    // `kiln serve` a quarter of its throughput. Panics keep their backtraces; set
+    // RUST_LIB_BACKTRACE=1 to get library ones too. Set before any thread starts.
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    }
     let cli = cli::Cli::parse();
     let default_level = if matches!(
         cli.command,
