@@ -1,9 +1,12 @@
-//! A blocking HTTP client for a kiln or MLflow tracking server ([`Client`]), used by the CLI when
-//! the tracking URI is `http(s)://…`. Errors carry the server's MLflow error code.
+//! kiln's store traits over a kiln (or MLflow) tracking server: [`RestStore`] for metadata over
+//! the REST API and [`HttpBlobStore`] for artifacts over the artifact proxy, used by the CLI when
+//! the store URI is `http(s)://…`. [`Client`] is the blocking transport underneath; its errors
+//! carry the server's MLflow error code.
 //!
 //! ```no_run
-//! let client = kiln_client::Client::new("http://127.0.0.1:5000").unwrap();
-//! let exp = client.get_experiment_by_name("Default").unwrap();
+//! use kiln_store::ExperimentStore;
+//! let store = kiln_client::RestStore::new("http://127.0.0.1:5000").unwrap();
+//! let exp = store.get_experiment_by_name("Default").unwrap();
 //! assert_eq!(exp.experiment_id, "0");
 //! ```
 
@@ -14,10 +17,9 @@ pub use blob::HttpBlobStore;
 pub use store::RestStore;
 
 use kiln_api::{ApiError, ErrorBody, API_PREFIX};
-use kiln_store::Page;
-use kiln_types::{ErrorCode, Experiment, Metric, Run};
+use kiln_types::ErrorCode;
 use serde::de::DeserializeOwned;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -149,124 +151,5 @@ impl Client {
             url: self.base.clone(),
             message: format!("field `{key}`: {e}"),
         })
-    }
-
-    pub fn get_experiment(&self, id: &str) -> Result<Experiment, ClientError> {
-        let v: Value = self.get("experiments/get", &[("experiment_id", id)])?;
-        self.field(v, "experiment")
-    }
-
-    pub fn get_experiment_by_name(&self, name: &str) -> Result<Experiment, ClientError> {
-        let v: Value = self.get("experiments/get-by-name", &[("experiment_name", name)])?;
-        self.field(v, "experiment")
-    }
-
-    pub fn create_experiment(
-        &self,
-        name: &str,
-        artifact_location: Option<&str>,
-    ) -> Result<String, ClientError> {
-        let mut body = json!({ "name": name });
-        if let Some(loc) = artifact_location {
-            body["artifact_location"] = json!(loc);
-        }
-        let v: Value = self.post("experiments/create", &body)?;
-        self.field(v, "experiment_id")
-    }
-
-    /// Every experiment in `view_type` (`ACTIVE_ONLY`, `DELETED_ONLY`, `ALL`), following pages.
-    pub fn search_experiments(&self, view_type: &str) -> Result<Vec<Experiment>, ClientError> {
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let mut body = json!({ "max_results": 1000, "view_type": view_type });
-            if let Some(t) = &token {
-                body["page_token"] = json!(t);
-            }
-            let v: Value = self.post("experiments/search", &body)?;
-            let next = v
-                .get("next_page_token")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            let items: Vec<Experiment> = if v.get("experiments").is_some() {
-                self.field(v, "experiments")?
-            } else {
-                Vec::new()
-            };
-            out.extend(items);
-            match next {
-                Some(t) if !t.is_empty() => token = Some(t),
-                _ => return Ok(out),
-            }
-        }
-    }
-
-    pub fn get_run(&self, run_id: &str) -> Result<Run, ClientError> {
-        let v: Value = self.get("runs/get", &[("run_id", run_id)])?;
-        self.field(v, "run")
-    }
-
-    pub fn search_runs(
-        &self,
-        experiment_ids: &[String],
-        filter: &str,
-        order_by: &[String],
-        max_results: u64,
-        page_token: Option<&str>,
-    ) -> Result<Page<Run>, ClientError> {
-        let mut body = json!({
-            "experiment_ids": experiment_ids,
-            "filter": filter,
-            "order_by": order_by,
-            "max_results": max_results,
-            "run_view_type": "ACTIVE_ONLY",
-        });
-        if let Some(t) = page_token {
-            body["page_token"] = json!(t);
-        }
-        let v: Value = self.post("runs/search", &body)?;
-        let next_page_token = v
-            .get("next_page_token")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        let items: Vec<Run> = if v.get("runs").is_some() {
-            self.field(v, "runs")?
-        } else {
-            Vec::new()
-        };
-        Ok(Page {
-            items,
-            next_page_token,
-        })
-    }
-
-    pub fn get_metric_history(&self, run_id: &str, key: &str) -> Result<Vec<Metric>, ClientError> {
-        let mut out = Vec::new();
-        let mut token = String::new();
-        loop {
-            let v: Value = self.get(
-                "metrics/get-history",
-                &[
-                    ("run_id", run_id),
-                    ("metric_key", key),
-                    ("max_results", "25000"),
-                    ("page_token", &token),
-                ],
-            )?;
-            let next = v
-                .get("next_page_token")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            let items: Vec<Metric> = if v.get("metrics").is_some() {
-                self.field(v, "metrics")?
-            } else {
-                Vec::new()
-            };
-            out.extend(items);
-            match next {
-                Some(t) if !t.is_empty() => token = t,
-                _ => return Ok(out),
-            }
-        }
     }
 }

@@ -1,4 +1,5 @@
-//! Read/create access for the CLI over either a store opened directly or a server's REST API.
+//! Read/create access for the CLI (`kiln experiments`, `kiln runs`) over the store traits: a
+//! store opened directly, or a server's REST API through [`kiln_client::RestStore`].
 
 use std::sync::Arc;
 
@@ -6,10 +7,7 @@ use anyhow::Context;
 use kiln_store::{ExperimentQuery, Page, PageRequest, RunQuery, TrackingStore};
 use kiln_types::{filter, Experiment, Run, ViewType};
 
-pub(crate) enum Tracking {
-    Store(Arc<dyn TrackingStore>),
-    Http(kiln_client::Client),
-}
+pub(crate) struct Tracking(Arc<dyn TrackingStore>);
 
 impl Tracking {
     pub(crate) fn open(uri: Option<&str>) -> anyhow::Result<Self> {
@@ -17,71 +15,56 @@ impl Tracking {
             Some(u) => u.to_string(),
             None => crate::commands::default_backend_uri()?,
         };
-        if uri.starts_with("http://") || uri.starts_with("https://") {
-            return Ok(Self::Http(kiln_client::Client::new(&uri)?));
+        if crate::commands::is_server_uri(&uri) {
+            return Ok(Self(Arc::new(kiln_client::RestStore::new(&uri)?)));
         }
         let store =
             kiln_store_sql::SqlStore::open(&uri, &kiln_store_sql::OpenOptions::default())
                 .with_context(|| format!("Failed to open the tracking store `{}`", redact(&uri)))?;
-        Ok(Self::Store(Arc::new(store)))
+        Ok(Self(Arc::new(store)))
     }
 
     /// Resolve an experiment by id or name.
     pub(crate) fn experiment(&self, id_or_name: &str) -> anyhow::Result<Experiment> {
-        let by_id = kiln_types::is_valid_experiment_id(id_or_name);
-        Ok(match self {
-            Self::Store(s) if by_id => s
-                .get_experiment(id_or_name)
-                .or_else(|_| s.get_experiment_by_name(id_or_name))?,
-            Self::Store(s) => s.get_experiment_by_name(id_or_name)?,
-            Self::Http(c) if by_id => c
-                .get_experiment(id_or_name)
-                .or_else(|_| c.get_experiment_by_name(id_or_name))?,
-            Self::Http(c) => c.get_experiment_by_name(id_or_name)?,
+        let s = &self.0;
+        Ok(if kiln_types::is_valid_experiment_id(id_or_name) {
+            s.get_experiment(id_or_name)
+                .or_else(|_| s.get_experiment_by_name(id_or_name))?
+        } else {
+            s.get_experiment_by_name(id_or_name)?
         })
     }
 
     pub(crate) fn experiments(&self, all: bool) -> anyhow::Result<Vec<Experiment>> {
-        match self {
-            Self::Store(s) => {
-                let mut out = Vec::new();
-                let mut offset = 0;
-                loop {
-                    let page = s.search_experiments(&ExperimentQuery {
-                        view: if all {
-                            ViewType::All
-                        } else {
-                            ViewType::ActiveOnly
-                        },
-                        page: PageRequest {
-                            max_results: 1000,
-                            offset,
-                        },
-                        ..ExperimentQuery::default()
-                    })?;
-                    offset += page.items.len() as u64;
-                    out.extend(page.items);
-                    if page.next_page_token.is_none() {
-                        return Ok(out);
-                    }
-                }
+        let mut out = Vec::new();
+        let mut offset = 0;
+        loop {
+            let page = self.0.search_experiments(&ExperimentQuery {
+                view: if all {
+                    ViewType::All
+                } else {
+                    ViewType::ActiveOnly
+                },
+                page: PageRequest {
+                    max_results: 1000,
+                    offset,
+                },
+                ..ExperimentQuery::default()
+            })?;
+            offset += page.items.len() as u64;
+            out.extend(page.items);
+            if page.next_page_token.is_none() {
+                return Ok(out);
             }
-            Self::Http(c) => Ok(c.search_experiments(if all { "ALL" } else { "ACTIVE_ONLY" })?),
         }
     }
 
     pub(crate) fn create_experiment(&self, name: &str) -> anyhow::Result<String> {
-        Ok(match self {
-            Self::Store(s) => s.create_experiment(name, None, &[])?,
-            Self::Http(c) => c.create_experiment(name, None)?,
-        })
+        Ok(self.0.create_experiment(name, None, &[])?)
     }
 
     pub(crate) fn run(&self, run_id: &str) -> anyhow::Result<Run> {
-        Ok(match self {
-            Self::Store(s) => s.get_run(run_id)?,
-            Self::Http(c) => c.get_run(run_id)?,
-        })
+        Ok(self.0.get_run(run_id)?)
     }
 
     pub(crate) fn search_runs(
@@ -91,34 +74,23 @@ impl Tracking {
         order_by: &[String],
         max: u64,
     ) -> anyhow::Result<Page<Run>> {
-        match self {
-            Self::Store(s) => {
-                let order = order_by
-                    .iter()
-                    .map(|o| filter::parse_order_by(o, filter::Target::Runs))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| crate::commands::InputError(format!("Invalid --order-by: {e}")))?;
-                let parsed = filter::parse_filter(filter_text, filter::Target::Runs)
-                    .map_err(|e| crate::commands::InputError(format!("Invalid --filter: {e}")))?;
-                Ok(s.search_runs(&RunQuery {
-                    experiment_ids: vec![experiment_id.to_string()],
-                    filter: parsed,
-                    order_by: order,
-                    view: ViewType::ActiveOnly,
-                    page: PageRequest {
-                        max_results: max,
-                        offset: 0,
-                    },
-                })?)
-            }
-            Self::Http(c) => Ok(c.search_runs(
-                &[experiment_id.to_string()],
-                filter_text,
-                order_by,
-                max,
-                None,
-            )?),
-        }
+        let order = order_by
+            .iter()
+            .map(|o| filter::parse_order_by(o, filter::Target::Runs))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| crate::commands::InputError(format!("Invalid --order-by: {e}")))?;
+        let parsed = filter::parse_filter(filter_text, filter::Target::Runs)
+            .map_err(|e| crate::commands::InputError(format!("Invalid --filter: {e}")))?;
+        Ok(self.0.search_runs(&RunQuery {
+            experiment_ids: vec![experiment_id.to_string()],
+            filter: parsed,
+            order_by: order,
+            view: ViewType::ActiveOnly,
+            page: PageRequest {
+                max_results: max,
+                offset: 0,
+            },
+        })?)
     }
 }
 
