@@ -273,6 +273,29 @@ impl SqliteDb {
             .writer
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Self::transact(&mut conn, f, after)
+    }
+
+    /// [`write_then`](Self::write_then) if no other write holds the writer right now, else
+    /// `None` (nothing done).
+    pub(crate) fn try_write_then<T>(
+        &self,
+        f: impl FnOnce(&mut dyn Tx) -> StoreResult<T>,
+        after: impl FnOnce(&T),
+    ) -> Option<StoreResult<T>> {
+        let mut conn = match self.writer.try_lock() {
+            Ok(conn) => conn,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        Some(Self::transact(&mut conn, f, after))
+    }
+
+    fn transact<T>(
+        conn: &mut rusqlite::Connection,
+        f: impl FnOnce(&mut dyn Tx) -> StoreResult<T>,
+        after: impl FnOnce(&T),
+    ) -> StoreResult<T> {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| db_err("starting a transaction", e))?;

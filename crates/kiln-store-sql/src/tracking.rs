@@ -739,6 +739,56 @@ fn log_params_tx(tx: &mut dyn Tx, run_id: &str, params: &[Param]) -> StoreResult
     Ok(())
 }
 
+/// MLflow's batch limits and key rules.
+fn validate_batch(metrics: &[Metric], params: &[Param], tags: &[Tag]) -> StoreResult<()> {
+    if metrics.len() > 1000
+        || params.len() > 100
+        || tags.len() > 100
+        || metrics.len() + params.len() + tags.len() > 1000
+    {
+        return Err(StoreError::invalid(format!(
+            "A batch logging request can contain at most 1000 metrics, 100 params, 100 tags and 1000 entries in total; \
+             got {} metrics, {} params and {} tags",
+            metrics.len(),
+            params.len(),
+            tags.len()
+        )));
+    }
+    for m in metrics {
+        validate_key("metric", &m.key)?;
+    }
+    for p in params {
+        validate_key("param", &p.key)?;
+    }
+    for t in tags {
+        validate_key("tag", &t.key)?;
+    }
+    Ok(())
+}
+
+/// SQLite's log-batch transaction: history staged with the run's pending marker in one commit
+/// (durable with it), latest values folded in behind (see latest.rs). Returns the experiment id
+/// for [`LatestBuffer::add`](crate::latest::LatestBuffer).
+fn sqlite_batch_tx<'a>(
+    run_id: &'a str,
+    metrics: &'a [Metric],
+    params: &'a [Param],
+    tags: &'a [Tag],
+) -> impl FnOnce(&mut dyn Tx) -> StoreResult<i64> + 'a {
+    move |tx| {
+        let experiment_id = require_active_run(tx, run_id)?;
+        log_params_tx(tx, run_id, params)?;
+        if !metrics.is_empty() {
+            crate::chunks::stage_tx(tx, run_id, metrics)?;
+            crate::latest::mark_pending_tx(tx, run_id)?;
+        }
+        for t in tags {
+            set_tag_tx(tx, run_id, t)?;
+        }
+        Ok(experiment_id)
+    }
+}
+
 impl RunStore for SqlStore {
     fn create_run(&self, new: &NewRun) -> StoreResult<Run> {
         let exp_id = parse_experiment_id(&new.experiment_id)?;
@@ -857,46 +907,12 @@ impl RunStore for SqlStore {
         params: &[Param],
         tags: &[Tag],
     ) -> StoreResult<()> {
-        if metrics.len() > 1000
-            || params.len() > 100
-            || tags.len() > 100
-            || metrics.len() + params.len() + tags.len() > 1000
-        {
-            return Err(StoreError::invalid(format!(
-                "A batch logging request can contain at most 1000 metrics, 100 params, 100 tags and 1000 entries in total; \
-                 got {} metrics, {} params and {} tags",
-                metrics.len(),
-                params.len(),
-                tags.len()
-            )));
-        }
-        for m in metrics {
-            validate_key("metric", &m.key)?;
-        }
-        for p in params {
-            validate_key("param", &p.key)?;
-        }
-        for t in tags {
-            validate_key("tag", &t.key)?;
-        }
+        validate_batch(metrics, params, tags)?;
         if let Some(db) = self.sqlite() {
-            // SQLite: history (durable with the commit) now, latest values folded in behind.
             return db
-                .write_then(
-                    |tx| {
-                        let experiment_id = require_active_run(tx, run_id)?;
-                        log_params_tx(tx, run_id, params)?;
-                        if !metrics.is_empty() {
-                            crate::chunks::stage_tx(tx, run_id, metrics)?;
-                            crate::latest::mark_pending_tx(tx, run_id)?;
-                        }
-                        for t in tags {
-                            set_tag_tx(tx, run_id, t)?;
-                        }
-                        Ok(experiment_id)
-                    },
-                    |experiment_id| db.latest.add(run_id, *experiment_id, metrics),
-                )
+                .write_then(sqlite_batch_tx(run_id, metrics, params, tags), |e| {
+                    db.latest.add(run_id, *e, metrics);
+                })
                 .map(|_| ());
         }
         self.write(|tx| {
@@ -908,6 +924,23 @@ impl RunStore for SqlStore {
             }
             Ok(())
         })
+    }
+
+    fn try_log_batch_now(
+        &self,
+        run_id: &str,
+        metrics: &[Metric],
+        params: &[Param],
+        tags: &[Tag],
+    ) -> Option<StoreResult<()>> {
+        if let Err(e) = validate_batch(metrics, params, tags) {
+            return Some(Err(e));
+        }
+        let db = self.sqlite()?;
+        let done = db.try_write_then(sqlite_batch_tx(run_id, metrics, params, tags), |e| {
+            db.latest.add(run_id, *e, metrics);
+        })?;
+        Some(done.map(|_| ()))
     }
 
     fn delete_tag(&self, run_id: &str, key: &str) -> StoreResult<()> {

@@ -71,6 +71,7 @@ macro_rules! __contract_cases {
             run_get_and_update
             run_delete_and_restore
             log_batch_is_atomic
+            try_log_batch_now_logs_or_declines
             params_relog_limits_and_truncation
             metric_history_order_and_pagination
             latest_metric_selection
@@ -1199,6 +1200,47 @@ pub fn metric_nan_and_infinity_round_trip(store: &dyn TrackingStore) {
     let r = get_run(store, &id);
     assert_search(store, &[&e], "metrics.pinf > 1000000", &[&r]);
     assert_search(store, &[&e], "metrics.ninf < -1000000", &[&r]);
+}
+
+/// try_log_batch_now either declines (`None`, nothing written) or does exactly what log_batch
+/// does, errors included.
+pub fn try_log_batch_now_logs_or_declines(store: &dyn TrackingStore) {
+    let e = create_exp(store, "try-now");
+    let id = run_id(&create_run(store, &e, "try-now", T0));
+    let metrics = [Metric::new("loss", 0.5, T0, 3)];
+    let params = [Param {
+        key: "lr".into(),
+        value: "0.1".into(),
+    }];
+    match store.try_log_batch_now(&id, &metrics, &params, &[]) {
+        Some(r) => ok(r, "try_log_batch_now"),
+        None => ok(store.log_batch(&id, &metrics, &params, &[]), "log_batch"),
+    }
+    let got = get_run(store, &id);
+    assert_eq!(got.data.metrics.len(), 1, "{:?}", got.data.metrics);
+    assert_eq!(got.data.metrics[0].step, 3);
+    assert_eq!(got.data.params.len(), 1);
+    // Refused the same way as log_batch, or declined.
+    if let Some(r) = store.try_log_batch_now("0123456789abcdef0123456789abcdef", &metrics, &[], &[])
+    {
+        not_found(r, "try_log_batch_now on an unknown run");
+    }
+    let conflicting = [Param {
+        key: "lr".into(),
+        value: "0.2".into(),
+    }];
+    if let Some(r) = store.try_log_batch_now(&id, &[], &conflicting, &[]) {
+        expect_err(
+            r,
+            ErrorCode::InvalidParameterValue,
+            "re-logging a param with a new value",
+        );
+    }
+    let history = ok(
+        store.get_metric_history(&id, "loss", &PageRequest::default()),
+        "history",
+    );
+    assert_eq!(history.items.len(), 1);
 }
 
 /// delete_tag removes one tag; a missing tag or run is RESOURCE_DOES_NOT_EXIST.

@@ -60,6 +60,18 @@ pub trait RunStore: Send + Sync {
         params: &[Param],
         tags: &[Tag],
     ) -> StoreResult<()>;
+    /// [`log_batch`](Self::log_batch) done right away when that needs no waiting (the embedded
+    /// store's writer is free), else `None`: an async caller then moves the call to a blocking
+    /// thread, and an idle server saves that hand-off on every small write.
+    fn try_log_batch_now(
+        &self,
+        _run_id: &str,
+        _metrics: &[Metric],
+        _params: &[Param],
+        _tags: &[Tag],
+    ) -> Option<StoreResult<()>> {
+        None
+    }
     fn delete_tag(&self, run_id: &str, key: &str) -> StoreResult<()>;
     fn log_inputs(&self, run_id: &str, datasets: &[DatasetInput]) -> StoreResult<()>;
     fn log_outputs(&self, run_id: &str, models: &[ModelOutput]) -> StoreResult<()>;
