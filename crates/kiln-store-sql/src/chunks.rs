@@ -192,11 +192,19 @@ pub(crate) fn move_staged_tx(tx: &mut dyn Tx) -> StoreResult<u64> {
         &[],
     )?;
     // Sorted by (run, key), so the chunk index is written in order.
-    let mut chunks: BTreeMap<(String, String), (i64, Vec<u8>)> = BTreeMap::new();
+    // Nested so that the lookups borrow: a fold sees the same few keys thousands of times.
+    let mut chunks: BTreeMap<String, BTreeMap<String, (i64, Vec<u8>)>> = BTreeMap::new();
     let mut add = |run_id: &str, key: &str, step: i64, timestamp: i64, value: f64| {
-        let slot = chunks
-            .entry((run_id.to_string(), key.to_string()))
-            .or_insert_with(|| (0, vec![FORMAT]));
+        let run = match chunks.get_mut(run_id) {
+            Some(run) => run,
+            None => chunks.entry(run_id.to_string()).or_default(),
+        };
+        let slot = match run.get_mut(key) {
+            Some(slot) => slot,
+            None => run
+                .entry(key.to_string())
+                .or_insert_with(|| (0, vec![FORMAT])),
+        };
         slot.0 += 1;
         encode_point(&mut slot.1, step, timestamp, value);
     };
@@ -230,16 +238,18 @@ pub(crate) fn move_staged_tx(tx: &mut dyn Tx) -> StoreResult<u64> {
     if moved == 0 {
         return Ok(0);
     }
-    for ((run_id, key), (n, points)) in chunks {
-        tx.exec(
-            "INSERT INTO metric_chunks (run_uuid, key, n, points) VALUES (?, ?, ?, ?)",
-            &[
-                Val::Text(run_id),
-                Val::Text(key),
-                Val::Int(n),
-                Val::Blob(points),
-            ],
-        )?;
+    for (run_id, keys) in chunks {
+        for (key, (n, points)) in keys {
+            tx.exec(
+                "INSERT INTO metric_chunks (run_uuid, key, n, points) VALUES (?, ?, ?, ?)",
+                &[
+                    Val::Text(run_id.clone()),
+                    Val::Text(key),
+                    Val::Int(n),
+                    Val::Blob(points),
+                ],
+            )?;
+        }
     }
     tx.exec("DELETE FROM metrics_staged", &[])?;
     tx.exec("DELETE FROM metrics_staged_batches", &[])?;

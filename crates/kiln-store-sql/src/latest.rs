@@ -83,7 +83,14 @@ impl LatestBuffer {
             match run.latest.get_mut(m.key.as_str()) {
                 Some(cur) => {
                     if newer(m, cur) {
-                        *cur = m.clone();
+                        // In place (same key; clone_from reuses buffers): no allocation per
+                        // metric on a training loop's steady state.
+                        cur.value = m.value;
+                        cur.timestamp = m.timestamp;
+                        cur.step = m.step;
+                        cur.model_id.clone_from(&m.model_id);
+                        cur.dataset_name.clone_from(&m.dataset_name);
+                        cur.dataset_digest.clone_from(&m.dataset_digest);
                     }
                 }
                 None => {
