@@ -428,7 +428,14 @@ fn per_column(values: &[f64], j: usize, default: f64) -> f64 {
 
 impl Trees {
     fn eval_row(&self, x: &[f64], out: &mut [f64]) -> TractResult<()> {
-        let mut counts = vec![0usize; self.n_out];
+        // Leaf counts matter only for Min/Max (an output no tree reached is 0); no allocation
+        // per row for the usual sums.
+        let minmax = matches!(self.aggregate, Aggregate::Min | Aggregate::Max);
+        let mut counts = if minmax {
+            vec![0usize; self.n_out]
+        } else {
+            Vec::new()
+        };
         let init = match self.aggregate {
             Aggregate::Sum | Aggregate::Average => 0.0,
             Aggregate::Min => f64::INFINITY,
@@ -472,7 +479,9 @@ impl Trees {
             };
             for (col, w) in leaf {
                 let slot = &mut out[*col];
-                counts[*col] += 1;
+                if minmax {
+                    counts[*col] += 1;
+                }
                 *slot = match self.aggregate {
                     Aggregate::Sum | Aggregate::Average => *slot + w,
                     Aggregate::Min => slot.min(*w),
@@ -486,7 +495,7 @@ impl Trees {
             out.iter_mut().for_each(|v| *v /= n);
         }
         for (j, v) in out.iter_mut().enumerate() {
-            if counts[j] == 0 && matches!(self.aggregate, Aggregate::Min | Aggregate::Max) {
+            if minmax && counts[j] == 0 {
                 *v = 0.0;
             }
             *v += per_column(&self.base, j, 0.0);
@@ -613,10 +622,10 @@ impl Kernel {
                 let mut out = Array2::<f64>::zeros((m.nrows(), t.n_out));
                 let mut winners = Vec::with_capacity(m.nrows());
                 let mut x = Vec::with_capacity(m.ncols());
+                let mut scores = vec![0.0; t.n_out];
                 for (row, mut o) in m.rows().into_iter().zip(out.rows_mut()) {
                     x.clear();
                     x.extend(row.iter().copied());
-                    let mut scores = vec![0.0; t.n_out];
                     t.eval_row(&x, &mut scores)?;
                     winners.push(argmax(&scores));
                     o.iter_mut().zip(&scores).for_each(|(a, b)| *a = *b);
