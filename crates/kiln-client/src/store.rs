@@ -54,8 +54,12 @@ fn to_store(e: ClientError) -> StoreError {
                 source: Box::new(e),
             },
         },
-        _ => StoreError::Backend {
-            message: e.to_string(),
+        ClientError::Http { .. } => StoreError::Backend {
+            message: "The tracking server did not answer".into(),
+            source: Box::new(e),
+        },
+        ClientError::Protocol { .. } => StoreError::Backend {
+            message: "The tracking server's answer was not what kiln expects (is it a kiln or MLflow server?)".into(),
             source: Box::new(e),
         },
     }
