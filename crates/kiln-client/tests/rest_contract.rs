@@ -101,5 +101,19 @@ fn unreachable_server_is_a_backend_error_naming_the_url() {
     let err = store
         .get_experiment("0")
         .expect_err("nothing listens on port 9");
-    assert!(err.to_string().contains("127.0.0.1:9"), "{err}");
+    assert!(
+        matches!(err, kiln_store::StoreError::Backend { .. }),
+        "{err:?}"
+    );
+    let mut chain = err.to_string();
+    let mut cause = std::error::Error::source(&err);
+    while let Some(c) = cause {
+        chain.push_str(&format!(" / {c}"));
+        cause = c.source();
+    }
+    assert!(
+        chain.starts_with("The tracking server did not answer"),
+        "{chain}"
+    );
+    assert!(chain.contains("127.0.0.1:9"), "{chain}");
 }
