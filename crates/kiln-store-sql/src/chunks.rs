@@ -256,12 +256,16 @@ pub(crate) fn move_staged_tx(tx: &mut dyn Tx) -> StoreResult<u64> {
     Ok(moved)
 }
 
-/// The full history of one `(run, key)`, ordered by step, then timestamp, then logging order.
-/// `None` when the key has no packed chunks (the caller pages in SQL instead).
-pub(crate) fn history_tx(
+/// One page (`skip`, then up to `take` points) of the history of one `(run, key)`, ordered by
+/// step, then timestamp, then logging order. `None` when the key has no packed chunks (the
+/// caller pages in SQL instead). Points are sorted as plain tuples; only the page becomes
+/// [`Metric`]s.
+pub(crate) fn history_page_tx(
     tx: &mut dyn Tx,
     run_id: &str,
     key: &str,
+    skip: usize,
+    take: usize,
 ) -> StoreResult<Option<Vec<Metric>>> {
     let args = [Val::from(run_id), Val::from(key)];
     let chunks = tx.query(
@@ -273,7 +277,7 @@ pub(crate) fn history_tx(
     }
     // Rows first: they are older than any chunk (or linked points, rare); the stable sort
     // keeps logging order among equal (step, timestamp).
-    let mut out: Vec<Metric> = tx
+    let rows: Vec<Metric> = tx
         .query(
             "SELECT value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest FROM metrics \
              WHERE run_uuid = ? AND key = ? ORDER BY step, timestamp, id",
@@ -288,13 +292,29 @@ pub(crate) fn history_tx(
             m
         })
         .collect();
+    // (step, timestamp, value, index into `rows`, or None for a packed point)
+    let mut points: Vec<(i64, i64, f64, Option<usize>)> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.step, m.timestamp, m.value, Some(i)))
+        .collect();
     for c in &chunks {
         for (step, timestamp, value) in decode(c.blob(0))? {
-            out.push(Metric::new(key, value, timestamp, step));
+            points.push((step, timestamp, value, None));
         }
     }
-    out.sort_by_key(|m| (m.step, m.timestamp));
-    Ok(Some(out))
+    points.sort_by_key(|p| (p.0, p.1));
+    Ok(Some(
+        points
+            .into_iter()
+            .skip(skip)
+            .take(take)
+            .map(|(step, timestamp, value, row)| match row {
+                Some(i) => rows[i].clone(),
+                None => Metric::new(key, value, timestamp, step),
+            })
+            .collect(),
+    ))
 }
 
 #[cfg(test)]

@@ -1026,10 +1026,9 @@ impl RunStore for SqlStore {
     ) -> StoreResult<Page<Metric>> {
         self.read(|tx| {
             require_run(tx, run_id)?;
-            if let Some(all) = crate::chunks::history_tx(tx, run_id, key)? {
-                let start = usize::try_from(page.offset).unwrap_or(usize::MAX);
-                let take = usize::try_from(page.max_results.saturating_add(1)).unwrap_or(usize::MAX);
-                let items = all.into_iter().skip(start).take(take).collect();
+            let skip = usize::try_from(page.offset).unwrap_or(usize::MAX);
+            let take = usize::try_from(page.max_results.saturating_add(1)).unwrap_or(usize::MAX);
+            if let Some(items) = crate::chunks::history_page_tx(tx, run_id, key, skip, take)? {
                 return Ok(finish_page(items, page));
             }
             let mut params = vec![Val::from(run_id), Val::from(key)];
