@@ -593,13 +593,9 @@ pub(crate) fn newer(c: &Metric, b: &Metric) -> bool {
             && (b.value.is_nan() || (!c.value.is_nan() && c.value >= b.value)))
 }
 
-/// Append `metrics` to the run's history (multi-row inserts, so a 1000-metric batch is ten
-/// statements, not a thousand). Latest values are left to the caller.
-fn insert_history_tx(tx: &mut dyn Tx, run_id: &str, metrics: &[Metric]) -> StoreResult<()> {
-    insert_history_into_tx(tx, "metrics", run_id, metrics)
-}
-
-/// History rows into `table`: `metrics`, or SQLite's unindexed `metrics_staged` (see latest.rs).
+/// History rows into `table` (`metrics`, or SQLite's `metrics_staged` for points linked to a
+/// model or dataset; see chunks.rs), as multi-row inserts so a 1000-metric batch is ten
+/// statements, not a thousand. Latest values are left to the caller.
 pub(crate) fn insert_history_into_tx(
     tx: &mut dyn Tx,
     table: &str,
@@ -641,7 +637,7 @@ fn log_metrics_tx(
     experiment_id: i64,
     metrics: &[Metric],
 ) -> StoreResult<()> {
-    insert_history_tx(tx, run_id, metrics)?;
+    insert_history_into_tx(tx, "metrics", run_id, metrics)?;
     // Reduce the batch to one candidate per key first (PostgreSQL refuses to upsert the same
     // row twice in one statement), then upsert with the same ordering rule.
     let mut latest: Vec<&Metric> = Vec::new();
