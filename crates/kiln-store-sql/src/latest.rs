@@ -1,21 +1,22 @@
-//! Write-behind of metric indexes on SQLite (and the background WAL checkpoints).
+//! Write-behind of metric history and latest values on SQLite (and the background WAL
+//! checkpoints).
 //!
 //! `latest_metrics` (one row per run and key, indexed by value for search) is derived from the
-//! metric history, and the history's `(run, key, step)` index costs one page write per key of a
-//! wide batch. So on the SQLite store a log-batch commits its history rows to the unindexed
-//! `metrics_staged` table plus a `latest_pending` marker for the run, then hands its per-key
-//! candidates to a [`LatestBuffer`]; a background thread folds them in shortly after (every
-//! [`FLUSH_INTERVAL`], or sooner when many keys wait): staged rows move into `metrics` in index
-//! order and candidates into `latest_metrics`. Training loops log the same keys step after step,
-//! so one fold covers many batches and writes each index page once, and the request path does
-//! a fraction of the index work.
+//! metric history, and writing history point by point costs an index entry per point. So on the
+//! SQLite store a log-batch commits its points staged (one packed row, see chunks.rs) plus a
+//! `latest_pending` marker for the run, then hands its per-key candidates to a [`LatestBuffer`];
+//! a background thread folds them in shortly after (every [`FLUSH_INTERVAL`], or sooner when many
+//! keys wait): staged points are packed into one `metric_chunks` row per (run, key) and the
+//! candidates go into `latest_metrics`. Training loops log the same keys step after step, so one
+//! fold covers many batches, and the request path does almost none of the index work.
 //!
 //! Consistency: every other store call (reads included) folds pending values in first, so a
 //! client that logs and then searches or reads a run sees its values and history. Durability: the
-//! staged history is in the same commit as the marker; opening the store moves staged rows and
-//! recomputes latest values from history for any run still marked (after a crash), so nothing
-//! acknowledged is lost. PostgreSQL upserts in
-//! the logging transaction instead: replicas share its database, not this process's memory.
+//! staged points are in the same commit as the marker, and the fold is one transaction; opening
+//! the store moves latest values forward from the staged points of any run still marked (after a
+//! crash) and then packs them, so nothing acknowledged is lost. PostgreSQL writes rows and
+//! latest values in the logging transaction instead: replicas share its database, not this
+//! process's memory.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
