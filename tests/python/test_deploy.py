@@ -190,6 +190,20 @@ def test_fixed_replicas_and_sqlite_volume():
     assert {"name": "data", "persistentVolumeClaim": {"claimName": "kiln-data"}} in dep["spec"]["template"]["spec"]["volumes"]
 
 
+def test_replicas_behind_a_tracking_server_carry_no_credentials():
+    docs = documents("churn", "--backend-store-uri", "http://kiln-tracking.ml.svc:5000")
+    c = container(docs["Deployment"])
+    e = env(c)
+    assert e["KILN_BACKEND_STORE_URI"] == {"name": "KILN_BACKEND_STORE_URI", "value": "http://kiln-tracking.ml.svc:5000"}
+    # Models come through the server's artifact proxy: no bucket, no AWS secret.
+    assert "KILN_ARTIFACTS_DESTINATION" not in e
+    assert "envFrom" not in c
+    proc = deploy("churn", "--backend-store-uri", "http://kiln-tracking:5000",
+                  "--artifacts-destination", "s3://b/k", check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "--artifacts-destination" in proc.stderr
+
+
 def test_output_directory_is_validated_by_the_cli(tmp_path):
     out = tmp_path / "k8s"
     proc = deploy("churn", "--output", str(out))

@@ -115,7 +115,8 @@ struct K8sSpec {
     port: u16,
     scaling: Scaling,
     store: Source,
-    artifacts: Source,
+    /// `None` when the store is a tracking server: its artifact proxy serves the models.
+    artifacts: Option<Source>,
     /// Secret loaded whole into the environment (optional), for S3 credentials.
     aws_secret: Option<String>,
     volume_claim: Option<String>,
@@ -244,15 +245,27 @@ impl K8sSpec {
             (None, None, Some(_)) => Source::Literal(format!("sqlite://{DATA_DIR}/kiln.db")),
             (None, None, None) => from_secret(STORE_URI_KEY),
         };
+        // Replicas pointed at a tracking server need no database or bucket credentials: models
+        // come through the server's artifact proxy.
+        let via_server = matches!(&store, Source::Literal(uri) if super::is_server_uri(uri));
         let artifacts = match (artifacts_destination, &secret, &volume_claim) {
-            (Some(uri), _, _) => Source::Literal(uri),
-            (None, _, Some(_)) => Source::Literal(format!("{DATA_DIR}/artifacts")),
-            (None, _, None) => from_secret(ARTIFACTS_KEY),
+            (Some(_), _, _) if via_server => {
+                return Err(InputError(
+                    "--artifacts-destination has no effect with a tracking server as the store: \
+                     the replicas read models through the server's artifact proxy; drop it"
+                        .into(),
+                ))
+            }
+            _ if via_server => None,
+            (Some(uri), _, _) => Some(Source::Literal(uri)),
+            (None, _, Some(_)) => Some(Source::Literal(format!("{DATA_DIR}/artifacts"))),
+            (None, _, None) => Some(from_secret(ARTIFACTS_KEY)),
         };
         // Credentials matter only for S3 (or a location not known here).
         let aws_secret = match &artifacts {
-            Source::Literal(uri) if !uri.starts_with("s3://") => None,
-            _ => Some(aws_secret),
+            None => None,
+            Some(Source::Literal(uri)) if !uri.starts_with("s3://") => None,
+            Some(_) => Some(aws_secret),
         };
 
         for (flag, value) in [
@@ -533,11 +546,10 @@ fn deployment(spec: &K8sSpec) -> Value {
         args.push(duration_flag(poll));
     }
 
-    let env = vec![
-        spec.store.env(crate::cli::EnvVars::BACKEND_STORE_URI),
-        spec.artifacts
-            .env(crate::cli::EnvVars::ARTIFACTS_DESTINATION),
-    ];
+    let mut env = vec![spec.store.env(crate::cli::EnvVars::BACKEND_STORE_URI)];
+    if let Some(artifacts) = &spec.artifacts {
+        env.push(artifacts.env(crate::cli::EnvVars::ARTIFACTS_DESTINATION));
+    }
 
     let requests = json!({"cpu": spec.cpu_request, "memory": spec.memory_request});
     let mut limits = json!({"memory": spec.memory_limit});
