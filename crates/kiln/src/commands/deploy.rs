@@ -248,19 +248,18 @@ impl K8sSpec {
         // Replicas pointed at a tracking server need no database or bucket credentials: models
         // come through the server's artifact proxy.
         let via_server = matches!(&store, Source::Literal(uri) if super::is_server_uri(uri));
-        let artifacts = match (artifacts_destination, &secret, &volume_claim) {
-            (Some(_), _, _) if via_server => {
-                return Err(InputError(
+        let artifacts =
+            match (artifacts_destination, &secret, &volume_claim) {
+                (Some(_), _, _) if via_server => return Err(InputError(
                     "--artifacts-destination has no effect with a tracking server as the store: \
                      the replicas read models through the server's artifact proxy; drop it"
                         .into(),
-                ))
-            }
-            _ if via_server => None,
-            (Some(uri), _, _) => Some(Source::Literal(uri)),
-            (None, _, Some(_)) => Some(Source::Literal(format!("{DATA_DIR}/artifacts"))),
-            (None, _, None) => Some(from_secret(ARTIFACTS_KEY)),
-        };
+                )),
+                _ if via_server => None,
+                (Some(uri), _, _) => Some(Source::Literal(uri)),
+                (None, _, Some(_)) => Some(Source::Literal(format!("{DATA_DIR}/artifacts"))),
+                (None, _, None) => Some(from_secret(ARTIFACTS_KEY)),
+            };
         // Credentials matter only for S3 (or a location not known here).
         let aws_secret = match &artifacts {
             None => None,
