@@ -5,6 +5,8 @@
 use futures::StreamExt;
 use kiln_blob::{BlobEntry, BlobError, BlobObject, BlobPath, BlobStore, ByteStream};
 
+use crate::encode_segment;
+
 const ARTIFACTS: &str = "/api/2.0/mlflow-artifacts/artifacts";
 
 /// The artifact proxy of the server at `base`.
@@ -30,18 +32,6 @@ impl HttpBlobStore {
         let encoded: Vec<String> = path.as_str().split('/').map(encode_segment).collect();
         format!("{}{ARTIFACTS}/{}", self.base, encoded.join("/"))
     }
-}
-
-fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 fn io_err(path: &str, e: impl std::error::Error + Send + Sync + 'static) -> BlobError {

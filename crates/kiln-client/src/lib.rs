@@ -21,6 +21,18 @@ use kiln_types::ErrorCode;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+/// Everything but RFC 3986's unreserved characters is escaped in one URL path segment.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// One URL path segment (a logged model id, a tag key, an artifact path component), escaped.
+pub(crate) fn encode_segment(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The server answered with an MLflow error.
@@ -34,16 +46,6 @@ pub enum ClientError {
     },
     #[error("Unexpected response from `{url}`: {message}")]
     Protocol { url: String, message: String },
-}
-
-impl ClientError {
-    /// The MLflow error code, when the server sent one.
-    pub fn code(&self) -> Option<ErrorCode> {
-        match self {
-            Self::Api(e) => Some(e.code),
-            _ => None,
-        }
-    }
 }
 
 /// A tracking server client.
@@ -151,5 +153,16 @@ impl Client {
             url: self.base.clone(),
             message: format!("field `{key}`: {e}"),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn segments_escape_all_but_unreserved_bytes() {
+        assert_eq!(
+            super::encode_segment("Az09-_.~ /?#%ñ"),
+            "Az09-_.~%20%2F%3F%23%25%C3%B1"
+        );
     }
 }

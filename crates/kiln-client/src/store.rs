@@ -11,7 +11,7 @@ use kiln_store::{
     LoggedModelStore, NameQuery, NewLoggedModel, NewModelVersion, NewRun, Page, PageRequest,
     RegistryStore, RunQuery, RunStore, RunUpdate, StoreError, StoreResult, TrackingStore,
 };
-use kiln_types::filter::{Filter, OrderBy};
+use kiln_types::filter::OrderBy;
 use kiln_types::{
     AliasEvent, DatasetInput, ErrorCode, Experiment, LoggedModel, LoggedModelStatus, Metric,
     ModelOutput, ModelVersion, PageToken, Param, RegisteredModel, Run, RunInfo, Tag, ViewType,
@@ -19,7 +19,7 @@ use kiln_types::{
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
-use crate::{Client, ClientError};
+use crate::{encode_segment, Client, ClientError};
 
 /// The store traits over a tracking server (kiln's, or MLflow's for what it implements).
 #[derive(Debug, Clone)]
@@ -79,10 +79,6 @@ fn token(page: &PageRequest) -> Option<String> {
 
 fn order_strings(order_by: &[OrderBy]) -> Vec<String> {
     order_by.iter().map(ToString::to_string).collect()
-}
-
-fn filter_string(f: &Filter) -> String {
-    f.to_string()
 }
 
 /// `{"<items>": [...], "next_page_token": "..."}` as a page (a missing list is empty).
@@ -149,7 +145,7 @@ impl ExperimentStore for RestStore {
     fn search_experiments(&self, query: &ExperimentQuery) -> StoreResult<Page<Experiment>> {
         let mut body = json!({
             "max_results": query.page.max_results,
-            "filter": filter_string(&query.filter),
+            "filter": query.filter.to_string(),
             "order_by": order_strings(&query.order_by),
             "view_type": view(query.view),
         });
@@ -303,7 +299,7 @@ impl RunStore for RestStore {
     fn search_runs(&self, query: &RunQuery) -> StoreResult<Page<Run>> {
         let mut body = json!({
             "experiment_ids": query.experiment_ids,
-            "filter": filter_string(&query.filter),
+            "filter": query.filter.to_string(),
             "order_by": order_strings(&query.order_by),
             "max_results": query.page.max_results,
             "run_view_type": view(query.view),
@@ -336,7 +332,7 @@ impl LoggedModelStore for RestStore {
     }
 
     fn get_logged_model(&self, model_id: &str) -> StoreResult<LoggedModel> {
-        let v: Value = self.get(&format!("logged-models/{}", segment(model_id)), &[])?;
+        let v: Value = self.get(&format!("logged-models/{}", encode_segment(model_id)), &[])?;
         self.field(v, "model")
     }
 
@@ -347,7 +343,7 @@ impl LoggedModelStore for RestStore {
     ) -> StoreResult<LoggedModel> {
         let v = self.send(
             reqwest::Method::PATCH,
-            &format!("logged-models/{}", segment(model_id)),
+            &format!("logged-models/{}", encode_segment(model_id)),
             &json!({ "model_id": model_id, "status": status.as_str() }),
         )?;
         self.field(v, "model")
@@ -356,7 +352,7 @@ impl LoggedModelStore for RestStore {
     fn set_logged_model_tags(&self, model_id: &str, tags: &[Tag]) -> StoreResult<()> {
         self.send(
             reqwest::Method::PATCH,
-            &format!("logged-models/{}/tags", segment(model_id)),
+            &format!("logged-models/{}/tags", encode_segment(model_id)),
             &json!({ "model_id": model_id, "tags": tags }),
         )?;
         Ok(())
@@ -365,7 +361,11 @@ impl LoggedModelStore for RestStore {
     fn delete_logged_model_tag(&self, model_id: &str, key: &str) -> StoreResult<()> {
         self.send(
             reqwest::Method::DELETE,
-            &format!("logged-models/{}/tags/{}", segment(model_id), segment(key)),
+            &format!(
+                "logged-models/{}/tags/{}",
+                encode_segment(model_id),
+                encode_segment(key)
+            ),
             &json!({}),
         )?;
         Ok(())
@@ -374,7 +374,7 @@ impl LoggedModelStore for RestStore {
     fn delete_logged_model(&self, model_id: &str) -> StoreResult<()> {
         self.send(
             reqwest::Method::DELETE,
-            &format!("logged-models/{}", segment(model_id)),
+            &format!("logged-models/{}", encode_segment(model_id)),
             &json!({}),
         )?;
         Ok(())
@@ -383,7 +383,7 @@ impl LoggedModelStore for RestStore {
     fn search_logged_models(&self, query: &LoggedModelQuery) -> StoreResult<Page<LoggedModel>> {
         let mut body = json!({
             "experiment_ids": query.experiment_ids,
-            "filter": filter_string(&query.filter),
+            "filter": query.filter.to_string(),
             "order_by": order_strings(&query.order_by),
             "max_results": query.page.max_results,
         });
@@ -394,24 +394,11 @@ impl LoggedModelStore for RestStore {
     }
 }
 
-/// One URL path segment, percent-encoded.
-fn segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 impl RestStore {
     /// The registry searches are GETs with the query in the URL.
     fn name_search(&self, path: &str, query: &NameQuery) -> StoreResult<Value> {
         let max = query.page.max_results.to_string();
-        let filter = filter_string(&query.filter);
+        let filter = query.filter.to_string();
         let tok = token(&query.page).unwrap_or_default();
         let order = order_strings(&query.order_by);
         let mut q: Vec<(&str, &str)> = vec![("max_results", &max), ("filter", &filter)];

@@ -60,12 +60,6 @@ fn exit_code(err: &anyhow::Error) -> u8 {
                 _ => EXIT_INPUT,
             };
         }
-        if let Some(e) = cause.downcast_ref::<kiln_client::ClientError>() {
-            return match e.code() {
-                Some(kiln_types::ErrorCode::InternalError) | None => EXIT_INTERNAL,
-                Some(_) => EXIT_INPUT,
-            };
-        }
         if let Some(e) = cause.downcast_ref::<kiln_blob::BlobError>() {
             return match e {
                 kiln_blob::BlobError::InvalidPath { .. }

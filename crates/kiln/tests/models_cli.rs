@@ -73,21 +73,23 @@ const BAD: &[&str] = &[
     "contract",
 ];
 
+/// `kiln train` on train.csv, registering a new version of `churn` (add the learner).
+const TRAIN: &[&str] = &[
+    "train",
+    "--data",
+    "train.csv",
+    "--target",
+    "churned",
+    "--task",
+    "classification",
+    "--register",
+    "churn",
+    "--json",
+];
+
 /// Train on train.csv and register a new version of `churn`; returns the version.
 fn train(dir: &Path, learner: &[&str]) -> String {
-    let mut args = vec![
-        "train",
-        "--data",
-        "train.csv",
-        "--target",
-        "churned",
-        "--task",
-        "classification",
-        "--register",
-        "churn",
-        "--json",
-    ];
-    args.extend_from_slice(learner);
+    let args = [TRAIN, learner].concat();
     let v = json(dir, &args, 0);
     v["registered"]["version"]
         .as_str()
@@ -544,22 +546,14 @@ fn workflow_through_a_tracking_server() {
         let refs: Vec<&str> = owned.iter().map(String::as_str).collect();
         json(d, &refs, want)
     };
-    let mut train_args = vec![
-        "train",
-        "--data",
-        "train.csv",
-        "--target",
-        "churned",
-        "--task",
-        "classification",
-        "--register",
-        "churn",
-        "--json",
-    ];
-    let weak = [train_args.clone(), WEAK.to_vec()].concat();
-    train_args.extend_from_slice(GOOD);
-    assert_eq!(run(&weak, 0)["registered"]["version"], "1");
-    assert_eq!(run(&train_args, 0)["registered"]["version"], "2");
+    assert_eq!(
+        run(&[TRAIN, WEAK].concat(), 0)["registered"]["version"],
+        "1"
+    );
+    assert_eq!(
+        run(&[TRAIN, GOOD].concat(), 0)["registered"]["version"],
+        "2"
+    );
     // Nothing landed in the client's directory: it all went to the server.
     assert!(!d.join(".kiln").exists(), "a local store was created");
 
