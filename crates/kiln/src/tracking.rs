@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use anyhow::Context;
 use kiln_store::{ExperimentQuery, Page, PageRequest, RunQuery, TrackingStore};
 use kiln_types::{filter, Experiment, Run, ViewType};
 
@@ -15,13 +14,7 @@ impl Tracking {
             Some(u) => u.to_string(),
             None => crate::commands::default_backend_uri()?,
         };
-        if crate::commands::is_server_uri(&uri) {
-            return Ok(Self(Arc::new(kiln_client::RestStore::new(&uri)?)));
-        }
-        let store =
-            kiln_store_sql::SqlStore::open(&uri, &kiln_store_sql::OpenOptions::default())
-                .with_context(|| format!("Failed to open the tracking store `{}`", redact(&uri)))?;
-        Ok(Self(Arc::new(store)))
+        Ok(Self(crate::commands::open_metadata(&uri)?))
     }
 
     /// Resolve an experiment by id or name.

@@ -104,6 +104,21 @@ pub(crate) fn is_server_uri(uri: &str) -> bool {
     uri.starts_with("http://") || uri.starts_with("https://")
 }
 
+/// The metadata store at `uri`: a database, or a tracking server's REST API (a blocking
+/// client: open it outside any async context).
+pub(crate) fn open_metadata(uri: &str) -> anyhow::Result<Arc<dyn kiln_store::TrackingStore>> {
+    if is_server_uri(uri) {
+        let store = kiln_client::RestStore::new(uri).with_context(|| {
+            format!(
+                "Failed to reach the tracking server `{}`",
+                crate::tracking::redact(uri)
+            )
+        })?;
+        return Ok(Arc::new(store));
+    }
+    Ok(open_store(uri, false)?)
+}
+
 /// The metadata and artifact stores at `loc`: a database and an artifact store, or a tracking
 /// server (`http(s)://…`), whose REST API and artifact proxy then stand in for both (the
 /// artifact destination is the server's own). Call it outside `rt`'s async context: the REST
@@ -115,18 +130,12 @@ pub(crate) fn open_tracking(
     Arc<dyn kiln_store::TrackingStore>,
     Arc<dyn kiln_blob::BlobStore>,
 )> {
-    if is_server_uri(&loc.backend) {
-        let store = kiln_client::RestStore::new(&loc.backend).with_context(|| {
-            format!(
-                "Failed to reach the tracking server `{}`",
-                crate::tracking::redact(&loc.backend)
-            )
-        })?;
-        let blobs = kiln_client::HttpBlobStore::new(&loc.backend)?;
-        return Ok((Arc::new(store), Arc::new(blobs)));
-    }
-    let store: Arc<dyn kiln_store::TrackingStore> = open_store(&loc.backend, false)?;
-    let blobs = rt.block_on(async { open_blobs(&loc.artifacts) })?;
+    let store = open_metadata(&loc.backend)?;
+    let blobs: Arc<dyn kiln_blob::BlobStore> = if is_server_uri(&loc.backend) {
+        Arc::new(kiln_client::HttpBlobStore::new(&loc.backend)?)
+    } else {
+        rt.block_on(async { open_blobs(&loc.artifacts) })?
+    };
     Ok((store, blobs))
 }
 

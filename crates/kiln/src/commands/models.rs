@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::data::read_options;
 use super::train::tracker;
-use super::{format_ms, is_server_uri, locations, open_store, InputError};
+use super::{format_ms, locations, open_metadata, InputError};
 use crate::cli::{ModelsCommand, ModelsPromoteArgs, StoreArgs};
 use crate::printer::Printer;
 
@@ -21,11 +21,7 @@ const EXIT_REFUSED: u8 = 1;
 
 /// The metadata store: a database, or a tracking server's REST API.
 fn store(args: &StoreArgs) -> anyhow::Result<Arc<dyn kiln_store::TrackingStore>> {
-    let loc = locations(args)?;
-    if is_server_uri(&loc.backend) {
-        return Ok(Arc::new(kiln_client::RestStore::new(&loc.backend)?));
-    }
-    Ok(open_store(&loc.backend, false)?)
+    open_metadata(&locations(args)?.backend)
 }
 
 fn user(arg: Option<String>) -> Option<String> {
