@@ -618,7 +618,65 @@ impl OnnxModel {
                 .collect::<Result<Vec<_>, _>>()?;
             data.push(values);
         }
-        let n = table.num_rows();
+        self.run_cells(&data, table.num_rows())
+    }
+
+    /// Predict `n_rows` rows given as columns, one per field of [`Self::signature`]'s inputs
+    /// and in that order (numbers with NaN for missing, or texts): the path for callers that
+    /// already hold decoded values, such as `kiln serve`, without building a table.
+    pub fn predict_columns(
+        &self,
+        n_rows: usize,
+        columns: Vec<OnnxColumn>,
+    ) -> Result<Predictions, TrainError> {
+        let expected = self.signature.inputs.len();
+        if columns.len() != expected {
+            return Err(TrainError::Input(format!(
+                "ONNX model `{}` reads {expected} column(s); {} given",
+                self.source,
+                columns.len()
+            )));
+        }
+        let mut data = Vec::with_capacity(self.inputs.len());
+        let mut columns = columns.into_iter();
+        for input in &self.inputs {
+            let mut cells = Vec::with_capacity(input.columns.len());
+            for name in &input.columns {
+                let Some(column) = columns.next() else {
+                    break;
+                };
+                let len = match &column {
+                    OnnxColumn::Numbers(v) => v.len(),
+                    OnnxColumn::Texts(v) => v.len(),
+                };
+                if len != n_rows {
+                    return Err(TrainError::Input(format!(
+                        "Column `{name}` has {len} values for {n_rows} rows"
+                    )));
+                }
+                let column = match column {
+                    OnnxColumn::Numbers(v) => {
+                        check_whole(name, input, &v)?;
+                        Cells::Numbers(v)
+                    }
+                    OnnxColumn::Texts(_) if input.dtype != InputType::String => {
+                        return Err(TrainError::Input(format!(
+                            "Column `{name}` is text, but ONNX input `{}` takes {} numbers",
+                            input.name,
+                            input.dtype.as_str()
+                        )));
+                    }
+                    OnnxColumn::Texts(v) => Cells::Texts(v),
+                };
+                cells.push(column);
+            }
+            data.push(cells);
+        }
+        self.run_cells(&data, n_rows)
+    }
+
+    /// Run the graph over `n` rows of each input's columns, in chunks.
+    fn run_cells(&self, data: &[Vec<Cells>], n: usize) -> Result<Predictions, TrainError> {
         let classification = self.signature.target.task == Task::Classification;
         let k = self.signature.target.classes.len();
         let mut proba = Vec::new();
@@ -629,7 +687,7 @@ impl OnnxModel {
             let tensors = self
                 .inputs
                 .iter()
-                .zip(&data)
+                .zip(data)
                 .map(|(input, cols)| tensor_for(input, cols, start, end))
                 .collect::<Result<TVec<TValue>, _>>()
                 .map_err(|e| err(&self.source, e))?;
@@ -676,6 +734,16 @@ impl OnnxModel {
             Predictions::Values(values)
         })
     }
+}
+
+/// One input column's values for [`OnnxModel::predict_columns`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum OnnxColumn {
+    /// Numbers, NaN for missing; whole numbers for integer and boolean inputs (a string input
+    /// gets their decimal text).
+    Numbers(Vec<f64>),
+    /// Texts for string inputs; `None` is missing (fed as the empty string).
+    Texts(Vec<Option<String>>),
 }
 
 /// One column's cells, as the input needs them.
@@ -757,11 +825,20 @@ fn read_cells(table: &Table, name: &str, input: &OnnxInput) -> Result<Cells, Tra
             out.push(numeric_cell(a, i).unwrap_or(f64::NAN));
         }
     }
+    check_whole(name, input, &out)?;
+    Ok(Cells::Numbers(out))
+}
+
+/// Integer and boolean inputs take whole numbers only.
+fn check_whole(name: &str, input: &OnnxInput, values: &[f64]) -> Result<(), TrainError> {
     if matches!(
         input.dtype,
         InputType::Int64 | InputType::Int32 | InputType::Bool
     ) {
-        if let Some(row) = out.iter().position(|v| !v.is_finite() || v.fract() != 0.0) {
+        if let Some(row) = values
+            .iter()
+            .position(|v| !v.is_finite() || v.fract() != 0.0)
+        {
             return Err(TrainError::Input(format!(
                 "Column `{name}` at data row {} is missing or not a whole number, but ONNX input `{}` takes {} values",
                 row + 1,
@@ -770,7 +847,7 @@ fn read_cells(table: &Table, name: &str, input: &OnnxInput) -> Result<Cells, Tra
             )));
         }
     }
-    Ok(Cells::Numbers(out))
+    Ok(())
 }
 
 /// Rows `start..end` of an input's columns as a tensor of its type and shape.

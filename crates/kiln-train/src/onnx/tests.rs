@@ -365,6 +365,45 @@ fn per_column_inputs_feed_a_tree_regressor() {
 }
 
 #[test]
+fn predict_columns_matches_the_table_path_and_checks_its_input() {
+    let m = OnnxModel::from_bytes(&tree_regressor(), "trees.onnx").unwrap();
+    // Signature order: a, then b.
+    let cols = |a: Vec<f64>, b: Vec<f64>| vec![OnnxColumn::Numbers(a), OnnxColumn::Numbers(b)];
+    let v = values(
+        m.predict_columns(3, cols(vec![0.2, 0.9, f64::NAN], vec![5.0, 12.0, 5.0]))
+            .unwrap(),
+    );
+    assert_eq!(v, vec![111.0, 123.0, 111.0]);
+    // The int64 input refuses a missing value, naming the column and row.
+    let e = m
+        .predict_columns(2, cols(vec![0.2, 0.3], vec![4.0, f64::NAN]))
+        .unwrap_err();
+    assert!(e.to_string().contains("Column `b` at data row 2"), "{e}");
+    // Too few columns, a short column, or text for a numeric input: input errors.
+    let e = m
+        .predict_columns(1, vec![OnnxColumn::Numbers(vec![0.2])])
+        .unwrap_err();
+    assert!(e.to_string().contains("reads 2 column(s); 1 given"), "{e}");
+    let e = m
+        .predict_columns(2, cols(vec![0.2], vec![4.0, 5.0]))
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("Column `a` has 1 values for 2 rows"),
+        "{e}"
+    );
+    let e = m
+        .predict_columns(
+            1,
+            vec![
+                OnnxColumn::Texts(vec![Some("x".into())]),
+                OnnxColumn::Numbers(vec![1.0]),
+            ],
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("Column `a` is text"), "{e}");
+}
+
+#[test]
 fn concurrent_predictions_share_one_plan() {
     let m = std::sync::Arc::new(OnnxModel::from_bytes(&linear_regressor(&[]), "lin.onnx").unwrap());
     let dir = tempfile::tempdir().unwrap();
