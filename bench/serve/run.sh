@@ -51,8 +51,8 @@ fi
 # --- kiln and the ceiling server (release, built once)
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$repo/target}"
 if [[ -z "${KILN_BIN:-}" || -z "${KILN_CEILING:-}" ]]; then
-    log "cargo build --release -p kiln -p kiln-serve --example ceiling (target dir $CARGO_TARGET_DIR)"
-    (cd "$repo" && cargo build --release -q -p kiln -p kiln-serve --example ceiling)
+    log "cargo build --release -p kiln, -p kiln-serve --example ceiling (target dir $CARGO_TARGET_DIR)"
+    (cd "$repo" && cargo build --release -q -p kiln && cargo build --release -q -p kiln-serve --example ceiling)
 fi
 kiln="${KILN_BIN:-$CARGO_TARGET_DIR/release/kiln}"
 ceiling="${KILN_CEILING:-$CARGO_TARGET_DIR/release/examples/ceiling}"

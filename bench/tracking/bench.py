@@ -69,6 +69,28 @@ def record_error(server: str, phase: str, endpoint: str, status, body: str) -> N
     log(f"ERROR {server} {phase}: {endpoint} -> {status}: {body[:300]!r}")
 
 
+def raw_floor_rps(floor_bin: str, secs: float) -> float | None:
+    """Requests/s over one keep-alive connection to a blocking std::net responder that does no work:
+    what loopback TCP and thread wake-ups cost on this machine before any server runs."""
+    port = free_port()
+    p = subprocess.Popen([floor_bin, "--raw", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        out = subprocess.run(["wrk", "-t1", "-c1", f"-d{secs}s", f"http://127.0.0.1:{port}/"],
+                             capture_output=True, text=True, timeout=secs + 60).stdout
+        m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+        return float(m.group(1)) if m else None
+    finally:
+        p.kill()
+        p.wait()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -651,6 +673,8 @@ def main() -> int:
     ap.add_argument("--skip-mlflow-upload", action="store_true")
     ap.add_argument("--out", default=str(REPO / "bench" / "out"))
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (databases, logs)")
+    ap.add_argument("--floor", help="kiln-serve's `ceiling` example binary: its --raw mode is the "
+                    "machine's round-trip floor (no runtime, no HTTP library)")
     a = ap.parse_args()
 
     if a.quick:
@@ -816,6 +840,10 @@ def run_all(a, cfg, tmp: Path, mlflow: Server, kiln: Server, sampler: RssSampler
                     hm = re.search(r"Requests/sec:\s+([\d.]+)", hp.stdout)
                     if hm:
                         ingest[key].setdefault("kiln_health_rps", []).append(float(hm.group(1)))
+                    if a.floor:
+                        rps = raw_floor_rps(a.floor, secs)
+                        if rps:
+                            ingest[key].setdefault("raw_floor_rps", []).append(rps)
                 unit = "metrics/s" if kind == "batch" else "req/s"
                 log(f"  rep {rep + 1} {s.name:6s}: {r['rate']:10.1f} {unit}  ({r['ok']} ok in {r['secs']:.1f}s, "
                     f"p50 {r.get('lat_p50_us', 0) / 1000:.2f} ms, p99 {r.get('lat_p99_us', 0) / 1000:.2f} ms, "
@@ -1066,6 +1094,10 @@ def print_summary(res: dict, rows: list[dict]) -> None:
         need = f"; 200x MLflow here would need {200 * m:,.0f} req/s" if m else ""
         print(f"\nHTTP round-trip floor, 1 keep-alive conn: kiln GET /health (no store call) {h:,.0f} req/s; "
               f"log-metric reaches {100 * c1['kiln_median'] / h:.0f}% of it{need}.")
+        if c1.get("raw_floor_rps"):
+            f = statistics.median(c1["raw_floor_rps"])
+            print(f"Machine floor, same connection: a blocking std::net responder doing no work {f:,.0f} req/s"
+                  + (f" = {f / m:.0f}x MLflow" if m else "") + f"; kiln log-metric reaches {100 * c1['kiln_median'] / f:.0f}% of it.")
     if ERRORS:
         print(f"\n{len(ERRORS)} error(s):")
         for e in ERRORS:

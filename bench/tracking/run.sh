@@ -7,6 +7,7 @@
 # Extra arguments go to bench.py (--runs N, --reps N, --upload-mib N, --mlflow-workers N,
 # --skip-mlflow-upload, --keep). Environment:
 #   KILN_BIN          use this kiln binary instead of building one
+#   KILN_CEILING      use this `ceiling` example binary (the round-trip floor) instead of building one
 #   CARGO_TARGET_DIR  where to build kiln (default: <repo>/target)
 #   KILN_BENCH_VENV   the MLflow venv (default: <repo>/bench/.venv)
 #   MLFLOW_WORKERS    uvicorn workers for `mlflow server` (default: 1)
@@ -48,15 +49,16 @@ if ! "$venv/bin/mlflow" --version 2>/dev/null | grep -q "$mlflow_version"; then
     "$venv/bin/python" -m pip install -q --disable-pip-version-check "mlflow==$mlflow_version" >&2
 fi
 
-# --- kiln
-if [[ -n "${KILN_BIN:-}" ]]; then
-    kiln="$KILN_BIN"
-else
-    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$repo/target}"
-    log "cargo build --release -p kiln (target dir $CARGO_TARGET_DIR)"
-    (cd "$repo" && cargo build --release -q -p kiln)
-    kiln="$CARGO_TARGET_DIR/release/kiln"
+# --- kiln, and the machine's round-trip floor (kiln-serve's `ceiling` example, --raw mode)
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$repo/target}"
+if [[ -z "${KILN_BIN:-}" || -z "${KILN_CEILING:-}" ]]; then
+    log "cargo build --release -p kiln, -p kiln-serve --example ceiling (target dir $CARGO_TARGET_DIR)"
+    (cd "$repo" && cargo build --release -q -p kiln && cargo build --release -q -p kiln-serve --example ceiling)
 fi
-[[ -x "$kiln" ]] || { log "error: no kiln binary at $kiln"; exit 1; }
+kiln="${KILN_BIN:-$CARGO_TARGET_DIR/release/kiln}"
+floor="${KILN_CEILING:-$CARGO_TARGET_DIR/release/examples/ceiling}"
+for bin in "$kiln" "$floor"; do
+    [[ -x "$bin" ]] || { log "error: no binary at $bin"; exit 1; }
+done
 
-exec "$venv/bin/python" -u "$here/bench.py" --kiln "$kiln" --mlflow "$venv/bin/mlflow" "$@"
+exec "$venv/bin/python" -u "$here/bench.py" --kiln "$kiln" --floor "$floor" --mlflow "$venv/bin/mlflow" "$@"
