@@ -231,6 +231,38 @@ fn bad_input_is_a_clear_usage_error() {
             ],
             "logistic",
         ),
+        (
+            &[
+                "train",
+                "--data",
+                "churn.csv",
+                "--target",
+                "churned",
+                "--task",
+                "classification",
+                "--no-track",
+            ],
+            "--no-track needs --output, or the model",
+        ),
+        (
+            &[
+                "tune",
+                "--data",
+                "churn.csv",
+                "--target",
+                "churned",
+                "--task",
+                "classification",
+                "--grid",
+                "n_trees=5,10",
+                "--no-track",
+                "--output",
+                "best",
+                "--register",
+                "churn",
+            ],
+            "--register records a run; drop --no-track",
+        ),
     ];
     for (args, needle) in cases {
         let out = kiln(dir.path(), args);

@@ -27,6 +27,27 @@ use crate::printer::Printer;
 #[error("{0}")]
 pub(crate) struct InputError(pub(crate) String);
 
+/// `--no-track` needs `--output` (or `what` would be thrown away) and rules out `--register`,
+/// which records a run: the shared rule of `kiln train` and `kiln tune`.
+pub(crate) fn check_no_track(
+    no_track: bool,
+    output: Option<&str>,
+    register: Option<&str>,
+    what: &str,
+) -> Result<(), InputError> {
+    if no_track && output.is_none() {
+        return Err(InputError(format!(
+            "--no-track needs --output, or {what} would be thrown away"
+        )));
+    }
+    if no_track && register.is_some() {
+        return Err(InputError(
+            "--register records a run; drop --no-track".into(),
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn run(command: Command, printer: &Printer) -> anyhow::Result<ExitCode> {
     match command {
         Command::Server(args) => server::run(args, printer),

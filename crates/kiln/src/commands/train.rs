@@ -11,7 +11,7 @@ use kiln_train::train::{train, HeldOut, ModelKind, TrainRequest};
 use kiln_types::{RunStatus, Tag};
 
 use super::data::read_options;
-use super::{locations, open_tracking, runtime, InputError};
+use super::{check_no_track, locations, open_tracking, runtime, InputError};
 use crate::cli::TrainArgs;
 use crate::printer::Printer;
 
@@ -89,15 +89,12 @@ pub(super) fn run(args: TrainArgs, printer: &Printer) -> anyhow::Result<ExitCode
         store,
         read,
     } = args;
-    if no_track && output.is_none() {
-        return Err(InputError(
-            "--no-track needs --output, or the model would be thrown away".into(),
-        )
-        .into());
-    }
-    if no_track && register.is_some() {
-        return Err(InputError("--register records a run; drop --no-track".into()).into());
-    }
+    check_no_track(
+        no_track,
+        output.as_deref(),
+        register.as_deref(),
+        "the model",
+    )?;
     let req = TrainRequest {
         data: data.clone(),
         test_data,

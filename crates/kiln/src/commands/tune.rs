@@ -16,7 +16,7 @@ use kiln_types::{RunStatus, Tag};
 
 use super::data::read_options;
 use super::train::{held_out_plots, parse_kv, tracker};
-use super::InputError;
+use super::{check_no_track, InputError};
 use crate::cli::TuneArgs;
 use crate::printer::Printer;
 
@@ -64,15 +64,12 @@ pub(super) fn run(args: TuneArgs, printer: &Printer) -> anyhow::Result<ExitCode>
         store,
         read,
     } = args;
-    if no_track && output.is_none() {
-        return Err(InputError(
-            "--no-track needs --output, or the best model would be thrown away".into(),
-        )
-        .into());
-    }
-    if no_track && register.is_some() {
-        return Err(InputError("--register records a run; drop --no-track".into()).into());
-    }
+    check_no_track(
+        no_track,
+        output.as_deref(),
+        register.as_deref(),
+        "the best model",
+    )?;
     let search = match (grid.is_empty(), random.is_empty()) {
         (false, false) => {
             return Err(InputError(
