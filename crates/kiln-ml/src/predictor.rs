@@ -351,39 +351,12 @@ impl PartialEq for LazyCompiled {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tree::tests::stump;
     use crate::tree::Node;
 
     #[test]
     fn compiled_matches_tree_traversal() {
-        let t = Tree {
-            nodes: vec![
-                Node {
-                    threshold: 1.5,
-                    feature: 0,
-                    left: 1,
-                    right: !2,
-                    cat_start: 0,
-                    cat_len: 0,
-                    default_left: false,
-                    categorical: false,
-                },
-                Node {
-                    threshold: 0.0,
-                    feature: 1,
-                    left: !0,
-                    right: !1,
-                    cat_start: 0,
-                    cat_len: 1,
-                    default_left: true,
-                    categorical: true,
-                },
-            ],
-            leaf_values: vec![10.0, 20.0, 30.0],
-            cat_words: vec![0b101],
-            split_gain: vec![1.0, 1.0],
-            node_count: vec![3.0, 2.0],
-            leaf_count: vec![1.0, 1.0, 1.0],
-        };
+        let t = stump();
         let trees: Vec<Tree> = (0..11).map(|_| t.clone()).collect();
         let c = Compiled::new(&trees, 2);
         let rows: Vec<[f64; 2]> = vec![

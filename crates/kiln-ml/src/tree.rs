@@ -164,10 +164,11 @@ impl Tree {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn stump() -> Tree {
+    /// Two nodes: a numeric split on feature 0, then a categorical one on feature 1.
+    pub(crate) fn stump() -> Tree {
         Tree {
             nodes: vec![
                 Node {
