@@ -185,23 +185,39 @@ fn accumulate(
         }
         FeatureSet::Some(list) => {
             let sel: Vec<(usize, usize)> = list.iter().map(|&f| (f, data.offsets[f])).collect();
-            for (i, &r) in rows.iter().enumerate() {
-                if let Some(&ahead) = rows.get(i + PREFETCH_AHEAD) {
-                    prefetch(bins, ahead as usize * nf);
-                    prefetch(gh, ahead as usize);
-                }
-                let r = r as usize;
-                let [g, h] = gh[r];
-                let (g, h) = (g as f64, h as f64);
-                let row = &bins[r * nf..r * nf + nf];
-                for &(f, off) in &sel {
-                    let k = off + row[f] as usize;
-                    let e = &mut hgh[k];
-                    e[0] += g;
-                    e[1] += h;
-                    hcnt[k] += 1;
-                }
-            }
+            accumulate_selected(hgh, hcnt, rows, data, gh, &sel);
+        }
+    }
+}
+
+/// Add `rows` into `hgh`/`hcnt` for the selected `(feature, histogram offset)` pairs only; the
+/// offsets are relative to the start of the slices.
+#[inline]
+fn accumulate_selected(
+    hgh: &mut [[f64; 2]],
+    hcnt: &mut [u32],
+    rows: &[u32],
+    data: &BinnedData,
+    gh: &[GradPair],
+    sel: &[(usize, usize)],
+) {
+    let nf = data.n_features;
+    let bins = &data.bins;
+    for (i, &r) in rows.iter().enumerate() {
+        if let Some(&ahead) = rows.get(i + PREFETCH_AHEAD) {
+            prefetch(bins, ahead as usize * nf);
+            prefetch(gh, ahead as usize);
+        }
+        let r = r as usize;
+        let [g, h] = gh[r];
+        let (g, h) = (g as f64, h as f64);
+        let row = &bins[r * nf..r * nf + nf];
+        for &(f, off) in sel {
+            let k = off + row[f] as usize;
+            let e = &mut hgh[k];
+            e[0] += g;
+            e[1] += h;
+            hcnt[k] += 1;
         }
     }
 }
@@ -265,7 +281,6 @@ fn build_by_features(
     list: &[usize],
     groups: usize,
 ) {
-    let nf = data.n_features;
     let per = list.len().div_ceil(groups);
     // Carve disjoint histogram slices, one per feature group.
     let mut jobs: Vec<FeatureGroupJob<'_>> = Vec::new();
@@ -288,24 +303,7 @@ fn build_by_features(
     }
     jobs.into_par_iter().for_each(|(hgh, hcnt, base, fs)| {
         let sel: Vec<(usize, usize)> = fs.iter().map(|&f| (f, data.offsets[f] - base)).collect();
-        let bins = &data.bins;
-        for (i, &r) in rows.iter().enumerate() {
-            if let Some(&ahead) = rows.get(i + PREFETCH_AHEAD) {
-                prefetch(bins, ahead as usize * nf);
-                prefetch(gh, ahead as usize);
-            }
-            let r = r as usize;
-            let [g, h] = gh[r];
-            let (g, h) = (g as f64, h as f64);
-            let row = &bins[r * nf..r * nf + nf];
-            for &(f, off) in &sel {
-                let k = off + row[f] as usize;
-                let e = &mut hgh[k];
-                e[0] += g;
-                e[1] += h;
-                hcnt[k] += 1;
-            }
-        }
+        accumulate_selected(hgh, hcnt, rows, data, gh, &sel);
     });
 }
 
