@@ -9,6 +9,7 @@ about 2e-5, so an absolute 1e-5 cannot hold for any ONNX runtime.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -20,7 +21,7 @@ import onnx
 import pandas as pd
 import pytest
 from skl2onnx import convert_sklearn
-from skl2onnx.common.data_types import FloatTensorType
+from skl2onnx.common.data_types import FloatTensorType, Int64TensorType
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
 from sklearn.ensemble import (
     GradientBoostingClassifier,
@@ -32,6 +33,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.tree import DecisionTreeClassifier
 
 from conftest import run_kiln
 
@@ -200,21 +202,17 @@ def test_csv_output_and_bad_input(tmp_path):
     assert "takes 30 columns" in proc.stderr
 
 
-def test_kiln_serve_answers_like_scikit_learn(tmp_path):
-    """Issue 5: a scikit-learn model exported to ONNX and served by `kiln serve` returns the
-    same predictions as scikit-learn, through MLflow's scoring protocol."""
+@contextlib.contextmanager
+def served(path: Path, cwd: Path):
+    """`kiln serve <path>` on a free port until the block ends; yields its base URL."""
     import requests
 
     from conftest import free_port, kiln_bin_path
 
-    X_train, X_test, y_train, _ = split(load_breast_cancer)
-    model = RandomForestClassifier(n_estimators=20, max_depth=6, random_state=0).fit(X_train, y_train)
-    path = export(model, X_train.shape[1], tmp_path / "forest.onnx")
-    columns = [f"f{j}" for j in range(X_test.shape[1])]
     port = free_port()
     proc = subprocess.Popen(
         [str(kiln_bin_path()), "serve", str(path), "--port", str(port)],
-        cwd=tmp_path,
+        cwd=cwd,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -230,6 +228,25 @@ def test_kiln_serve_answers_like_scikit_learn(tmp_path):
             assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "kiln serve exited"
             assert time.time() < deadline, "kiln serve did not become healthy"
             time.sleep(0.2)
+        yield base
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_kiln_serve_answers_like_scikit_learn(tmp_path):
+    """Issue 5: a scikit-learn model exported to ONNX and served by `kiln serve` returns the
+    same predictions as scikit-learn, through MLflow's scoring protocol."""
+    import requests
+
+    X_train, X_test, y_train, _ = split(load_breast_cancer)
+    model = RandomForestClassifier(n_estimators=20, max_depth=6, random_state=0).fit(X_train, y_train)
+    path = export(model, X_train.shape[1], tmp_path / "forest.onnx")
+    columns = [f"f{j}" for j in range(X_test.shape[1])]
+    with served(path, tmp_path) as base:
         body = {"dataframe_split": {"columns": columns, "data": X_test[:50].tolist()}}
         r = requests.post(f"{base}/invocations", json=body, timeout=30)
         assert r.status_code == 200, r.text
@@ -241,12 +258,28 @@ def test_kiln_serve_answers_like_scikit_learn(tmp_path):
         bad = {"dataframe_split": {"columns": columns[1:], "data": [row[1:] for row in X_test[:2].tolist()]}}
         r = requests.post(f"{base}/invocations", json=bad, timeout=30)
         assert r.status_code == 400 and "f0" in r.text, r.text
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+
+
+def test_kiln_serve_int64_input_takes_whole_numbers_only(tmp_path):
+    """An ONNX graph with an int64 input: whole numbers are predicted like scikit-learn; a
+    fraction is the client's mistake, a 400 naming the column and the input's type."""
+    import requests
+
+    X = np.array([[0, 1], [1, 0], [2, 3], [3, 2]] * 10, dtype=np.int64)
+    y = np.array([0, 1, 0, 1] * 10)
+    model = DecisionTreeClassifier(random_state=0).fit(X, y)
+    onx = convert_sklearn(model, initial_types=[("X", Int64TensorType([None, 2]))],
+                          options={id(model): {"zipmap": False}})
+    path = tmp_path / "int.onnx"
+    onnx.save(onx, str(path))
+    with served(path, tmp_path) as base:
+        r = requests.post(f"{base}/invocations", json={"inputs": X[:4].tolist()}, timeout=30)
+        assert r.status_code == 200, r.text
+        assert np.allclose(r.json()["probabilities"], model.predict_proba(X[:4]), atol=PROBA_ATOL)
+        r = requests.post(f"{base}/invocations", json={"inputs": [[0, 1], [0.5, 1]]}, timeout=30)
+        assert r.status_code == 400, r.text
+        msg = r.json()["message"]
+        assert "f0" in msg and "row 2" in msg and "int64" in msg, msg
 
 
 def test_kiln_evaluate_scores_an_onnx_model_like_scikit_learn(tmp_path):

@@ -10,9 +10,10 @@ use kiln_train::artifact::{KilnModel, Learner, Predictions};
 use kiln_train::frame::{FieldKind, Signature, Task};
 use kiln_train::model::Model;
 use kiln_train::onnx::{OnnxColumn, OnnxModel};
+use kiln_train::TrainError;
 
 use crate::encode::Batch;
-use crate::error::ServeError;
+use crate::error::{DecodeError, ServeError};
 
 /// A loaded model the server can call. Implementations must be cheap to call concurrently
 /// (`&self`, no locks held across a prediction).
@@ -252,7 +253,12 @@ impl Scorer for OnnxScorer {
     fn predict(&self, batch: &Batch) -> Result<Predictions, ServeError> {
         self.model
             .predict_columns(batch.n_rows, self.columns(batch))
-            .map_err(|e| ServeError::Predict(e.to_string()))
+            .map_err(|e| match e {
+                // The request's values do not fit the graph's input type (e.g. 1.5 or a
+                // missing value for an int64 input): the client's mistake, a 400.
+                TrainError::Input(message) => DecodeError::Malformed(message).into(),
+                e => ServeError::Predict(e.to_string()),
+            })
     }
 }
 
