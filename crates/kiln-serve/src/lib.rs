@@ -36,8 +36,6 @@ mod state;
 use std::future::Future;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
-
 pub use error::{DecodeError, ServeError};
 pub use loader::{ModelRef, TrackerLoader};
 pub use metrics::{Endpoint, Metrics, Serving, VersionMetrics};
@@ -51,36 +49,15 @@ pub use state::{
 };
 
 /// Serve `app` on `listener` with TCP_NODELAY until `shutdown` resolves; then stop accepting,
-/// let in-flight requests finish, and give up on the rest after `drain`.
+/// let in-flight requests finish, and give up on the rest after `drain`. The accept loop is
+/// [`kiln_http::serve`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
     drain: Duration,
 ) -> std::io::Result<()> {
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(%err, "Failed to set TCP_NODELAY.");
-        }
-    });
-    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = signalled_tx.send(());
-    });
-    let deadline = async move {
-        if signalled_rx.await.is_err() {
-            std::future::pending::<()>().await;
-        }
-        tokio::time::sleep(drain).await;
-    };
-    tokio::select! {
-        r = server => r,
-        () = deadline => {
-            tracing::warn!(?drain, "Drain deadline passed; closing the remaining connections.");
-            Ok(())
-        }
-    }
+    kiln_http::serve(listener, app, shutdown, Some(drain)).await
 }
 
 /// A byte size: `1048576`, `512KiB`, `10MiB`, `1GiB`, `10MB`, `64kb`.

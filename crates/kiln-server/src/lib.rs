@@ -18,7 +18,6 @@ pub mod uris;
 
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
 use kiln_blob::BlobStore;
 use kiln_store::TrackingStore;
 
@@ -39,18 +38,12 @@ impl AppState {
 }
 
 /// Serve `app` on `listener` with TCP_NODELAY (the MLflow client reuses keep-alive connections,
-/// and Nagle's algorithm would stall every small response) until `shutdown` resolves.
+/// and Nagle's algorithm would stall every small response) until `shutdown` resolves, then let
+/// in-flight requests finish. The accept loop is [`kiln_http::serve`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(%err, "Failed to set TCP_NODELAY.");
-        }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    kiln_http::serve(listener, app, shutdown, None).await
 }
