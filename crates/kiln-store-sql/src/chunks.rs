@@ -53,7 +53,7 @@ fn corrupt(what: &str) -> StoreError {
 }
 
 /// A staged batch: per point, key length (u16), key, then step, timestamp, value.
-fn encode_staged(metrics: &[&Metric]) -> Vec<u8> {
+pub(crate) fn encode_staged(metrics: &[&Metric]) -> Vec<u8> {
     let mut out = Vec::with_capacity(
         1 + metrics
             .iter()
@@ -183,6 +183,15 @@ fn decode(blob: &[u8]) -> StoreResult<Vec<(i64, i64, f64)>> {
 /// Move everything staged into permanent history: linked points as `metrics` rows, plain ones
 /// packed into one chunk per `(run, key)`. Returns the number of points moved.
 pub(crate) fn move_staged_tx(tx: &mut dyn Tx) -> StoreResult<u64> {
+    move_staged_and_journaled_tx(tx, &[])
+}
+
+/// [`move_staged_tx`], plus journaled batches (newer than anything staged in the database:
+/// a write through SQLite folds the journal first) packed straight from memory.
+pub(crate) fn move_staged_and_journaled_tx(
+    tx: &mut dyn Tx,
+    journaled: &[crate::journal::Entry],
+) -> StoreResult<u64> {
     let linked = tx.exec(
         "INSERT INTO metrics (run_uuid, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest) \
          SELECT run_uuid, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest \
@@ -233,6 +242,12 @@ pub(crate) fn move_staged_tx(tx: &mut dyn Tx) -> StoreResult<u64> {
         decode_staged(b.blob(1), |key, step, timestamp, value| {
             moved += 1;
             add(&run_id, key, step, timestamp, value);
+        })?;
+    }
+    for e in journaled {
+        decode_staged(&e.points, |key, step, timestamp, value| {
+            moved += 1;
+            add(&e.run_id, key, step, timestamp, value);
         })?;
     }
     if moved == 0 {

@@ -235,10 +235,60 @@ pub(crate) struct SqliteDb {
     readers: Pool<rusqlite::Connection>,
     /// Latest metric values committed to history but not yet folded in (see `latest.rs`).
     pub(crate) latest: crate::latest::LatestBuffer,
+    /// The metric journal, when this process owns one (see `journal.rs`).
+    pub(crate) journal: Option<crate::journal::Journal>,
+    /// Runs known to be active, for the journal's check without a read transaction.
+    pub(crate) active_runs: ActiveRuns,
+}
+
+/// Runs seen active (run id → experiment id). Cleared whenever a run's or an experiment's
+/// lifecycle changes; an answer read before a clear is not cached after it.
+#[derive(Default)]
+pub(crate) struct ActiveRuns {
+    inner: Mutex<(u64, std::collections::HashMap<String, i64>)>,
+}
+
+/// Enough for every run a server logs to at once; past it the cache starts over.
+const ACTIVE_RUNS_MAX: usize = 100_000;
+
+impl ActiveRuns {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, std::collections::HashMap<String, i64>)> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The experiment of `run_id` if it is known active, and the generation to pass to
+    /// [`insert`](Self::insert) after looking it up.
+    pub(crate) fn get(&self, run_id: &str) -> (Option<i64>, u64) {
+        let g = self.lock();
+        (g.1.get(run_id).copied(), g.0)
+    }
+
+    pub(crate) fn insert(&self, run_id: &str, experiment_id: i64, generation: u64) {
+        let mut g = self.lock();
+        if g.0 != generation {
+            return;
+        }
+        if g.1.len() >= ACTIVE_RUNS_MAX {
+            g.1.clear();
+        }
+        g.1.insert(run_id.to_string(), experiment_id);
+    }
+
+    pub(crate) fn forget_all(&self) {
+        let mut g = self.lock();
+        g.0 += 1;
+        g.1.clear();
+    }
 }
 
 impl SqliteDb {
-    pub(crate) fn open(path: &std::path::Path, readers: usize) -> StoreResult<Self> {
+    pub(crate) fn open(
+        path: &std::path::Path,
+        readers: usize,
+        journal: Option<crate::journal::Journal>,
+    ) -> StoreResult<Self> {
         let open = || -> StoreResult<rusqlite::Connection> {
             let conn = rusqlite::Connection::open(path)
                 .map_err(|e| db_err(&format!("opening SQLite database `{}`", path.display()), e))?;
@@ -268,6 +318,8 @@ impl SqliteDb {
             writer: Mutex::new(writer),
             readers: Pool::new(pool),
             latest: crate::latest::LatestBuffer::default(),
+            journal,
+            active_runs: ActiveRuns::default(),
         })
     }
 
@@ -287,6 +339,14 @@ impl SqliteDb {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         Self::transact(&mut conn, f, after)
+    }
+
+    /// Hold the writer (tests: no fold or commit can run meanwhile).
+    #[cfg(test)]
+    pub(crate) fn hold_writer(&self) -> std::sync::MutexGuard<'_, rusqlite::Connection> {
+        self.writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// [`write_then`](Self::write_then) if no other write holds the writer right now, else
@@ -675,7 +735,7 @@ mod tests {
     /// frames any checkpoint found in the WAL.
     fn most_wal_frames_under_steady_writes(restart_frames: i64) -> i64 {
         let dir = tempfile::tempdir().expect("tempdir");
-        let db = Arc::new(SqliteDb::open(&dir.path().join("wal.db"), 2).expect("open"));
+        let db = Arc::new(SqliteDb::open(&dir.path().join("wal.db"), 2, None).expect("open"));
         db.write(|tx| tx.exec("CREATE TABLE t (x BLOB)", &[]))
             .expect("create");
         let done = Arc::new(AtomicBool::new(false));

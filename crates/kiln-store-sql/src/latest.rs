@@ -27,6 +27,7 @@ use kiln_store::StoreResult;
 use kiln_types::Metric;
 
 use crate::db::{SqliteDb, Tx, Val};
+use crate::journal::{Entry, Journal};
 use crate::tracking::{newer, upsert_latest_tx, LATEST_IS_NEWER};
 
 /// How long candidates may wait before the background fold.
@@ -147,17 +148,70 @@ pub(crate) fn mark_pending_tx(tx: &mut dyn Tx, run_id: &str) -> StoreResult<()> 
     Ok(())
 }
 
-/// Fold every buffered candidate into `latest_metrics` and clear the runs' markers.
+/// Stage one journaled batch (see journal.rs).
+fn stage_journaled_tx(tx: &mut dyn Tx, entry: &Entry) -> StoreResult<()> {
+    tx.exec(
+        "INSERT INTO metrics_staged_batches (run_uuid, n, points) VALUES (?, ?, ?)",
+        &[
+            Val::from(entry.run_id.as_str()),
+            Val::Int(i64::from(entry.n)),
+            Val::Blob(entry.points.clone()),
+        ],
+    )?;
+    Ok(())
+}
+
+fn set_journal_applied_tx(tx: &mut dyn Tx, seq: u64) -> StoreResult<()> {
+    tx.exec(
+        "UPDATE journal_applied SET seq = ? WHERE id = 1",
+        &[Val::Int(i64::try_from(seq).unwrap_or(i64::MAX))],
+    )?;
+    Ok(())
+}
+
+/// On open: stage the journaled batches a stopped process did not fold (above the recorded
+/// mark) and mark their runs, so [`recover_tx`] brings their latest values up to date. The
+/// caller truncates the journal once this commits.
+pub(crate) fn replay_journal_tx(tx: &mut dyn Tx, journal: &Journal) -> StoreResult<usize> {
+    let applied = tx
+        .query("SELECT seq FROM journal_applied WHERE id = 1", &[])?
+        .first()
+        .map_or(0, |r| r.int(0));
+    let entries = journal.unapplied(u64::try_from(applied).unwrap_or(0))?;
+    for e in &entries {
+        stage_journaled_tx(tx, e)?;
+        mark_pending_tx(tx, &e.run_id)?;
+    }
+    if let Some(last) = entries.last() {
+        set_journal_applied_tx(tx, last.seq)?;
+    }
+    Ok(entries.len())
+}
+
+/// Fold every buffered candidate into `latest_metrics` and clear the runs' markers; journaled
+/// batches are packed in the same transaction, straight from memory.
 pub(crate) fn flush(db: &SqliteDb) -> StoreResult<()> {
     let buffer = &db.latest;
     let mut taken: Option<Pending> = None;
+    let mut journaled: Vec<Entry> = Vec::new();
     // Taken under the writer lock, so no batch commits between the take and the fold.
     let result = db.write(|tx| {
         if !buffer.has_pending() {
             return Ok(());
         }
-        let pending = taken.insert(buffer.take());
-        crate::chunks::move_staged_tx(tx)?;
+        let pending = match &db.journal {
+            // Appends buffer their candidates under the journal lock: take both or neither.
+            Some(journal) => {
+                let mut st = journal.lock();
+                journaled = st.take_entries();
+                taken.insert(buffer.take())
+            }
+            None => taken.insert(buffer.take()),
+        };
+        if let Some(last) = journaled.last() {
+            set_journal_applied_tx(tx, last.seq)?;
+        }
+        crate::chunks::move_staged_and_journaled_tx(tx, &journaled)?;
         for (run_id, run) in &pending.runs {
             let candidates: Vec<&Metric> = run.latest.values().collect();
             upsert_latest_tx(tx, run_id, run.experiment_id, &candidates)?;
@@ -168,10 +222,21 @@ pub(crate) fn flush(db: &SqliteDb) -> StoreResult<()> {
         }
         Ok(())
     });
-    if result.is_err() {
-        if let Some(pending) = taken {
-            buffer.restore(pending);
+    match (&result, &db.journal) {
+        (Err(_), journal) => {
+            if let Some(pending) = taken {
+                buffer.restore(pending);
+            }
+            if let (Some(journal), false) = (journal, journaled.is_empty()) {
+                journal.restore(journaled);
+            }
         }
+        (Ok(()), Some(journal)) => {
+            if let Some(last) = journaled.last() {
+                journal.applied(last.seq);
+            }
+        }
+        (Ok(()), None) => {}
     }
     result
 }

@@ -14,6 +14,7 @@
 mod chunks;
 mod db;
 mod gc;
+mod journal;
 mod latest;
 mod models;
 mod registry;
@@ -33,6 +34,11 @@ pub struct OpenOptions {
     pub migrate: bool,
     /// PostgreSQL connections / SQLite reader connections; 0 picks a default.
     pub pool_size: usize,
+    /// SQLite: acknowledge plain metric writes with one append to a journal file beside the
+    /// database (`<db>-kiln-journal.0`, `.1`) instead of a commit each, folded in within 100 ms and
+    /// before any other store call. For the one long-lived process that owns the database (the
+    /// tracking server); another process that opens it writes through SQLite.
+    pub journal: bool,
 }
 
 /// Schema version applied in the database vs. the one this binary writes.
@@ -81,11 +87,38 @@ impl SqlStore {
             } else {
                 options.pool_size
             };
-            let db = std::sync::Arc::new(SqliteDb::open(&path, readers)?);
-            // The embedded store upgrades itself: one process owns the file. Then latest
-            // metric values a crash left unfolded are recomputed from history.
+            // The journal, if this process is to own one; else a journal a stopped server left
+            // behind is replayed (when no live process holds it) and let go.
+            let owned = if options.journal {
+                let j = journal::Journal::open(&path)?;
+                if j.is_none() {
+                    tracing::warn!(
+                        "Another process holds this database's metric journal; writing metrics through SQLite."
+                    );
+                }
+                j
+            } else {
+                None
+            };
+            let orphan = if owned.is_none() && journal::paths_for(&path).iter().any(|p| p.exists())
+            {
+                journal::Journal::open(&path)?
+            } else {
+                None
+            };
+            let db = std::sync::Arc::new(SqliteDb::open(&path, readers, owned)?);
+            // The embedded store upgrades itself: one process owns the file. Then journaled
+            // metrics a crash left unfolded are staged, and latest metric values a crash left
+            // unfolded are recomputed from history.
+            let replay_from = db.journal.as_ref().or(orphan.as_ref());
             db.write(|tx| {
                 schema::upgrade(tx)?;
+                if let Some(j) = replay_from {
+                    let replayed = latest::replay_journal_tx(tx, j)?;
+                    if replayed > 0 {
+                        tracing::info!(batches = replayed, "replayed the metric journal");
+                    }
+                }
                 let recovered = latest::recover_tx(tx)?;
                 if recovered > 0 {
                     tracing::info!(
@@ -95,6 +128,10 @@ impl SqlStore {
                 }
                 Ok(())
             })?;
+            if let Some(j) = replay_from {
+                j.truncate()?;
+            }
+            drop(orphan);
             latest::spawn_flusher(&db);
             let store = Self {
                 backend: Backend::Sqlite(db),
@@ -202,6 +239,14 @@ impl SqlStore {
         }
     }
 
+    /// After a run's or an experiment's lifecycle changed: the journal's active-run check
+    /// must read again.
+    pub(crate) fn forget_active_runs(&self) {
+        if let Some(db) = self.sqlite() {
+            db.active_runs.forget_all();
+        }
+    }
+
     /// The SQLite database, for the paths that treat it specially (latest-value write-behind).
     pub(crate) fn sqlite(&self) -> Option<&SqliteDb> {
         match &self.backend {
@@ -256,5 +301,191 @@ impl TrackingStore for SqlStore {
             Backend::Sqlite(_) => "sqlite",
             Backend::Postgres(_) => "postgresql",
         }
+    }
+}
+
+#[cfg(test)]
+mod journal_tests {
+    use super::*;
+    use kiln_store::{ExperimentStore, NewRun, PageRequest, RunStore};
+    use kiln_types::Metric;
+
+    fn open(dir: &std::path::Path, journal: bool) -> SqlStore {
+        let uri = format!("sqlite://{}", dir.join("kiln.db").display());
+        let options = OpenOptions {
+            journal,
+            ..Default::default()
+        };
+        SqlStore::open(&uri, &options).expect("open")
+    }
+
+    fn new_run(store: &SqlStore) -> String {
+        let experiment_id = store.create_experiment("e", None, &[]).expect("exp");
+        store
+            .create_run(&NewRun {
+                experiment_id,
+                user_id: "u".into(),
+                run_name: None,
+                start_time: 1,
+                tags: Vec::new(),
+            })
+            .expect("run")
+            .info
+            .run_id
+    }
+
+    fn log_loss(store: &SqlStore, run_id: &str, steps: std::ops::RangeInclusive<i64>) {
+        for step in steps {
+            let m = Metric::new("loss", 1.0 / step as f64, 1000 + step, step);
+            store.log_batch(run_id, &[m], &[], &[]).expect("log");
+        }
+    }
+
+    /// The files a SIGKILL would leave, copied while nothing commits.
+    fn copy_files(from: &std::path::Path, to: &std::path::Path, names: &[&str]) {
+        for name in names {
+            let src = from.join(name);
+            if src.exists() {
+                std::fs::copy(&src, to.join(name)).expect("copy");
+            }
+        }
+    }
+
+    fn steps_and_latest(store: &SqlStore, run_id: &str) -> (Vec<i64>, i64) {
+        let history = store
+            .get_metric_history(run_id, "loss", &PageRequest::default())
+            .expect("history");
+        let run = store.get_run(run_id).expect("run");
+        let latest = run
+            .data
+            .metrics
+            .iter()
+            .find(|m| m.key == "loss")
+            .expect("latest loss")
+            .step;
+        (history.items.iter().map(|m| m.step).collect(), latest)
+    }
+
+    #[test]
+    fn journaled_metrics_survive_a_crash_before_their_fold() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = open(dir.path(), true);
+        let run_id = new_run(&store);
+        let db = store.sqlite().expect("sqlite");
+        // No fold can run while the writer is held: the acknowledged points live only in the
+        // journal, as they would right before a SIGKILL.
+        let held = db.hold_writer();
+        log_loss(&store, &run_id, 1..=50);
+        let crash = tempfile::tempdir().expect("dir");
+        copy_files(
+            dir.path(),
+            crash.path(),
+            &[
+                "kiln.db",
+                "kiln.db-wal",
+                "kiln.db-kiln-journal.0",
+                "kiln.db-kiln-journal.1",
+            ],
+        );
+        drop(held);
+        // A process without a journal of its own (a CLI command) replays the one left behind.
+        let reopened = open(crash.path(), false);
+        let (steps, latest) = steps_and_latest(&reopened, &run_id);
+        assert_eq!(steps, (1..=50).collect::<Vec<_>>());
+        assert_eq!(latest, 50);
+        drop(reopened);
+        assert_eq!(
+            ["0", "1"].map(|i| std::fs::metadata(
+                crash.path().join(format!("kiln.db-kiln-journal.{i}"))
+            )
+            .expect("journal")
+            .len()),
+            [0, 0],
+            "the replayed journal is emptied"
+        );
+        // The original goes on, and sees the same.
+        assert_eq!(steps_and_latest(&store, &run_id).0.len(), 50);
+    }
+
+    #[test]
+    fn a_crash_after_the_fold_but_before_the_truncate_replays_nothing_twice() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = open(dir.path(), true);
+        let run_id = new_run(&store);
+        let db = store.sqlite().expect("sqlite");
+        let held = db.hold_writer();
+        log_loss(&store, &run_id, 1..=10);
+        let journal_before_fold = tempfile::tempdir().expect("dir");
+        copy_files(
+            dir.path(),
+            journal_before_fold.path(),
+            &["kiln.db-kiln-journal.0", "kiln.db-kiln-journal.1"],
+        );
+        drop(held);
+        // Any read folds first: the ten points are committed and the journal emptied.
+        assert_eq!(steps_and_latest(&store, &run_id).0.len(), 10);
+        let crash = tempfile::tempdir().expect("dir");
+        copy_files(dir.path(), crash.path(), &["kiln.db", "kiln.db-wal"]);
+        copy_files(
+            journal_before_fold.path(),
+            crash.path(),
+            &["kiln.db-kiln-journal.0", "kiln.db-kiln-journal.1"],
+        );
+        let reopened = open(crash.path(), true);
+        let (steps, latest) = steps_and_latest(&reopened, &run_id);
+        assert_eq!(steps, (1..=10).collect::<Vec<_>>(), "no point folded twice");
+        assert_eq!(latest, 10);
+        // Numbering goes on past the folded records: new points are journaled and kept.
+        log_loss(&reopened, &run_id, 11..=12);
+        drop(reopened);
+        let again = open(crash.path(), true);
+        assert_eq!(steps_and_latest(&again, &run_id).0.len(), 12);
+    }
+
+    #[test]
+    fn history_keeps_logging_order_across_the_journal_and_sqlite() {
+        use kiln_types::Param;
+        let dir = tempfile::tempdir().expect("dir");
+        let store = open(dir.path(), true);
+        let run_id = new_run(&store);
+        // Same key, step and timestamp: only logging order tells the points apart.
+        let point = |v: f64| Metric::new("loss", v, 5, 1);
+        store
+            .log_batch(&run_id, &[point(0.1)], &[], &[])
+            .expect("journaled");
+        let param = Param {
+            key: "lr".into(),
+            value: "0.1".into(),
+        };
+        store
+            .log_batch(&run_id, &[point(0.2)], &[param], &[])
+            .expect("through SQLite");
+        store
+            .log_batch(&run_id, &[point(0.3)], &[], &[])
+            .expect("journaled");
+        let history = store
+            .get_metric_history(&run_id, "loss", &PageRequest::default())
+            .expect("history");
+        let values: Vec<f64> = history.items.iter().map(|m| m.value).collect();
+        assert_eq!(values, [0.1, 0.2, 0.3]);
+    }
+
+    #[test]
+    fn a_deleted_run_refuses_journaled_metrics() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = open(dir.path(), true);
+        let run_id = new_run(&store);
+        log_loss(&store, &run_id, 1..=1);
+        store.delete_run(&run_id).expect("delete");
+        let err = store
+            .log_batch(&run_id, &[Metric::new("loss", 0.1, 1, 2)], &[], &[])
+            .expect_err("a deleted run takes no metrics");
+        assert!(
+            err.to_string().contains("must be in the 'active' state"),
+            "{err}"
+        );
+        store.restore_run(&run_id).expect("restore");
+        log_loss(&store, &run_id, 2..=2);
+        assert_eq!(steps_and_latest(&store, &run_id).0, [1, 2]);
     }
 }

@@ -269,6 +269,18 @@ CREATE TABLE metrics_staged_batches (
 )
 ",
     },
+    Migration {
+        version: 6,
+        description: "the highest metric-journal record folded in (SQLite)",
+        // The server acknowledges small metric writes with an append to a journal file beside
+        // the database (see journal.rs); the fold that stages them records the highest record
+        // it took in the same transaction, so reopening after a crash replays only the rest.
+        // Unused on PostgreSQL.
+        sql: r"
+CREATE TABLE journal_applied (id BIGINT PRIMARY KEY, seq BIGINT NOT NULL);
+INSERT INTO journal_applied (id, seq) VALUES (1, 0)
+",
+    },
 ];
 
 /// The schema version this binary writes.

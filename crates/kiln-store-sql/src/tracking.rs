@@ -317,7 +317,7 @@ impl ExperimentStore for SqlStore {
         if id == 0 {
             return Err(StoreError::invalid("Cannot delete the default experiment '0'. This is an internally reserved experiment."));
         }
-        self.write(|tx| {
+        let done = self.write(|tx| {
             // Deleting twice must keep the first deletion time: restore brings back the runs
             // deleted at that time, and gc's cutoff counts from it.
             if require_experiment(tx, id, experiment_id)? == "deleted" {
@@ -333,7 +333,9 @@ impl ExperimentStore for SqlStore {
                 &[Val::Int(now), Val::Int(id)],
             )?;
             Ok(())
-        })
+        });
+        self.forget_active_runs();
+        done
     }
 
     fn restore_experiment(&self, experiment_id: &str) -> StoreResult<()> {
@@ -765,6 +767,44 @@ fn validate_batch(metrics: &[Metric], params: &[Param], tags: &[Tag]) -> StoreRe
 /// SQLite's log-batch transaction: history staged with the run's pending marker in one commit
 /// (durable with it), latest values folded in behind (see latest.rs). Returns the experiment id
 /// for [`LatestBuffer::add`](crate::latest::LatestBuffer).
+/// A batch of plain metrics appended to the metric journal (the server's embedded store, see
+/// journal.rs) and acknowledged without a SQLite commit; `None` when it must go through SQLite
+/// instead (no journal, params or tags, metrics linked to a model or dataset, a huge batch).
+fn journal_batch(
+    db: &crate::db::SqliteDb,
+    run_id: &str,
+    metrics: &[Metric],
+    params: &[Param],
+    tags: &[Tag],
+) -> Option<StoreResult<()>> {
+    let journal = db.journal.as_ref()?;
+    let linked =
+        |m: &Metric| m.model_id.is_some() || m.dataset_name.is_some() || m.dataset_digest.is_some();
+    if metrics.is_empty() || !params.is_empty() || !tags.is_empty() || metrics.iter().any(linked) {
+        return None;
+    }
+    let n = u32::try_from(metrics.len()).ok()?;
+    let experiment_id = match db.active_runs.get(run_id) {
+        (Some(experiment_id), _) => experiment_id,
+        (None, generation) => match db.read(|tx| require_active_run(tx, run_id)) {
+            Ok(experiment_id) => {
+                db.active_runs.insert(run_id, experiment_id, generation);
+                experiment_id
+            }
+            Err(e) => return Some(Err(e)),
+        },
+    };
+    let points = crate::chunks::encode_staged(&metrics.iter().collect::<Vec<_>>());
+    if journal.is_full(points.len()) {
+        if let Err(e) = crate::latest::flush(db) {
+            return Some(Err(e));
+        }
+    }
+    journal.append(run_id, n, points, || {
+        db.latest.add(run_id, experiment_id, metrics);
+    })
+}
+
 fn sqlite_batch_tx<'a>(
     run_id: &'a str,
     metrics: &'a [Metric],
@@ -877,7 +917,7 @@ impl RunStore for SqlStore {
     }
 
     fn delete_run(&self, run_id: &str) -> StoreResult<()> {
-        self.write(|tx| {
+        let done = self.write(|tx| {
             require_run(tx, run_id)?;
             tx.exec(
                 // An already deleted run keeps its deletion time (restore_experiment and gc use it).
@@ -885,7 +925,9 @@ impl RunStore for SqlStore {
                 &[Val::Int(kiln_types::now_ms()), Val::from(run_id)],
             )?;
             Ok(())
-        })
+        });
+        self.forget_active_runs();
+        done
     }
 
     fn restore_run(&self, run_id: &str) -> StoreResult<()> {
@@ -905,6 +947,13 @@ impl RunStore for SqlStore {
     ) -> StoreResult<()> {
         validate_batch(metrics, params, tags)?;
         if let Some(db) = self.sqlite() {
+            if let Some(done) = journal_batch(db, run_id, metrics, params, tags) {
+                return done;
+            }
+            // Journaled batches first, so history keeps logging order.
+            if db.journal.as_ref().is_some_and(|j| j.has_entries()) {
+                crate::latest::flush(db)?;
+            }
             return db
                 .write_then(sqlite_batch_tx(run_id, metrics, params, tags), |e| {
                     db.latest.add(run_id, *e, metrics);
@@ -933,6 +982,13 @@ impl RunStore for SqlStore {
             return Some(Err(e));
         }
         let db = self.sqlite()?;
+        if let Some(done) = journal_batch(db, run_id, metrics, params, tags) {
+            return Some(done);
+        }
+        if db.journal.as_ref().is_some_and(|j| j.has_entries()) {
+            // Journaled batches must be folded first (see log_batch): not a short write.
+            return None;
+        }
         let done = db.try_write_then(sqlite_batch_tx(run_id, metrics, params, tags), |e| {
             db.latest.add(run_id, *e, metrics);
         })?;

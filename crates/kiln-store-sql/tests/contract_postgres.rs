@@ -107,6 +107,7 @@ fn migrate() -> OpenOptions {
     OpenOptions {
         migrate: true,
         pool_size: 2,
+        journal: false,
     }
 }
 
@@ -114,6 +115,7 @@ fn no_migrate() -> OpenOptions {
     OpenOptions {
         migrate: false,
         pool_size: 1,
+        journal: false,
     }
 }
 

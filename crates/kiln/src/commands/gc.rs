@@ -29,7 +29,7 @@ pub(super) fn run(args: GcArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
         ))
         .into());
     }
-    let store = open_store(&loc.backend, false)?;
+    let store = open_store(&loc.backend, false, false)?;
     let rt = runtime(Some(2))?;
     let report = rt.block_on(async {
         let blobs = open_blobs(&loc.artifacts)?;

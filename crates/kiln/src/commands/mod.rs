@@ -103,12 +103,16 @@ pub(crate) fn locations(args: &StoreArgs) -> anyhow::Result<Locations> {
     Ok(Locations { backend, artifacts })
 }
 
+/// Open a database store. `journal`: this process is the long-lived owner of an embedded
+/// database (the tracking server), so plain metric writes may be acknowledged by the journal.
 pub(crate) fn open_store(
     uri: &str,
     migrate: bool,
+    journal: bool,
 ) -> anyhow::Result<Arc<kiln_store_sql::SqlStore>> {
     let options = kiln_store_sql::OpenOptions {
         migrate,
+        journal,
         ..Default::default()
     };
     let store = kiln_store_sql::SqlStore::open(uri, &options).with_context(|| {
@@ -137,7 +141,7 @@ pub(crate) fn open_metadata(uri: &str) -> anyhow::Result<Arc<dyn kiln_store::Tra
         })?;
         return Ok(Arc::new(store));
     }
-    Ok(open_store(uri, false)?)
+    Ok(open_store(uri, false, false)?)
 }
 
 /// The metadata and artifact stores at `loc`: a database and an artifact store, or a tracking

@@ -17,7 +17,7 @@ pub(super) fn run(args: ServerArgs, printer: &Printer) -> anyhow::Result<ExitCod
         workers,
     } = args;
     let loc = locations(&store)?;
-    let store = open_store(&loc.backend, migrate)?;
+    let store = open_store(&loc.backend, migrate, true)?;
     let rt = runtime(workers)?;
     rt.block_on(async move {
         let blobs = open_blobs(&loc.artifacts)?;
