@@ -41,12 +41,15 @@ use kiln_store::{StoreError, StoreResult};
 
 /// A record's fixed header: length and checksum.
 const HEADER: usize = 4 + 8;
-/// Records above this size are not journaled (they go through SQLite): a record is one `write`.
-pub(crate) const MAX_RECORD: usize = 8 << 20;
-/// Points waiting for a fold, at most. A write that finds the journal full folds first (or
-/// waits for the fold under way): back-pressure, so a client faster than the fold cannot grow
-/// the server's memory.
-const MAX_PENDING_BYTES: usize = 8 << 20;
+/// Batches whose points take more than this go through SQLite instead: one commit is already
+/// cheap per point for them, and keeping bulk batches out keeps what waits for a fold (and the
+/// fold's memory) small. About 130 metrics with short keys; a training step's few metrics and
+/// every single log-metric are journaled.
+const MAX_POINTS_BYTES: usize = 4 << 10;
+/// Points waiting in memory for a fold, at most. A write that finds the journal full first moves
+/// them to SQLite's staging table (`latest::spill_journal`, waiting for a fold under way):
+/// back-pressure, so a client faster than the fold cannot grow the server's memory.
+const MAX_PENDING_BYTES: usize = 4 << 20;
 
 /// One journaled batch, kept in memory until a fold stages it.
 pub(crate) struct Entry {
@@ -221,7 +224,7 @@ impl Journal {
     }
 
     /// Append one batch and, still under the journal lock, run `then` (which buffers its
-    /// latest-value candidates, so a fold takes both or neither). `None` when the record is too
+    /// latest-value candidates, so a fold takes both or neither). `None` when the batch is too
     /// big, too much waits for the fold already, or journaling stopped: the caller writes
     /// through SQLite instead.
     pub(crate) fn append(
@@ -231,11 +234,11 @@ impl Journal {
         points: Vec<u8>,
         then: impl FnOnce(),
     ) -> Option<StoreResult<()>> {
-        let run_len = u16::try_from(run_id.len()).ok()?;
-        let body_len = 8 + 4 + 2 + run_id.len() + points.len();
-        if HEADER + body_len > MAX_RECORD {
+        if points.len() > MAX_POINTS_BYTES {
             return None;
         }
+        let run_len = u16::try_from(run_id.len()).ok()?;
+        let body_len = 8 + 4 + 2 + run_id.len() + points.len();
         let mut guard = self.lock();
         let st = &mut *guard;
         if st.broken || st.pending_bytes + points.len() > MAX_PENDING_BYTES {
@@ -409,6 +412,8 @@ mod tests {
         j.unapplied(0).expect("empty");
         // Another handle (as another process would be) does not get the lock.
         assert!(Journal::open(&db_path(&dir)).expect("open").is_none());
+        // A bulk batch is left to SQLite.
+        assert!(j.append("a", 200, vec![0; 5000], || ()).is_none());
         let [first, second] = paths_for(&db_path(&dir));
         j.append("a", 1, vec![1; 24], || ())
             .expect("j")

@@ -188,6 +188,45 @@ pub(crate) fn replay_journal_tx(tx: &mut dyn Tx, journal: &Journal) -> StoreResu
     Ok(entries.len())
 }
 
+/// Move the journaled batches into SQLite's staging table (with their runs' markers) without
+/// folding them: the form a write through SQLite leaves, in one transaction. Their latest-value
+/// candidates stay buffered for the next fold. A write that finds the journal full does this
+/// (back-pressure that costs a short commit, not a fold), and so does a write through SQLite, so
+/// history keeps logging order.
+pub(crate) fn spill_journal(db: &SqliteDb) -> StoreResult<()> {
+    let Some(journal) = &db.journal else {
+        return Ok(());
+    };
+    let mut taken: Vec<Entry> = Vec::new();
+    let result = db.write(|tx| {
+        taken = journal.lock().take_entries();
+        let mut marked = std::collections::HashSet::new();
+        for e in &taken {
+            stage_journaled_tx(tx, e)?;
+            if marked.insert(e.run_id.as_str()) {
+                mark_pending_tx(tx, &e.run_id)?;
+            }
+        }
+        if let Some(last) = taken.last() {
+            set_journal_applied_tx(tx, last.seq)?;
+        }
+        Ok(())
+    });
+    match &result {
+        Ok(()) => {
+            if let Some(last) = taken.last() {
+                journal.applied(last.seq);
+            }
+        }
+        Err(_) => {
+            if !taken.is_empty() {
+                journal.restore(taken);
+            }
+        }
+    }
+    result
+}
+
 /// Fold every buffered candidate into `latest_metrics` and clear the runs' markers; journaled
 /// batches are packed in the same transaction, straight from memory.
 pub(crate) fn flush(db: &SqliteDb) -> StoreResult<()> {

@@ -796,7 +796,7 @@ fn journal_batch(
     };
     let points = crate::chunks::encode_staged(&metrics.iter().collect::<Vec<_>>());
     if journal.is_full(points.len()) {
-        if let Err(e) = crate::latest::flush(db) {
+        if let Err(e) = crate::latest::spill_journal(db) {
             return Some(Err(e));
         }
     }
@@ -952,7 +952,7 @@ impl RunStore for SqlStore {
             }
             // Journaled batches first, so history keeps logging order.
             if db.journal.as_ref().is_some_and(|j| j.has_entries()) {
-                crate::latest::flush(db)?;
+                crate::latest::spill_journal(db)?;
             }
             return db
                 .write_then(sqlite_batch_tx(run_id, metrics, params, tags), |e| {
@@ -986,7 +986,7 @@ impl RunStore for SqlStore {
             return Some(done);
         }
         if db.journal.as_ref().is_some_and(|j| j.has_entries()) {
-            // Journaled batches must be folded first (see log_batch): not a short write.
+            // Journaled batches must be staged first (see log_batch).
             return None;
         }
         let done = db.try_write_then(sqlite_batch_tx(run_id, metrics, params, tags), |e| {
