@@ -137,7 +137,8 @@ fn open_half(path: &Path) -> StoreResult<Half> {
 }
 
 impl Journal {
-    /// Open (creating) and lock the journal beside `db`. `None` when another process holds it.
+    /// Open (creating) and lock the journal beside `db`. `None` when another process holds it
+    /// (or the file system cannot lock).
     pub(crate) fn open(db: &Path) -> StoreResult<Option<Journal>> {
         let paths = paths_for(db);
         let first = open_half(&paths[0])?;
@@ -145,7 +146,9 @@ impl Journal {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
             Err(std::fs::TryLockError::Error(e)) => {
-                return Err(io_err("Failed to lock the metric journal", &paths[0], e))
+                // A file system without locks: no journal, writes go through SQLite.
+                tracing::warn!(error = %e, path = %paths[0].display(), "Cannot lock the metric journal; writing metrics through SQLite.");
+                return Ok(None);
             }
         }
         let second = open_half(&paths[1])?;
