@@ -26,6 +26,10 @@ pub(crate) enum Command {
     /// Run the tracking server (MLflow REST API, artifact proxy, model registry).
     ///
     /// Point any MLflow client at it: `MLFLOW_TRACKING_URI=http://127.0.0.1:5000`.
+    ///
+    /// On SQLite, single metrics and small metric batches are acknowledged by an append to a
+    /// journal beside the database (`<db>-kiln-journal.0`, `.1`) and folded in within ~100 ms;
+    /// they survive the server being killed. Stop it with Ctrl-C or SIGTERM to fold and exit.
     Server(ServerArgs),
     /// Database schema management.
     #[command(subcommand)]
