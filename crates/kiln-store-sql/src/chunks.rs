@@ -102,26 +102,38 @@ fn decode_staged(blob: &[u8], mut f: impl FnMut(&str, i64, i64, f64)) -> StoreRe
     Ok(())
 }
 
+/// A point linked to a logged model or a dataset: it stays a `metrics` row (logged-model search
+/// reads those by `model_id`) instead of being packed.
+pub(crate) fn is_linked(m: &Metric) -> bool {
+    m.model_id.is_some() || m.dataset_name.is_some() || m.dataset_digest.is_some()
+}
+
 /// Stage a log-batch's history (same transaction as the run's pending marker): plain points as
 /// one packed row, points linked to a model or dataset as rows of `metrics_staged`.
 pub(crate) fn stage_tx(tx: &mut dyn Tx, run_id: &str, metrics: &[Metric]) -> StoreResult<()> {
-    let linked =
-        |m: &Metric| m.model_id.is_some() || m.dataset_name.is_some() || m.dataset_digest.is_some();
-    let plain: Vec<&Metric> = metrics.iter().filter(|m| !linked(m)).collect();
+    let plain: Vec<&Metric> = metrics.iter().filter(|m| !is_linked(m)).collect();
     if plain.len() < metrics.len() {
-        let rows: Vec<Metric> = metrics.iter().filter(|m| linked(m)).cloned().collect();
+        let rows: Vec<Metric> = metrics.iter().filter(|m| is_linked(m)).cloned().collect();
         insert_history_into_tx(tx, "metrics_staged", run_id, &rows)?;
     }
     if !plain.is_empty() {
-        tx.exec(
-            "INSERT INTO metrics_staged_batches (run_uuid, n, points) VALUES (?, ?, ?)",
-            &[
-                Val::from(run_id),
-                Val::Int(i64::try_from(plain.len()).unwrap_or(i64::MAX)),
-                Val::Blob(encode_staged(&plain)),
-            ],
-        )?;
+        let n = i64::try_from(plain.len()).unwrap_or(i64::MAX);
+        insert_staged_batch_tx(tx, run_id, n, encode_staged(&plain))?;
     }
+    Ok(())
+}
+
+/// One packed staged batch (`encode_staged`'s `points`, `n` of them) as a row.
+pub(crate) fn insert_staged_batch_tx(
+    tx: &mut dyn Tx,
+    run_id: &str,
+    n: i64,
+    points: Vec<u8>,
+) -> StoreResult<()> {
+    tx.exec(
+        "INSERT INTO metrics_staged_batches (run_uuid, n, points) VALUES (?, ?, ?)",
+        &[Val::from(run_id), Val::Int(n), Val::Blob(points)],
+    )?;
     Ok(())
 }
 

@@ -166,6 +166,11 @@ impl Journal {
         }))
     }
 
+    /// Whether a batch of `bytes` of points is small enough to be journaled at all.
+    pub(crate) fn accepts(&self, bytes: usize) -> bool {
+        bytes <= MAX_POINTS_BYTES
+    }
+
     /// Whether `bytes` more points would pass what may wait for a fold.
     pub(crate) fn is_full(&self, bytes: usize) -> bool {
         self.lock().pending_bytes + bytes > MAX_PENDING_BYTES
@@ -237,7 +242,7 @@ impl Journal {
         points: Vec<u8>,
         then: impl FnOnce(),
     ) -> Option<StoreResult<()>> {
-        if points.len() > MAX_POINTS_BYTES {
+        if !self.accepts(points.len()) {
             return None;
         }
         let run_len = u16::try_from(run_id.len()).ok()?;

@@ -150,15 +150,24 @@ pub(crate) fn mark_pending_tx(tx: &mut dyn Tx, run_id: &str) -> StoreResult<()> 
 
 /// Stage one journaled batch (see journal.rs).
 fn stage_journaled_tx(tx: &mut dyn Tx, entry: &Entry) -> StoreResult<()> {
-    tx.exec(
-        "INSERT INTO metrics_staged_batches (run_uuid, n, points) VALUES (?, ?, ?)",
-        &[
-            Val::from(entry.run_id.as_str()),
-            Val::Int(i64::from(entry.n)),
-            Val::Blob(entry.points.clone()),
-        ],
-    )?;
-    Ok(())
+    crate::chunks::insert_staged_batch_tx(
+        tx,
+        &entry.run_id,
+        i64::from(entry.n),
+        entry.points.clone(),
+    )
+}
+
+/// After the transaction that took `taken` from the journal: once it committed, files holding
+/// only folded records are emptied; if it failed, the batches wait for the next try.
+fn settle_journaled(journal: &Journal, committed: bool, taken: Vec<Entry>) {
+    if committed {
+        if let Some(last) = taken.last() {
+            journal.applied(last.seq);
+        }
+    } else if !taken.is_empty() {
+        journal.restore(taken);
+    }
 }
 
 fn set_journal_applied_tx(tx: &mut dyn Tx, seq: u64) -> StoreResult<()> {
@@ -212,18 +221,7 @@ pub(crate) fn spill_journal(db: &SqliteDb) -> StoreResult<()> {
         }
         Ok(())
     });
-    match &result {
-        Ok(()) => {
-            if let Some(last) = taken.last() {
-                journal.applied(last.seq);
-            }
-        }
-        Err(_) => {
-            if !taken.is_empty() {
-                journal.restore(taken);
-            }
-        }
-    }
+    settle_journaled(journal, result.is_ok(), taken);
     result
 }
 
@@ -261,21 +259,13 @@ pub(crate) fn flush(db: &SqliteDb) -> StoreResult<()> {
         }
         Ok(())
     });
-    match (&result, &db.journal) {
-        (Err(_), journal) => {
-            if let Some(pending) = taken {
-                buffer.restore(pending);
-            }
-            if let (Some(journal), false) = (journal, journaled.is_empty()) {
-                journal.restore(journaled);
-            }
+    if result.is_err() {
+        if let Some(pending) = taken {
+            buffer.restore(pending);
         }
-        (Ok(()), Some(journal)) => {
-            if let Some(last) = journaled.last() {
-                journal.applied(last.seq);
-            }
-        }
-        (Ok(()), None) => {}
+    }
+    if let Some(journal) = &db.journal {
+        settle_journaled(journal, result.is_ok(), journaled);
     }
     result
 }

@@ -764,12 +764,9 @@ fn validate_batch(metrics: &[Metric], params: &[Param], tags: &[Tag]) -> StoreRe
     Ok(())
 }
 
-/// SQLite's log-batch transaction: history staged with the run's pending marker in one commit
-/// (durable with it), latest values folded in behind (see latest.rs). Returns the experiment id
-/// for [`LatestBuffer::add`](crate::latest::LatestBuffer).
 /// A batch of plain metrics appended to the metric journal (the server's embedded store, see
 /// journal.rs) and acknowledged without a SQLite commit; `None` when it must go through SQLite
-/// instead (no journal, params or tags, metrics linked to a model or dataset, a huge batch).
+/// instead (no journal, params or tags, metrics linked to a model or dataset, a bulk batch).
 fn journal_batch(
     db: &crate::db::SqliteDb,
     run_id: &str,
@@ -778,12 +775,19 @@ fn journal_batch(
     tags: &[Tag],
 ) -> Option<StoreResult<()>> {
     let journal = db.journal.as_ref()?;
-    let linked =
-        |m: &Metric| m.model_id.is_some() || m.dataset_name.is_some() || m.dataset_digest.is_some();
-    if metrics.is_empty() || !params.is_empty() || !tags.is_empty() || metrics.iter().any(linked) {
+    if metrics.is_empty()
+        || !params.is_empty()
+        || !tags.is_empty()
+        || metrics.iter().any(crate::chunks::is_linked)
+    {
         return None;
     }
     let n = u32::try_from(metrics.len()).ok()?;
+    let points = crate::chunks::encode_staged(&metrics.iter().collect::<Vec<_>>());
+    // Before the active-run check: a bulk batch goes through SQLite, which checks it there.
+    if !journal.accepts(points.len()) {
+        return None;
+    }
     let experiment_id = match db.active_runs.get(run_id) {
         (Some(experiment_id), _) => experiment_id,
         (None, generation) => match db.read(|tx| require_active_run(tx, run_id)) {
@@ -794,7 +798,6 @@ fn journal_batch(
             Err(e) => return Some(Err(e)),
         },
     };
-    let points = crate::chunks::encode_staged(&metrics.iter().collect::<Vec<_>>());
     if journal.is_full(points.len()) {
         if let Err(e) = crate::latest::spill_journal(db) {
             return Some(Err(e));
@@ -805,6 +808,9 @@ fn journal_batch(
     })
 }
 
+/// SQLite's log-batch transaction: history staged with the run's pending marker in one commit
+/// (durable with it), latest values folded in behind (see latest.rs). Returns the experiment id
+/// for [`LatestBuffer::add`](crate::latest::LatestBuffer).
 fn sqlite_batch_tx<'a>(
     run_id: &'a str,
     metrics: &'a [Metric],
