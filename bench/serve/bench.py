@@ -331,6 +331,11 @@ def main() -> int:
         "ceiling": lambda p: [args.ceiling, f"127.0.0.1:{p}"],
         # The machine's floor: a blocking std::net responder, no runtime, HTTP library or JSON.
         "floor": lambda p: [args.ceiling, "--raw", f"127.0.0.1:{p}"],
+        # Both of the above busy-poll 100 us before they sleep, as kiln serve does by default;
+        # these two do not, to show what a sleeping CPU's wake-up per request costs here.
+        "floor-nopoll": lambda p: [args.ceiling, "--raw", "--busy-poll", "0", f"127.0.0.1:{p}"],
+        "kiln-gbdt-nopoll": lambda p: [args.kiln, "serve", str(m["kiln_model"]), "--port", str(p),
+                                       "--busy-poll", "0"],
         "kiln-gbdt": lambda p: [args.kiln, "serve", str(m["kiln_model"]), "--port", str(p)],
         "kiln-onnx": lambda p: [args.kiln, "serve", str(m["onnx"]), "--port", str(p)],
         "kiln-onnx-nobatch": lambda p: [args.kiln, "serve", str(m["onnx"]), "--port", str(p),
@@ -450,6 +455,11 @@ def main() -> int:
     print(f"the machine's own c1 p99: {floor['c1_p99_ms']:.3f} ms for the raw floor (no runtime, no HTTP "
           f"library, no JSON), {ceiling['c1_p99_ms']:.3f} ms for the axum ceiling; the 0.5 ms target "
           f"{'is' if targets['floor_c1_p99_le_0.5ms'] else 'is NOT'} reachable on this machine in this run")
+    if "floor-nopoll" in summary and "kiln-gbdt-nopoll" in summary:
+        fn, kn, kg = summary["floor-nopoll"], summary["kiln-gbdt-nopoll"], summary["kiln-gbdt"]
+        print(f"busy polling (--busy-poll 100us, the default) vs off, c1: floor {floor['c1_rps']:.0f} vs "
+              f"{fn['c1_rps']:.0f} req/s, p99 {floor['c1_p99_ms']:.3f} vs {fn['c1_p99_ms']:.3f} ms; kiln-gbdt "
+              f"{kg['c1_rps']:.0f} vs {kn['c1_rps']:.0f} req/s, p99 {kg['c1_p99_ms']:.3f} vs {kn['c1_p99_ms']:.3f} ms")
     logs = [r["prediction_log"] for r in runs.get("kiln-gbdt+log", []) if "prediction_log" in r]
     if logs:
         print(f"prediction log (10 % sample): rows queued {[l['records'] for l in logs]}, "

@@ -69,11 +69,14 @@ def record_error(server: str, phase: str, endpoint: str, status, body: str) -> N
     log(f"ERROR {server} {phase}: {endpoint} -> {status}: {body[:300]!r}")
 
 
-def raw_floor_rps(floor_bin: str, secs: float) -> float | None:
-    """Requests/s over one keep-alive connection to a blocking std::net responder that does no work:
-    what loopback TCP and thread wake-ups cost on this machine before any server runs."""
+def raw_floor_rps(floor_bin: str, secs: float, busy_poll_us: int = 100) -> float | None:
+    """Requests/s over one keep-alive connection to a std::net responder that does no work: what
+    loopback TCP and thread wake-ups cost on this machine before any server runs. By default it
+    busy-polls its socket for 100 us before blocking, as `kiln server` does (--busy-poll); with 0
+    it blocks at once, and pays for a sleeping CPU's wake-up on every request."""
     port = free_port()
-    p = subprocess.Popen([floor_bin, "--raw", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
+    p = subprocess.Popen([floor_bin, "--raw", "--busy-poll", str(busy_poll_us), f"127.0.0.1:{port}"],
+                         stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
     try:
         for _ in range(100):
@@ -849,6 +852,9 @@ def run_all(a, cfg, tmp: Path, mlflow: Server, kiln: Server, sampler: RssSampler
                         rps = raw_floor_rps(a.floor, secs)
                         if rps:
                             ingest[key].setdefault("raw_floor_rps", []).append(rps)
+                        rps = raw_floor_rps(a.floor, secs, busy_poll_us=0)
+                        if rps:
+                            ingest[key].setdefault("raw_floor_blocking_rps", []).append(rps)
                 unit = "metrics/s" if kind == "batch" else "req/s"
                 log(f"  rep {rep + 1} {s.name:6s}: {r['rate']:10.1f} {unit}  ({r['ok']} ok in {r['secs']:.1f}s, "
                     f"p50 {r.get('lat_p50_us', 0) / 1000:.2f} ms, p99 {r.get('lat_p99_us', 0) / 1000:.2f} ms, "
@@ -1101,8 +1107,14 @@ def print_summary(res: dict, rows: list[dict]) -> None:
               f"log-metric reaches {100 * c1['kiln_median'] / h:.0f}% of it{need}.")
         if c1.get("raw_floor_rps"):
             f = statistics.median(c1["raw_floor_rps"])
-            print(f"Machine floor, same connection: a blocking std::net responder doing no work {f:,.0f} req/s"
-                  + (f" = {f / m:.0f}x MLflow" if m else "") + f"; kiln log-metric reaches {100 * c1['kiln_median'] / f:.0f}% of it.")
+            print(f"Machine floor, same connection: a std::net responder doing no work, busy-polling 100 us like kiln, "
+                  f"{f:,.0f} req/s" + (f" = {f / m:.0f}x MLflow" if m else "")
+                  + f"; kiln log-metric reaches {100 * c1['kiln_median'] / f:.0f}% of it.")
+        if c1.get("raw_floor_blocking_rps"):
+            f = statistics.median(c1["raw_floor_blocking_rps"])
+            print(f"The same responder blocking at once (--busy-poll 0): {f:,.0f} req/s"
+                  + (f" = {f / m:.0f}x MLflow" if m else "")
+                  + ": what a sleeping CPU's wake-up per request costs here.")
     if ERRORS:
         print(f"\n{len(ERRORS)} error(s):")
         for e in ERRORS:

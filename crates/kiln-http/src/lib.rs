@@ -27,6 +27,8 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 
+pub mod busy_poll;
+
 /// Serve `app` on `listener` until `shutdown` resolves; then stop accepting, let the open
 /// connections finish their in-flight requests, and return. With `drain`, give up waiting
 /// for them after that long (their tasks are left to the runtime's own shutdown).
@@ -38,6 +40,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
     let mut shutdown = pin!(shutdown);
+    #[cfg(unix)]
+    busy_poll::watch(std::os::fd::AsFd::as_fd(&listener));
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -54,6 +58,8 @@ pub async fn serve(
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(%err, "Failed to set TCP_NODELAY.");
         }
+        #[cfg(unix)]
+        busy_poll::watch(std::os::fd::AsFd::as_fd(&stream));
         let service = TowerToHyperService::new(app.clone());
         let conn = hyper::server::conn::http1::Builder::new()
             .serve_connection(TokioIo::new(stream), service);

@@ -7,14 +7,20 @@
 //! request with the same bytes. Its round trip at concurrency 1 is what the machine (loopback
 //! TCP, thread wake-ups, the hypervisor) costs before any server does any work.
 //!
+//! Both busy-poll before they sleep, as `kiln server` and `kiln serve` do by default
+//! (`--busy-poll`, microseconds, default 100; 0 turns it off): the ceiling through the same
+//! `kiln_http::busy_poll` runtime hook, the floor by reading its socket without blocking for
+//! that long before it blocks. Without it, a server that polls would beat the "floor".
+//!
 //! ```sh
 //! cargo run --release -p kiln-serve --example ceiling -- 127.0.0.1:0
 //! cargo run --release -p kiln-serve --example ceiling -- --raw 127.0.0.1:0
+//! cargo run --release -p kiln-serve --example ceiling -- --raw --busy-poll 0 127.0.0.1:0
 //! ```
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -44,16 +50,25 @@ async fn invocations(body: Bytes) -> Response {
 const MAX_BODY: usize = 1 << 20;
 
 /// Answer keep-alive HTTP/1.1 requests on one connection until the client closes it.
-fn raw_connection(stream: TcpStream) -> std::io::Result<()> {
+fn raw_connection(stream: TcpStream, busy_poll: Duration) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
+    if !busy_poll.is_zero() {
+        stream.set_nonblocking(true)?;
+    }
     let mut reply = format!(
         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
         ANSWER.len()
     )
     .into_bytes();
     reply.extend_from_slice(ANSWER);
-    let mut writer = stream.try_clone()?;
-    let mut reader = BufReader::new(stream);
+    let mut writer = Spin {
+        stream: stream.try_clone()?,
+        budget: busy_poll,
+    };
+    let mut reader = BufReader::new(Spin {
+        stream,
+        budget: busy_poll,
+    });
     let mut line = String::new();
     let mut body = Vec::new();
     loop {
@@ -90,34 +105,90 @@ fn raw_connection(stream: TcpStream) -> std::io::Result<()> {
     }
 }
 
-fn raw(addr: &str) -> std::io::Result<()> {
+/// A socket that, with a budget, is non-blocking: a read that finds no data retries (yielding
+/// the CPU in between) for up to the budget before it blocks.
+struct Spin {
+    stream: TcpStream,
+    budget: Duration,
+}
+
+impl Read for Spin {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.budget.is_zero() {
+            return self.stream.read(buf);
+        }
+        let start = Instant::now();
+        loop {
+            match self.stream.read(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if start.elapsed() >= self.budget {
+                        self.stream.set_nonblocking(false)?;
+                        let read = self.stream.read(buf);
+                        self.stream.set_nonblocking(true)?;
+                        return read;
+                    }
+                    std::thread::yield_now();
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+impl Write for Spin {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        loop {
+            match self.stream.write(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                other => return other,
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+fn raw(addr: &str, busy_poll: Duration) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr)?;
     eprintln!("raw floor listening on http://{}", listener.local_addr()?);
     for stream in listener.incoming() {
         let stream = stream?;
         std::thread::spawn(move || {
-            let _ = raw_connection(stream);
+            let _ = raw_connection(stream, busy_poll);
         });
     }
     Ok(())
 }
 
 fn main() -> std::io::Result<()> {
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let raw_mode = args.first().is_some_and(|a| a == "--raw");
-    if raw_mode {
-        args.remove(0);
+    let mut raw_mode = false;
+    let mut busy_poll = Duration::from_micros(100);
+    let mut addr = "127.0.0.1:0".to_string();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--raw" => raw_mode = true,
+            "--busy-poll" => {
+                let us = args.next().and_then(|v| v.parse().ok()).ok_or_else(|| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        "--busy-poll takes microseconds, e.g. 100 (0: off)",
+                    )
+                })?;
+                busy_poll = Duration::from_micros(us);
+            }
+            _ => addr = arg,
+        }
     }
-    let addr = args
-        .into_iter()
-        .next()
-        .unwrap_or_else(|| "127.0.0.1:0".to_string());
     if raw_mode {
-        return raw(&addr);
+        return raw(&addr, busy_poll);
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    kiln_http::busy_poll::install(&mut builder, busy_poll)?;
+    let rt = builder.build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&addr).await?;
         eprintln!("ceiling listening on http://{}", listener.local_addr()?);

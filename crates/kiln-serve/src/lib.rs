@@ -103,13 +103,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("invalid duration `{text}`: expected e.g. 200ms, 5s or 2m"))?;
     let seconds = match unit.trim() {
+        "us" | "µs" => value / 1_000_000.0,
         "ms" => value / 1000.0,
         "" | "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
         other => {
             return Err(format!(
-                "invalid duration unit `{other}` in `{text}`: use ms, s, m or h"
+                "invalid duration unit `{other}` in `{text}`: use us, ms, s, m or h"
             ))
         }
     };

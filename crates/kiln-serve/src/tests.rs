@@ -718,6 +718,10 @@ fn parses_sizes_and_durations() {
         Ok(Duration::from_millis(200))
     );
     assert_eq!(crate::parse_duration("2m"), Ok(Duration::from_secs(120)));
+    assert_eq!(
+        crate::parse_duration("100us"),
+        Ok(Duration::from_micros(100))
+    );
     assert!(crate::parse_duration("-1s").is_err());
     assert!(crate::parse_duration("5 parsecs").is_err());
 }

@@ -320,6 +320,12 @@ fn serve_refuses_bad_references_with_exit_code_2() {
     assert!(text(&o).contains("missing-model.json"), "{}", text(&o));
     let o = kiln(dir.path(), &["serve", "m.json", "--max-body", "lots"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    // A worker spinning that long would hold timers back: refused, with the limit named.
+    let o = kiln(dir.path(), &["serve", "m.json", "--busy-poll", "5ms"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("at most 1ms"), "{}", text(&o));
+    let o = kiln(dir.path(), &["server", "--busy-poll", "soon"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }
 
 /// Train `churn.csv` twice (20 and 60 trees) and register both as `churn` versions 1 and 2.

@@ -178,6 +178,22 @@ pub(crate) fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::
     builder.build().context("Failed to start the async runtime")
 }
 
+/// The runtime of `kiln server` and `kiln serve`: [`runtime`] whose workers busy-poll the
+/// server's sockets for up to `busy_poll` before they sleep (see `kiln_http::busy_poll`).
+pub(crate) fn server_runtime(
+    workers: Option<usize>,
+    busy_poll: std::time::Duration,
+) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(n) = workers {
+        builder.worker_threads(n.max(1));
+    }
+    kiln_http::busy_poll::install(&mut builder, busy_poll)
+        .context("Failed to set up busy polling (try --busy-poll 0)")?;
+    builder.build().context("Failed to start the async runtime")
+}
+
 /// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS` (UTC).
 /// Resolves on Ctrl-C or SIGTERM: a server stops accepting, lets in-flight requests finish, then
 /// exits (`kiln server` and `kiln serve`).

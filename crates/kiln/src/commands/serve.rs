@@ -10,7 +10,7 @@ use anyhow::Context;
 use kiln_serve::{Arm, Arms, Limits, LogConfig, ModelLoader, ModelRef, ServeState, TrackerLoader};
 use kiln_train::tracking::Tracker;
 
-use super::{locations, open_tracking, runtime};
+use super::{locations, open_tracking, server_runtime};
 use crate::cli::ServeArgs;
 use crate::printer::Printer;
 
@@ -20,6 +20,7 @@ pub(super) fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode
         host,
         port,
         workers,
+        busy_poll,
         max_body,
         poll_interval,
         drain_timeout,
@@ -49,7 +50,7 @@ pub(super) fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode
             "--sticky-header needs --canary".into()
         ));
     }
-    let rt = runtime(workers)?;
+    let rt = server_runtime(workers, busy_poll)?;
     let needs_store = reference.needs_store()
         || canary.as_ref().is_some_and(|(r, _)| r.needs_store())
         || shadow.as_ref().is_some_and(ModelRef::needs_store);

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use super::{locations, open_blobs, open_store, runtime};
+use super::{locations, open_blobs, open_store, server_runtime};
 use crate::cli::ServerArgs;
 use crate::printer::Printer;
 
@@ -15,10 +15,11 @@ pub(super) fn run(args: ServerArgs, printer: &Printer) -> anyhow::Result<ExitCod
         port,
         migrate,
         workers,
+        busy_poll,
     } = args;
     let loc = locations(&store)?;
     let store = open_store(&loc.backend, migrate, true)?;
-    let rt = runtime(workers)?;
+    let rt = server_runtime(workers, busy_poll)?;
     rt.block_on(async move {
         let blobs = open_blobs(&loc.artifacts)?;
         let state = kiln_server::AppState::new(store, blobs);
