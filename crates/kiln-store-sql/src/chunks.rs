@@ -195,22 +195,38 @@ fn decode(blob: &[u8]) -> StoreResult<Vec<(i64, i64, f64)>> {
 /// Move everything staged into permanent history: linked points as `metrics` rows, plain ones
 /// packed into one chunk per `(run, key)`. Returns the number of points moved.
 pub(crate) fn move_staged_tx(tx: &mut dyn Tx) -> StoreResult<u64> {
-    move_staged_and_journaled_tx(tx, &[])
+    move_staged_and_journaled_tx(tx, None, &[])
 }
 
-/// [`move_staged_tx`], plus journaled batches (newer than anything staged in the database:
-/// a write through SQLite folds the journal first) packed straight from memory.
+/// `run_uuid IN` the runs of [`runs_param`] (a JSON array: no limit on how many).
+pub(crate) const RUNS_IN: &str = "(SELECT value FROM json_each(?))";
+
+/// The parameter of [`RUNS_IN`].
+pub(crate) fn runs_param(runs: &[String]) -> Val {
+    Val::Text(serde_json::Value::from(runs.to_vec()).to_string())
+}
+
+/// [`move_staged_tx`] for `runs` only (all runs: `None`), plus journaled batches (newer than
+/// anything staged in the database: a write through SQLite spills the journal first) packed
+/// straight from memory.
 pub(crate) fn move_staged_and_journaled_tx(
     tx: &mut dyn Tx,
+    runs: Option<&[String]>,
     journaled: &[crate::journal::Entry],
 ) -> StoreResult<u64> {
+    let (only, params) = match runs {
+        Some(runs) => (format!("AND run_uuid IN {RUNS_IN}"), vec![runs_param(runs)]),
+        None => (String::new(), Vec::new()),
+    };
     let linked = tx.exec(
-        "INSERT INTO metrics (run_uuid, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest) \
-         SELECT run_uuid, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest \
-         FROM metrics_staged \
-         WHERE model_id IS NOT NULL OR dataset_name IS NOT NULL OR dataset_digest IS NOT NULL \
-         ORDER BY run_uuid, key, step, timestamp, rowid",
-        &[],
+        &format!(
+            "INSERT INTO metrics (run_uuid, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest) \
+             SELECT run_uuid, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest \
+             FROM metrics_staged \
+             WHERE (model_id IS NOT NULL OR dataset_name IS NOT NULL OR dataset_digest IS NOT NULL) {only} \
+             ORDER BY run_uuid, key, step, timestamp, rowid"
+        ),
+        &params,
     )?;
     // Sorted by (run, key), so the chunk index is written in order.
     // Nested so that the lookups borrow: a fold sees the same few keys thousands of times.
@@ -231,9 +247,11 @@ pub(crate) fn move_staged_and_journaled_tx(
     };
     // Plain rows staged by v4 (before packed staging), then packed batches, in logging order.
     let rows = tx.query(
-        "SELECT run_uuid, key, value, is_nan, timestamp, step FROM metrics_staged \
-         WHERE model_id IS NULL AND dataset_name IS NULL AND dataset_digest IS NULL ORDER BY rowid",
-        &[],
+        &format!(
+            "SELECT run_uuid, key, value, is_nan, timestamp, step FROM metrics_staged \
+             WHERE model_id IS NULL AND dataset_name IS NULL AND dataset_digest IS NULL {only} ORDER BY rowid"
+        ),
+        &params,
     )?;
     let mut moved = linked + rows.len() as u64;
     for r in &rows {
@@ -246,8 +264,10 @@ pub(crate) fn move_staged_and_journaled_tx(
         );
     }
     let batches = tx.query(
-        "SELECT run_uuid, points FROM metrics_staged_batches ORDER BY rowid",
-        &[],
+        &format!(
+            "SELECT run_uuid, points FROM metrics_staged_batches WHERE 1 = 1 {only} ORDER BY rowid"
+        ),
+        &params,
     )?;
     for b in &batches {
         let run_id = b.text(0);
@@ -278,8 +298,14 @@ pub(crate) fn move_staged_and_journaled_tx(
             )?;
         }
     }
-    tx.exec("DELETE FROM metrics_staged", &[])?;
-    tx.exec("DELETE FROM metrics_staged_batches", &[])?;
+    tx.exec(
+        &format!("DELETE FROM metrics_staged WHERE 1 = 1 {only}"),
+        &params,
+    )?;
+    tx.exec(
+        &format!("DELETE FROM metrics_staged_batches WHERE 1 = 1 {only}"),
+        &params,
+    )?;
     Ok(moved)
 }
 

@@ -12,13 +12,14 @@
 //!
 //! Consistency: every other store call (reads included) folds pending values in first, so a
 //! client that logs and then searches or reads a run sees its values and history. Durability: the
-//! staged points are in the same commit as the marker, and the fold is one transaction; opening
-//! the store moves latest values forward from the staged points of any run still marked (after a
-//! crash) and then packs them, so nothing acknowledged is lost. PostgreSQL writes rows and
+//! staged points are in the same commit as the marker, and each fold slice (whole runs, about a
+//! thousand candidates, so that a big fold never holds the writer for long) is one transaction;
+//! opening the store moves latest values forward from the staged points of any run still marked
+//! (after a crash) and then packs them, so nothing acknowledged is lost. PostgreSQL writes rows and
 //! latest values in the logging transaction instead: replicas share its database, not this
 //! process's memory.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
@@ -34,16 +35,20 @@ use crate::tracking::{newer, upsert_latest_tx, LATEST_IS_NEWER};
 const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// Fold right away once this many (run, key) candidates wait.
 const FLUSH_KEYS: usize = 50_000;
+/// Candidates folded per transaction. In one transaction, a fold of many runs' wide batches (20
+/// runs x 1,000 keys in bench/tracking) held the writer for ~250 ms, and the log-batch p99 was
+/// 220-350 ms; in slices of whole runs up to this many candidates, 30-60 ms.
+const SLICE_KEYS: usize = 1_000;
 
 #[derive(Default)]
-struct Pending {
-    runs: HashMap<String, RunPending>,
-    keys: usize,
+pub(crate) struct Pending {
+    pub(crate) runs: HashMap<String, RunPending>,
+    pub(crate) keys: usize,
 }
 
-struct RunPending {
-    experiment_id: i64,
-    latest: HashMap<String, Metric>,
+pub(crate) struct RunPending {
+    pub(crate) experiment_id: i64,
+    pub(crate) latest: HashMap<String, Metric>,
 }
 
 /// Latest-value candidates committed to history but not yet folded into `latest_metrics`.
@@ -52,6 +57,9 @@ pub(crate) struct LatestBuffer {
     pending: Mutex<Pending>,
     has_pending: AtomicBool,
     wake: Condvar,
+    /// Tests: the background thread leaves the fold to the test.
+    #[cfg(test)]
+    pub(crate) paused: AtomicBool,
 }
 
 impl LatestBuffer {
@@ -81,6 +89,7 @@ impl LatestBuffer {
                 experiment_id,
                 latest: HashMap::new(),
             });
+        run.experiment_id = experiment_id;
         for m in metrics {
             match run.latest.get_mut(m.key.as_str()) {
                 Some(cur) => {
@@ -110,10 +119,76 @@ impl LatestBuffer {
         }
     }
 
-    fn take(&self) -> Pending {
+    /// The runs waiting now (a fold works through these; runs that arrive meanwhile wait for
+    /// the next one).
+    fn run_ids(&self) -> VecDeque<String> {
+        let mut runs: Vec<String> = self.lock().runs.keys().cloned().collect();
+        runs.sort_unstable();
+        runs.into()
+    }
+
+    /// Make sure `runs` take part in the next fold even without candidates: a spill staged
+    /// their journaled history (and marked them), but an earlier fold slice may already have
+    /// folded the candidates that came with it.
+    fn include(&self, runs: &[&str]) {
+        if runs.is_empty() {
+            return;
+        }
         let mut p = self.lock();
-        self.has_pending.store(false, Ordering::Release);
-        std::mem::take(&mut *p)
+        for run_id in runs {
+            if !p.runs.contains_key(*run_id) {
+                // The experiment id is set by the run's next `add`; without candidates it is
+                // never used.
+                p.runs.insert(
+                    (*run_id).to_string(),
+                    RunPending {
+                        experiment_id: 0,
+                        latest: HashMap::new(),
+                    },
+                );
+            }
+        }
+        self.has_pending.store(true, Ordering::Release);
+    }
+
+    /// Take one slice of a fold: every run in `must`, then runs from the front of `queue`
+    /// (those still waiting) until about `slice_keys` candidates are taken (at least one
+    /// run). Returns the slice's runs, with or without candidates, and their candidates.
+    pub(crate) fn take_slice(
+        &self,
+        queue: &mut VecDeque<String>,
+        must: Vec<String>,
+        slice_keys: usize,
+    ) -> (Vec<String>, Pending) {
+        let mut p = self.lock();
+        let mut taken = Pending::default();
+        let mut runs: Vec<String> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut next = must.into_iter();
+        loop {
+            let run_id = match next.next() {
+                Some(run_id) => run_id,
+                None if taken.keys < slice_keys.max(1) => match queue.pop_front() {
+                    // Still waiting (not taken by an earlier slice's `must`).
+                    Some(run_id) if p.runs.contains_key(&run_id) => run_id,
+                    Some(_) => continue,
+                    None => break,
+                },
+                None => break,
+            };
+            if !seen.insert(run_id.clone()) {
+                continue;
+            }
+            if let Some(run) = p.runs.remove(&run_id) {
+                p.keys = p.keys.saturating_sub(run.latest.len());
+                taken.keys += run.latest.len();
+                taken.runs.insert(run_id.clone(), run);
+            }
+            runs.push(run_id);
+        }
+        self.has_pending
+            .store(!p.runs.is_empty(), Ordering::Release);
+        (runs, taken)
     }
 
     /// Put back candidates whose fold failed (newer ones already buffered win).
@@ -134,7 +209,9 @@ impl LatestBuffer {
             }
         }
         p.keys = p.runs.values().map(|r| r.latest.len()).sum();
-        self.has_pending.store(p.keys > 0, Ordering::Release);
+        // Runs without candidates count too (see `include`).
+        self.has_pending
+            .store(!p.runs.is_empty(), Ordering::Release);
     }
 }
 
@@ -199,7 +276,7 @@ pub(crate) fn replay_journal_tx(tx: &mut dyn Tx, journal: &Journal) -> StoreResu
 
 /// Move the journaled batches into SQLite's staging table (with their runs' markers) without
 /// folding them: the form a write through SQLite leaves, in one transaction. Their latest-value
-/// candidates stay buffered for the next fold. A write that finds the journal full does this
+/// candidates stay buffered, and their runs are in the next fold. A write that finds the journal full does this
 /// (back-pressure that costs a short commit, not a fold), and so does a write through SQLite, so
 /// history keeps logging order.
 pub(crate) fn spill_journal(db: &SqliteDb) -> StoreResult<()> {
@@ -207,74 +284,117 @@ pub(crate) fn spill_journal(db: &SqliteDb) -> StoreResult<()> {
         return Ok(());
     };
     let mut taken: Vec<Entry> = Vec::new();
-    let result = db.write(|tx| {
-        taken = journal.lock().take_entries();
-        let mut marked = std::collections::HashSet::new();
-        for e in &taken {
-            stage_journaled_tx(tx, e)?;
-            if marked.insert(e.run_id.as_str()) {
-                mark_pending_tx(tx, &e.run_id)?;
+    let result = db.write_then(
+        |tx| {
+            taken = journal.lock().take_entries();
+            let mut marked = std::collections::HashSet::new();
+            for e in &taken {
+                stage_journaled_tx(tx, e)?;
+                if marked.insert(e.run_id.as_str()) {
+                    mark_pending_tx(tx, &e.run_id)?;
+                }
             }
-        }
-        if let Some(last) = taken.last() {
-            set_journal_applied_tx(tx, last.seq)?;
-        }
-        Ok(())
-    });
+            if let Some(last) = taken.last() {
+                set_journal_applied_tx(tx, last.seq)?;
+            }
+            Ok(marked.into_iter().map(str::to_string).collect::<Vec<_>>())
+        },
+        |marked| {
+            let runs: Vec<&str> = marked.iter().map(String::as_str).collect();
+            db.latest.include(&runs);
+        },
+    );
     settle_journaled(journal, result.is_ok(), taken);
-    result
+    result.map(|_| ())
 }
 
-/// Fold every buffered candidate into `latest_metrics` and clear the runs' markers; journaled
-/// batches are packed in the same transaction, straight from memory.
+/// Whether a fold has anything to do: candidates wait, or journaled points do (a fold slice
+/// may have taken a run's candidates while points appended meanwhile stayed in the journal).
+pub(crate) fn fold_due(db: &SqliteDb) -> bool {
+    db.latest.has_pending() || db.journal.as_ref().is_some_and(|j| j.has_entries())
+}
+
+/// Fold every buffered candidate into `latest_metrics` and clear the runs' markers; staged and
+/// journaled history is packed in the same transactions. See [`fold_slices`].
 pub(crate) fn flush(db: &SqliteDb) -> StoreResult<()> {
+    fold_slices(db, SLICE_KEYS, usize::MAX)
+}
+
+/// The fold, in transactions of about `slice_keys` candidates each (at most `max_slices` of
+/// them: tests stop a fold half-way, as a crash would).
+///
+/// Each slice is whole runs: their candidates go into `latest_metrics`, their staged history
+/// into chunks, and their markers go, in one transaction, so every commit leaves what recovery
+/// expects (a run is marked exactly while it has staged history that its latest values may not
+/// reflect). The first slice also takes the whole journal (one mark records how far it is
+/// folded) with every run it touched. The runs waiting when the fold starts are the ones it
+/// folds, so a steady stream of new runs cannot keep it going.
+pub(crate) fn fold_slices(db: &SqliteDb, slice_keys: usize, max_slices: usize) -> StoreResult<()> {
     let buffer = &db.latest;
-    let mut taken: Option<Pending> = None;
-    let mut journaled: Vec<Entry> = Vec::new();
-    // Taken under the writer lock, so no batch commits between the take and the fold.
-    let result = db.write(|tx| {
-        if !buffer.has_pending() {
-            return Ok(());
+    if !fold_due(db) {
+        return Ok(());
+    }
+    let mut queue = buffer.run_ids();
+    for slice in 0..max_slices {
+        let first = slice == 0;
+        if !first && queue.is_empty() {
+            break;
         }
-        let pending = match &db.journal {
-            // Appends buffer their candidates under the journal lock: take both or neither.
-            Some(journal) => {
-                let mut st = journal.lock();
-                journaled = st.take_entries();
-                taken.insert(buffer.take())
+        let mut taken: Option<Pending> = None;
+        let mut journaled: Vec<Entry> = Vec::new();
+        // Taken under the writer lock, so no batch commits between the take and the fold.
+        let result = db.write(|tx| {
+            let mut must = Vec::new();
+            let (runs, pending) = match (&db.journal, first) {
+                // Appends buffer their candidates under the journal lock: take both or neither.
+                (Some(journal), true) => {
+                    let mut st = journal.lock();
+                    journaled = st.take_entries();
+                    must.extend(journaled.iter().map(|e| e.run_id.clone()));
+                    buffer.take_slice(&mut queue, must, slice_keys)
+                }
+                _ => buffer.take_slice(&mut queue, must, slice_keys),
+            };
+            let pending = taken.insert(pending);
+            if runs.is_empty() {
+                return Ok(());
             }
-            None => taken.insert(buffer.take()),
-        };
-        if let Some(last) = journaled.last() {
-            set_journal_applied_tx(tx, last.seq)?;
-        }
-        crate::chunks::move_staged_and_journaled_tx(tx, &journaled)?;
-        for (run_id, run) in &pending.runs {
-            let candidates: Vec<&Metric> = run.latest.values().collect();
-            upsert_latest_tx(tx, run_id, run.experiment_id, &candidates)?;
+            if let Some(last) = journaled.last() {
+                set_journal_applied_tx(tx, last.seq)?;
+            }
+            crate::chunks::move_staged_and_journaled_tx(tx, Some(&runs), &journaled)?;
+            for (run_id, run) in &pending.runs {
+                let candidates: Vec<&Metric> = run.latest.values().collect();
+                upsert_latest_tx(tx, run_id, run.experiment_id, &candidates)?;
+            }
             tx.exec(
-                "DELETE FROM latest_pending WHERE run_uuid = ?",
-                &[Val::from(run_id.as_str())],
+                &format!(
+                    "DELETE FROM latest_pending WHERE run_uuid IN {}",
+                    crate::chunks::RUNS_IN
+                ),
+                &[crate::chunks::runs_param(&runs)],
             )?;
+            Ok(())
+        });
+        if result.is_err() {
+            if let Some(pending) = taken {
+                buffer.restore(pending);
+            }
         }
-        Ok(())
-    });
-    if result.is_err() {
-        if let Some(pending) = taken {
-            buffer.restore(pending);
+        if let Some(journal) = &db.journal {
+            settle_journaled(journal, result.is_ok(), journaled);
         }
+        result?;
     }
-    if let Some(journal) = &db.journal {
-        settle_journaled(journal, result.is_ok(), journaled);
-    }
-    result
+    Ok(())
 }
 
 /// Crash recovery, on open before anything else uses the store: for runs still marked (a crash
 /// between a commit and its fold), bring latest values up to date from their unfolded history,
 /// then move staged history into place and clear the markers.
 ///
-/// Folded history is already reflected in `latest_metrics` (the fold is one transaction), so the
+/// Folded history is already reflected in `latest_metrics` (each fold slice is one transaction
+/// over whole runs), so the
 /// staged rows are what is missing; stores from v3, before staging, kept unfolded history in
 /// `metrics` rows, so those are considered too. Both upserts only ever move a value forward.
 pub(crate) fn recover_tx(tx: &mut dyn Tx) -> StoreResult<u64> {
@@ -329,7 +449,11 @@ pub(crate) fn spawn_flusher(db: &Arc<SqliteDb>) {
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
                 }
             }
-            if db.latest.has_pending() {
+            #[cfg(test)]
+            if db.latest.paused.load(Ordering::Acquire) {
+                continue;
+            }
+            if fold_due(&db) {
                 if let Err(e) = flush(&db) {
                     tracing::warn!(error = %e, "folding latest metric values failed; will retry");
                 }

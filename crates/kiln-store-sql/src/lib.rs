@@ -266,7 +266,7 @@ impl SqlStore {
 
 /// Fold buffered latest metric values in before any other store call sees the database.
 fn fold_latest(db: &SqliteDb) -> StoreResult<()> {
-    if db.latest.has_pending() {
+    if latest::fold_due(db) {
         latest::flush(db)?;
     }
     Ok(())
@@ -487,5 +487,230 @@ mod journal_tests {
         store.restore_run(&run_id).expect("restore");
         log_loss(&store, &run_id, 2..=2);
         assert_eq!(steps_and_latest(&store, &run_id).0, [1, 2]);
+    }
+}
+
+#[cfg(test)]
+mod fold_tests {
+    //! The fold in slices (latest.rs): every slice's commit is a state that reopening
+    //! recovers from, and runs a spill staged after their candidates were folded still get
+    //! their history moved.
+    use super::*;
+    use kiln_store::{ExperimentStore, NewRun, PageRequest, RunStore};
+    use kiln_types::Metric;
+    use std::sync::atomic::Ordering;
+
+    fn open(dir: &std::path::Path, journal: bool) -> SqlStore {
+        let uri = format!("sqlite://{}", dir.join("kiln.db").display());
+        let options = OpenOptions {
+            journal,
+            ..Default::default()
+        };
+        SqlStore::open(&uri, &options).expect("open")
+    }
+
+    fn new_runs(store: &SqlStore, n: usize) -> Vec<String> {
+        let experiment_id = store.create_experiment("e", None, &[]).expect("exp");
+        (0..n)
+            .map(|_| {
+                store
+                    .create_run(&NewRun {
+                        experiment_id: experiment_id.clone(),
+                        user_id: "u".into(),
+                        run_name: None,
+                        start_time: 1,
+                        tags: Vec::new(),
+                    })
+                    .expect("run")
+                    .info
+                    .run_id
+            })
+            .collect()
+    }
+
+    /// `keys` metrics `k0..` at `step`, value `step * 100 + key`.
+    fn wide(keys: usize, step: i64) -> Vec<Metric> {
+        (0..keys)
+            .map(|k| {
+                Metric::new(
+                    format!("k{k}"),
+                    (step * 100 + k as i64) as f64,
+                    1000 + step,
+                    step,
+                )
+            })
+            .collect()
+    }
+
+    fn marked(store: &SqlStore) -> i64 {
+        store
+            .sqlite()
+            .expect("sqlite")
+            .read(|tx| Ok(tx.query("SELECT COUNT(*) FROM latest_pending", &[])?[0].int(0)))
+            .expect("count")
+    }
+
+    /// Every run has `keys` latest values from step `steps`, and `k0`..`k{keys-1}` each have
+    /// history steps 1..=steps.
+    fn assert_whole(store: &SqlStore, runs: &[String], keys: usize, steps: i64) {
+        for run_id in runs {
+            let run = store.get_run(run_id).expect("run");
+            assert_eq!(run.data.metrics.len(), keys, "latest values of {run_id}");
+            for m in &run.data.metrics {
+                assert_eq!(m.step, steps, "{run_id} {}", m.key);
+            }
+            for k in [0, keys - 1] {
+                let history = store
+                    .get_metric_history(run_id, &format!("k{k}"), &PageRequest::default())
+                    .expect("history");
+                let steps_seen: Vec<i64> = history.items.iter().map(|m| m.step).collect();
+                assert_eq!(steps_seen, (1..=steps).collect::<Vec<_>>(), "{run_id} k{k}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_fold_stopped_between_slices_leaves_a_store_that_reopens_whole() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = open(dir.path(), false);
+        let runs = new_runs(&store, 4);
+        let db = store.sqlite().expect("sqlite");
+        db.latest.paused.store(true, Ordering::Release);
+        for step in 1..=3 {
+            for run_id in &runs {
+                store
+                    .log_batch(run_id, &wide(50, step), &[], &[])
+                    .expect("log");
+            }
+        }
+        assert_eq!(marked(&store), 4);
+        // Slices of 50 candidates: one run each. Stop after the first, as a crash would.
+        latest::fold_slices(db, 50, 1).expect("one slice");
+        let still_marked = db
+            .read(|tx| Ok(tx.query("SELECT COUNT(*) FROM latest_pending", &[])?[0].int(0)))
+            .expect("count");
+        assert_eq!(still_marked, 3, "one run folded, three to go");
+        let crash = tempfile::tempdir().expect("dir");
+        for name in ["kiln.db", "kiln.db-wal"] {
+            let src = dir.path().join(name);
+            if src.exists() {
+                std::fs::copy(&src, crash.path().join(name)).expect("copy");
+            }
+        }
+        // This process finishes the fold in slices ...
+        latest::fold_slices(db, 50, usize::MAX).expect("fold");
+        assert_eq!(marked(&store), 0);
+        assert_whole(&store, &runs, 50, 3);
+        // ... and the image taken half-way recovers to the same.
+        let reopened = open(crash.path(), false);
+        assert_eq!(marked(&reopened), 0);
+        assert_whole(&reopened, &runs, 50, 3);
+    }
+
+    #[test]
+    fn journaled_runs_and_wide_runs_fold_in_slices() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = open(dir.path(), true);
+        let runs = new_runs(&store, 4);
+        let db = store.sqlite().expect("sqlite");
+        db.latest.paused.store(true, Ordering::Release);
+        for step in 1..=3 {
+            // Two runs log one metric at a time (the journal), two log wide batches (SQLite,
+            // which spills the journal first).
+            for run_id in &runs[..2] {
+                for m in wide(5, step) {
+                    store.log_batch(run_id, &[m], &[], &[]).expect("log");
+                }
+            }
+            for run_id in &runs[2..] {
+                store
+                    .log_batch(run_id, &wide(300, step), &[], &[])
+                    .expect("log");
+            }
+        }
+        for run_id in &runs[..2] {
+            store.log_batch(run_id, &wide(5, 4), &[], &[]).expect("log");
+        }
+        latest::fold_slices(db, 1, 1).expect("first slice");
+        // The first slice took the journal, so its runs are whole already.
+        for run_id in &runs[..2] {
+            let run = store.sqlite().expect("sqlite").read(|tx| {
+                Ok(tx.query(
+                    "SELECT COUNT(*) FROM latest_metrics WHERE run_uuid = ? AND step = 4",
+                    &[db::Val::from(run_id.as_str())],
+                )?[0]
+                    .int(0))
+            });
+            assert_eq!(run.expect("count"), 5);
+        }
+        db.latest.paused.store(false, Ordering::Release);
+        assert_whole(&store, &runs[..2], 5, 4);
+        assert_whole(&store, &runs[2..], 300, 3);
+    }
+
+    #[test]
+    fn a_run_spilled_after_its_candidates_were_folded_still_has_its_history_moved() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = open(dir.path(), true);
+        let runs = new_runs(&store, 2);
+        let db = store.sqlite().expect("sqlite");
+        db.latest.paused.store(true, Ordering::Release);
+        // Run 0 logs through the journal; its candidates are folded (as a later slice of a
+        // fold would) while its journaled points stay in the journal.
+        for step in 1..=3 {
+            store
+                .log_batch(&runs[0], &wide(1, step), &[], &[])
+                .expect("log");
+        }
+        let mut queue: std::collections::VecDeque<String> = [runs[0].clone()].into();
+        let (_, taken) = db.latest.take_slice(&mut queue, Vec::new(), 1);
+        assert_eq!(taken.keys, 1);
+        db.write(|tx| {
+            for (run_id, run) in &taken.runs {
+                let candidates: Vec<&Metric> = run.latest.values().collect();
+                tracking::upsert_latest_tx(tx, run_id, run.experiment_id, &candidates)?;
+            }
+            Ok(())
+        })
+        .expect("fold the candidates");
+        // A wide batch of run 1 goes through SQLite, spilling run 0's journal first.
+        store
+            .log_batch(&runs[1], &wide(300, 1), &[], &[])
+            .expect("log");
+        assert_eq!(marked(&store), 2);
+        // The next fold moves run 0's spilled history too, though it has no candidates.
+        latest::fold_slices(db, 2_000, usize::MAX).expect("fold");
+        assert_eq!(marked(&store), 0);
+        assert_whole(&store, &runs[..1], 1, 3);
+        assert_whole(&store, &runs[1..], 300, 1);
+    }
+
+    #[test]
+    fn points_left_in_the_journal_after_their_candidates_were_folded_are_still_read() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = open(dir.path(), true);
+        let runs = new_runs(&store, 1);
+        let db = store.sqlite().expect("sqlite");
+        db.latest.paused.store(true, Ordering::Release);
+        for step in 1..=3 {
+            store
+                .log_batch(&runs[0], &wide(2, step), &[], &[])
+                .expect("log");
+        }
+        // A later slice of a fold takes the run's candidates; its points stay journaled and
+        // nothing is buffered any more.
+        let mut queue: std::collections::VecDeque<String> = [runs[0].clone()].into();
+        let (_, taken) = db.latest.take_slice(&mut queue, Vec::new(), 1);
+        db.write(|tx| {
+            for (run_id, run) in &taken.runs {
+                let candidates: Vec<&Metric> = run.latest.values().collect();
+                tracking::upsert_latest_tx(tx, run_id, run.experiment_id, &candidates)?;
+            }
+            Ok(())
+        })
+        .expect("fold the candidates");
+        assert!(!db.latest.has_pending());
+        // A read folds the journal first all the same.
+        assert_whole(&store, &runs, 2, 3);
     }
 }
