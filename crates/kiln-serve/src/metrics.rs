@@ -411,6 +411,13 @@ impl Metrics {
             self.load_failures.load(Ordering::Relaxed),
             uptime.as_secs_f64()
         );
+        let spins = kiln_http::busy_poll::stats();
+        let _ = write!(
+            out,
+            "# HELP kiln_busy_poll_spins_total How the spins before a worker slept ended (--busy-poll): a request arrived (ready), other work did (work), or the budget ran out (expired).\n# TYPE kiln_busy_poll_spins_total counter\n\
+             kiln_busy_poll_spins_total{{outcome=\"ready\"}} {}\nkiln_busy_poll_spins_total{{outcome=\"work\"}} {}\nkiln_busy_poll_spins_total{{outcome=\"expired\"}} {}\n",
+            spins.ready, spins.work, spins.expired
+        );
         out
     }
 }

@@ -287,6 +287,10 @@ fn serve_predicts_reports_metrics_and_swaps_when_the_alias_moves() {
     assert!(metrics
         .contains(r#"kiln_model_info{model="churn",version="2",arm="main",flavor="kiln/gbdt"} 1"#));
     assert!(metrics.contains("kiln_model_swaps_total 1"), "{metrics}");
+    assert!(
+        metrics.contains("kiln_busy_poll_spins_total{outcome=\"ready\"}"),
+        "{metrics}"
+    );
 
     // SIGTERM: drain and exit 0.
     let mut server = server;
