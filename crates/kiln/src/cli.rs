@@ -204,17 +204,8 @@ pub(crate) struct ServeArgs {
     /// Port to listen on (0 picks a free one).
     #[arg(long, short, default_value_t = 8080)]
     pub(crate) port: u16,
-    /// Worker threads (default: one per core).
-    #[arg(long)]
-    pub(crate) workers: Option<usize>,
-    /// Before a worker thread sleeps, watch the open connections for this long (`0`: off; at
-    /// most `1ms`). A request that arrives meanwhile is served without waking a sleeping CPU,
-    /// which on virtual machines without guest halt-polling costs more than the request itself
-    /// (2-3x the requests/s at one keep-alive connection there). The price is at most this much
-    /// CPU after each burst of work; a spinning worker yields to any other thread that wants
-    /// its CPU.
-    #[arg(long, env = EnvVars::BUSY_POLL, default_value = "100us", value_parser = parse_busy_poll, value_name = "DURATION")]
-    pub(crate) busy_poll: std::time::Duration,
+    #[command(flatten)]
+    pub(crate) runtime: ServerRuntimeArgs,
     /// Largest request body accepted (larger: 413), e.g. `10MiB`, `512KiB`.
     #[arg(long, default_value = "10MiB", value_parser = kiln_serve::parse_size)]
     pub(crate) max_body: usize,
@@ -464,6 +455,22 @@ pub(crate) struct TuneArgs {
     pub(crate) read: DataReadArgs,
 }
 
+/// The worker threads of `kiln server` and `kiln serve`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ServerRuntimeArgs {
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    pub(crate) workers: Option<usize>,
+    /// Before a worker thread sleeps, watch the open connections for this long (`0`: off; at
+    /// most `1ms`). A request that arrives meanwhile is served without waking a sleeping CPU,
+    /// which on virtual machines without guest halt-polling costs more than the request itself
+    /// (2-3x the requests/s at one keep-alive connection there). The price is at most this much
+    /// CPU after each burst of work; a spinning worker yields to any other thread that wants
+    /// its CPU.
+    #[arg(long, env = EnvVars::BUSY_POLL, default_value = "100us", value_parser = parse_busy_poll, value_name = "DURATION")]
+    pub(crate) busy_poll: std::time::Duration,
+}
+
 /// Where metadata and artifacts live.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct StoreArgs {
@@ -493,17 +500,8 @@ pub(crate) struct ServerArgs {
     /// Apply pending PostgreSQL migrations before serving (SQLite upgrades itself).
     #[arg(long)]
     pub(crate) migrate: bool,
-    /// Worker threads (default: one per core).
-    #[arg(long)]
-    pub(crate) workers: Option<usize>,
-    /// Before a worker thread sleeps, watch the open connections for this long (`0`: off; at
-    /// most `1ms`). A request that arrives meanwhile is served without waking a sleeping CPU,
-    /// which on virtual machines without guest halt-polling costs more than the request itself
-    /// (2-3x the requests/s at one keep-alive connection there). The price is at most this much
-    /// CPU after each burst of work; a spinning worker yields to any other thread that wants
-    /// its CPU.
-    #[arg(long, env = EnvVars::BUSY_POLL, default_value = "100us", value_parser = parse_busy_poll, value_name = "DURATION")]
-    pub(crate) busy_poll: std::time::Duration,
+    #[command(flatten)]
+    pub(crate) runtime: ServerRuntimeArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -170,28 +170,29 @@ pub(crate) fn open_blobs(uri: &str) -> anyhow::Result<Arc<dyn kiln_blob::BlobSto
 
 /// A multi-threaded runtime for async work.
 pub(crate) fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder.enable_all();
-    if let Some(n) = workers {
-        builder.worker_threads(n.max(1));
-    }
-    builder.build().context("Failed to start the async runtime")
+    runtime_builder(workers)
+        .build()
+        .context("Failed to start the async runtime")
 }
 
 /// The runtime of `kiln server` and `kiln serve`: [`runtime`] whose workers busy-poll the
-/// server's sockets for up to `busy_poll` before they sleep (see `kiln_http::busy_poll`).
+/// server's sockets for up to `--busy-poll` before they sleep (see `kiln_http::busy_poll`).
 pub(crate) fn server_runtime(
-    workers: Option<usize>,
-    busy_poll: std::time::Duration,
+    args: &crate::cli::ServerRuntimeArgs,
 ) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = runtime_builder(args.workers);
+    kiln_http::busy_poll::install(&mut builder, args.busy_poll)
+        .context("Failed to set up busy polling (try --busy-poll 0)")?;
+    builder.build().context("Failed to start the async runtime")
+}
+
+fn runtime_builder(workers: Option<usize>) -> tokio::runtime::Builder {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
     if let Some(n) = workers {
         builder.worker_threads(n.max(1));
     }
-    kiln_http::busy_poll::install(&mut builder, busy_poll)
-        .context("Failed to set up busy polling (try --busy-poll 0)")?;
-    builder.build().context("Failed to start the async runtime")
+    builder
 }
 
 /// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS` (UTC).

@@ -19,8 +19,7 @@ pub(super) fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode
         model,
         host,
         port,
-        workers,
-        busy_poll,
+        runtime: runtime_args,
         max_body,
         poll_interval,
         drain_timeout,
@@ -50,7 +49,7 @@ pub(super) fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode
             "--sticky-header needs --canary".into()
         ));
     }
-    let rt = server_runtime(workers, busy_poll)?;
+    let rt = server_runtime(&runtime_args)?;
     let needs_store = reference.needs_store()
         || canary.as_ref().is_some_and(|(r, _)| r.needs_store())
         || shadow.as_ref().is_some_and(ModelRef::needs_store);

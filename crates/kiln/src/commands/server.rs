@@ -14,12 +14,11 @@ pub(super) fn run(args: ServerArgs, printer: &Printer) -> anyhow::Result<ExitCod
         host,
         port,
         migrate,
-        workers,
-        busy_poll,
+        runtime: runtime_args,
     } = args;
     let loc = locations(&store)?;
     let store = open_store(&loc.backend, migrate, true)?;
-    let rt = server_runtime(workers, busy_poll)?;
+    let rt = server_runtime(&runtime_args)?;
     rt.block_on(async move {
         let blobs = open_blobs(&loc.artifacts)?;
         let state = kiln_server::AppState::new(store, blobs);
