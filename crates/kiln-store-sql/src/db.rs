@@ -341,6 +341,11 @@ impl SqliteDb {
         Self::transact(&mut conn, f, after)
     }
 
+    /// Whether metric batches wait in the journal (appended, not yet staged or folded).
+    pub(crate) fn has_journaled(&self) -> bool {
+        self.journal.as_ref().is_some_and(|j| j.has_entries())
+    }
+
     /// Hold the writer (tests: no fold or commit can run meanwhile).
     #[cfg(test)]
     pub(crate) fn hold_writer(&self) -> std::sync::MutexGuard<'_, rusqlite::Connection> {

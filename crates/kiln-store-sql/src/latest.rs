@@ -130,17 +130,17 @@ impl LatestBuffer {
     /// Make sure `runs` take part in the next fold even without candidates: a spill staged
     /// their journaled history (and marked them), but an earlier fold slice may already have
     /// folded the candidates that came with it.
-    fn include(&self, runs: &[&str]) {
+    fn include(&self, runs: &[String]) {
         if runs.is_empty() {
             return;
         }
         let mut p = self.lock();
         for run_id in runs {
-            if !p.runs.contains_key(*run_id) {
+            if !p.runs.contains_key(run_id) {
                 // The experiment id is set by the run's next `add`; without candidates it is
                 // never used.
                 p.runs.insert(
-                    (*run_id).to_string(),
+                    run_id.clone(),
                     RunPending {
                         experiment_id: 0,
                         latest: HashMap::new(),
@@ -225,14 +225,23 @@ pub(crate) fn mark_pending_tx(tx: &mut dyn Tx, run_id: &str) -> StoreResult<()> 
     Ok(())
 }
 
-/// Stage one journaled batch (see journal.rs).
-fn stage_journaled_tx(tx: &mut dyn Tx, entry: &Entry) -> StoreResult<()> {
-    crate::chunks::insert_staged_batch_tx(
-        tx,
-        &entry.run_id,
-        i64::from(entry.n),
-        entry.points.clone(),
-    )
+/// Stage journaled batches (see journal.rs) the way a write through SQLite leaves them: staged
+/// rows, their runs marked, and the journal recorded as applied up to the last. Returns the
+/// runs marked.
+fn stage_journaled_tx(tx: &mut dyn Tx, entries: &[Entry]) -> StoreResult<Vec<String>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut marked: Vec<String> = Vec::new();
+    for e in entries {
+        crate::chunks::insert_staged_batch_tx(tx, &e.run_id, i64::from(e.n), e.points.clone())?;
+        if seen.insert(e.run_id.as_str()) {
+            mark_pending_tx(tx, &e.run_id)?;
+            marked.push(e.run_id.clone());
+        }
+    }
+    if let Some(last) = entries.last() {
+        set_journal_applied_tx(tx, last.seq)?;
+    }
+    Ok(marked)
 }
 
 /// After the transaction that took `taken` from the journal: once it committed, files holding
@@ -264,13 +273,7 @@ pub(crate) fn replay_journal_tx(tx: &mut dyn Tx, journal: &Journal) -> StoreResu
         .first()
         .map_or(0, |r| r.int(0));
     let entries = journal.unapplied(u64::try_from(applied).unwrap_or(0))?;
-    for e in &entries {
-        stage_journaled_tx(tx, e)?;
-        mark_pending_tx(tx, &e.run_id)?;
-    }
-    if let Some(last) = entries.last() {
-        set_journal_applied_tx(tx, last.seq)?;
-    }
+    stage_journaled_tx(tx, &entries)?;
     Ok(entries.len())
 }
 
@@ -287,22 +290,9 @@ pub(crate) fn spill_journal(db: &SqliteDb) -> StoreResult<()> {
     let result = db.write_then(
         |tx| {
             taken = journal.lock().take_entries();
-            let mut marked = std::collections::HashSet::new();
-            for e in &taken {
-                stage_journaled_tx(tx, e)?;
-                if marked.insert(e.run_id.as_str()) {
-                    mark_pending_tx(tx, &e.run_id)?;
-                }
-            }
-            if let Some(last) = taken.last() {
-                set_journal_applied_tx(tx, last.seq)?;
-            }
-            Ok(marked.into_iter().map(str::to_string).collect::<Vec<_>>())
+            stage_journaled_tx(tx, &taken)
         },
-        |marked| {
-            let runs: Vec<&str> = marked.iter().map(String::as_str).collect();
-            db.latest.include(&runs);
-        },
+        |marked| db.latest.include(marked),
     );
     settle_journaled(journal, result.is_ok(), taken);
     result.map(|_| ())
@@ -311,7 +301,7 @@ pub(crate) fn spill_journal(db: &SqliteDb) -> StoreResult<()> {
 /// Whether a fold has anything to do: candidates wait, or journaled points do (a fold slice
 /// may have taken a run's candidates while points appended meanwhile stayed in the journal).
 pub(crate) fn fold_due(db: &SqliteDb) -> bool {
-    db.latest.has_pending() || db.journal.as_ref().is_some_and(|j| j.has_entries())
+    db.latest.has_pending() || db.has_journaled()
 }
 
 /// Fold every buffered candidate into `latest_metrics` and clear the runs' markers; staged and
@@ -344,16 +334,15 @@ pub(crate) fn fold_slices(db: &SqliteDb, slice_keys: usize, max_slices: usize) -
         let mut journaled: Vec<Entry> = Vec::new();
         // Taken under the writer lock, so no batch commits between the take and the fold.
         let result = db.write(|tx| {
-            let mut must = Vec::new();
             let (runs, pending) = match (&db.journal, first) {
                 // Appends buffer their candidates under the journal lock: take both or neither.
                 (Some(journal), true) => {
                     let mut st = journal.lock();
                     journaled = st.take_entries();
-                    must.extend(journaled.iter().map(|e| e.run_id.clone()));
+                    let must = journaled.iter().map(|e| e.run_id.clone()).collect();
                     buffer.take_slice(&mut queue, must, slice_keys)
                 }
-                _ => buffer.take_slice(&mut queue, must, slice_keys),
+                _ => buffer.take_slice(&mut queue, Vec::new(), slice_keys),
             };
             let pending = taken.insert(pending);
             if runs.is_empty() {

@@ -957,7 +957,7 @@ impl RunStore for SqlStore {
                 return done;
             }
             // Journaled batches first, so history keeps logging order.
-            if db.journal.as_ref().is_some_and(|j| j.has_entries()) {
+            if db.has_journaled() {
                 crate::latest::spill_journal(db)?;
             }
             return db
@@ -991,7 +991,7 @@ impl RunStore for SqlStore {
         if let Some(done) = journal_batch(db, run_id, metrics, params, tags) {
             return Some(done);
         }
-        if db.journal.as_ref().is_some_and(|j| j.has_entries()) {
+        if db.has_journaled() {
             // Journaled batches must be staged first (see log_batch).
             return None;
         }
