@@ -569,6 +569,22 @@ mod fold_tests {
         }
     }
 
+    /// What a later slice of a fold does to `run_id`'s candidates, and nothing else: they go
+    /// into `latest_metrics` while its journaled points stay where they are. Returns how many.
+    fn fold_candidates_only(db: &db::SqliteDb, run_id: &str) -> usize {
+        let mut queue: std::collections::VecDeque<String> = [run_id.to_string()].into();
+        let (_, taken) = db.latest.take_slice(&mut queue, Vec::new(), 1);
+        db.write(|tx| {
+            for (run_id, run) in &taken.runs {
+                let candidates: Vec<&Metric> = run.latest.values().collect();
+                tracking::upsert_latest_tx(tx, run_id, run.experiment_id, &candidates)?;
+            }
+            Ok(())
+        })
+        .expect("fold the candidates");
+        taken.keys
+    }
+
     #[test]
     fn a_fold_stopped_between_slices_leaves_a_store_that_reopens_whole() {
         let dir = tempfile::tempdir().expect("dir");
@@ -662,17 +678,7 @@ mod fold_tests {
                 .log_batch(&runs[0], &wide(1, step), &[], &[])
                 .expect("log");
         }
-        let mut queue: std::collections::VecDeque<String> = [runs[0].clone()].into();
-        let (_, taken) = db.latest.take_slice(&mut queue, Vec::new(), 1);
-        assert_eq!(taken.keys, 1);
-        db.write(|tx| {
-            for (run_id, run) in &taken.runs {
-                let candidates: Vec<&Metric> = run.latest.values().collect();
-                tracking::upsert_latest_tx(tx, run_id, run.experiment_id, &candidates)?;
-            }
-            Ok(())
-        })
-        .expect("fold the candidates");
+        assert_eq!(fold_candidates_only(db, &runs[0]), 1);
         // A wide batch of run 1 goes through SQLite, spilling run 0's journal first.
         store
             .log_batch(&runs[1], &wide(300, 1), &[], &[])
@@ -699,16 +705,7 @@ mod fold_tests {
         }
         // A later slice of a fold takes the run's candidates; its points stay journaled and
         // nothing is buffered any more.
-        let mut queue: std::collections::VecDeque<String> = [runs[0].clone()].into();
-        let (_, taken) = db.latest.take_slice(&mut queue, Vec::new(), 1);
-        db.write(|tx| {
-            for (run_id, run) in &taken.runs {
-                let candidates: Vec<&Metric> = run.latest.values().collect();
-                tracking::upsert_latest_tx(tx, run_id, run.experiment_id, &candidates)?;
-            }
-            Ok(())
-        })
-        .expect("fold the candidates");
+        fold_candidates_only(db, &runs[0]);
         assert!(!db.latest.has_pending());
         // A read folds the journal first all the same.
         assert_whole(&store, &runs, 2, 3);
