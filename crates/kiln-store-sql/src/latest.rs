@@ -13,7 +13,8 @@
 //! Consistency: every other store call (reads included) folds pending values in first, so a
 //! client that logs and then searches or reads a run sees its values and history. Durability: the
 //! staged points are in the same commit as the marker, and each fold slice (whole runs, about a
-//! thousand candidates, so that a big fold never holds the writer for long) is one transaction;
+//! thousand candidates or 50,000 points, so that a big fold never holds the writer for long nor
+//! unpacks millions of points at once) is one transaction;
 //! opening the store moves latest values forward from the staged points of any run still marked
 //! (after a crash) and then packs them, so nothing acknowledged is lost. PostgreSQL writes rows and
 //! latest values in the logging transaction instead: replicas share its database, not this
@@ -35,10 +36,23 @@ use crate::tracking::{newer, upsert_latest_tx, LATEST_IS_NEWER};
 const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// Fold right away once this many (run, key) candidates wait.
 const FLUSH_KEYS: usize = 50_000;
-/// Candidates folded per transaction. In one transaction, a fold of many runs' wide batches (20
-/// runs x 1,000 keys in bench/tracking) held the writer for ~250 ms, and the log-batch p99 was
-/// 220-350 ms; in slices of whole runs up to this many candidates, 30-60 ms.
-const SLICE_KEYS: usize = 1_000;
+/// How much one fold transaction takes: whole runs, until about this many candidates or this
+/// many staged points. In one transaction, a fold of many runs' wide batches (20 runs x 1,000 keys
+/// in bench/tracking) held the writer for ~250 ms, and the log-batch p99 was 220-350 ms; in slices
+/// of whole runs up to 1,000 candidates, 30-60 ms. Deep batches (10 keys x 100 steps) bring few
+/// candidates and many points: 1,000 candidates there is 100 runs and millions of points, all
+/// decoded and re-packed in memory at once, so points count too.
+const SLICE: SliceSize = SliceSize {
+    keys: 1_000,
+    points: 50_000,
+};
+
+/// The limits of one fold slice (see [`SLICE`]); a slice always takes at least one run.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SliceSize {
+    pub(crate) keys: usize,
+    pub(crate) points: usize,
+}
 
 #[derive(Default)]
 pub(crate) struct Pending {
@@ -49,6 +63,8 @@ pub(crate) struct Pending {
 pub(crate) struct RunPending {
     pub(crate) experiment_id: i64,
     pub(crate) latest: HashMap<String, Metric>,
+    /// Points committed since the run's last fold (the staged history the fold packs).
+    pub(crate) points: usize,
 }
 
 /// Latest-value candidates committed to history but not yet folded into `latest_metrics`.
@@ -88,8 +104,10 @@ impl LatestBuffer {
             .or_insert_with(|| RunPending {
                 experiment_id,
                 latest: HashMap::new(),
+                points: 0,
             });
         run.experiment_id = experiment_id;
+        run.points = run.points.saturating_add(metrics.len());
         for m in metrics {
             match run.latest.get_mut(m.key.as_str()) {
                 Some(cur) => {
@@ -144,6 +162,7 @@ impl LatestBuffer {
                     RunPending {
                         experiment_id: 0,
                         latest: HashMap::new(),
+                        points: 0,
                     },
                 );
             }
@@ -152,28 +171,31 @@ impl LatestBuffer {
     }
 
     /// Take one slice of a fold: every run in `must`, then runs from the front of `queue`
-    /// (those still waiting) until about `slice_keys` candidates are taken (at least one
-    /// run). Returns the slice's runs, with or without candidates, and their candidates.
+    /// (those still waiting) until about `size` is taken (at least one run). Returns the
+    /// slice's runs, with or without candidates, and their candidates.
     pub(crate) fn take_slice(
         &self,
         queue: &mut VecDeque<String>,
         must: Vec<String>,
-        slice_keys: usize,
+        size: SliceSize,
     ) -> (Vec<String>, Pending) {
         let mut p = self.lock();
         let mut taken = Pending::default();
+        let mut points = 0usize;
         let mut runs: Vec<String> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         let mut next = must.into_iter();
         loop {
             let run_id = match next.next() {
                 Some(run_id) => run_id,
-                None if taken.keys < slice_keys.max(1) => match queue.pop_front() {
-                    // Still waiting (not taken by an earlier slice's `must`).
-                    Some(run_id) if p.runs.contains_key(&run_id) => run_id,
-                    Some(_) => continue,
-                    None => break,
-                },
+                None if runs.is_empty() || (taken.keys < size.keys && points < size.points) => {
+                    match queue.pop_front() {
+                        // Still waiting (not taken by an earlier slice's `must`).
+                        Some(run_id) if p.runs.contains_key(&run_id) => run_id,
+                        Some(_) => continue,
+                        None => break,
+                    }
+                }
                 None => break,
             };
             if !seen.insert(run_id.clone()) {
@@ -182,6 +204,7 @@ impl LatestBuffer {
             if let Some(run) = p.runs.remove(&run_id) {
                 p.keys = p.keys.saturating_sub(run.latest.len());
                 taken.keys += run.latest.len();
+                points = points.saturating_add(run.points);
                 taken.runs.insert(run_id.clone(), run);
             }
             runs.push(run_id);
@@ -198,7 +221,9 @@ impl LatestBuffer {
             let slot = p.runs.entry(run_id).or_insert_with(|| RunPending {
                 experiment_id: run.experiment_id,
                 latest: HashMap::new(),
+                points: 0,
             });
+            slot.points = slot.points.saturating_add(run.points);
             for (key, m) in run.latest {
                 match slot.latest.get(&key) {
                     Some(cur) if !newer(&m, cur) => {}
@@ -307,11 +332,11 @@ pub(crate) fn fold_due(db: &SqliteDb) -> bool {
 /// Fold every buffered candidate into `latest_metrics` and clear the runs' markers; staged and
 /// journaled history is packed in the same transactions. See [`fold_slices`].
 pub(crate) fn flush(db: &SqliteDb) -> StoreResult<()> {
-    fold_slices(db, SLICE_KEYS, usize::MAX)
+    fold_slices(db, SLICE, usize::MAX)
 }
 
-/// The fold, in transactions of about `slice_keys` candidates each (at most `max_slices` of
-/// them: tests stop a fold half-way, as a crash would).
+/// The fold, in transactions of about `size` each (at most `max_slices` of them: tests stop a
+/// fold half-way, as a crash would).
 ///
 /// Each slice is whole runs: their candidates go into `latest_metrics`, their staged history
 /// into chunks, and their markers go, in one transaction, so every commit leaves what recovery
@@ -319,7 +344,7 @@ pub(crate) fn flush(db: &SqliteDb) -> StoreResult<()> {
 /// reflect). The first slice also takes the whole journal (one mark records how far it is
 /// folded) with every run it touched. The runs waiting when the fold starts are the ones it
 /// folds, so a steady stream of new runs cannot keep it going.
-pub(crate) fn fold_slices(db: &SqliteDb, slice_keys: usize, max_slices: usize) -> StoreResult<()> {
+pub(crate) fn fold_slices(db: &SqliteDb, size: SliceSize, max_slices: usize) -> StoreResult<()> {
     let buffer = &db.latest;
     if !fold_due(db) {
         return Ok(());
@@ -340,9 +365,9 @@ pub(crate) fn fold_slices(db: &SqliteDb, slice_keys: usize, max_slices: usize) -
                     let mut st = journal.lock();
                     journaled = st.take_entries();
                     let must = journaled.iter().map(|e| e.run_id.clone()).collect();
-                    buffer.take_slice(&mut queue, must, slice_keys)
+                    buffer.take_slice(&mut queue, must, size)
                 }
-                _ => buffer.take_slice(&mut queue, Vec::new(), slice_keys),
+                _ => buffer.take_slice(&mut queue, Vec::new(), size),
             };
             let pending = taken.insert(pending);
             if runs.is_empty() {

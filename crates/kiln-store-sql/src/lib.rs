@@ -569,11 +569,49 @@ mod fold_tests {
         }
     }
 
+    /// Fold slices limited by candidates only.
+    fn keys(n: usize) -> latest::SliceSize {
+        latest::SliceSize {
+            keys: n,
+            points: usize::MAX,
+        }
+    }
+
+    #[test]
+    fn deep_runs_fold_in_slices_by_points() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = open(dir.path(), false);
+        let runs = new_runs(&store, 4);
+        let db = store.sqlite().expect("sqlite");
+        db.latest.paused.store(true, Ordering::Release);
+        // A training loop's shape: few keys, many steps (1,000 points and 10 candidates a run).
+        for run_id in &runs {
+            for step in 1..=100 {
+                store
+                    .log_batch(run_id, &wide(10, step), &[], &[])
+                    .expect("log");
+            }
+        }
+        // 40 candidates in all would be one slice by keys; by points it is one run per slice.
+        let size = latest::SliceSize {
+            keys: 1_000,
+            points: 1_000,
+        };
+        latest::fold_slices(db, size, 1).expect("one slice");
+        let still_marked = db
+            .read(|tx| Ok(tx.query("SELECT COUNT(*) FROM latest_pending", &[])?[0].int(0)))
+            .expect("count");
+        assert_eq!(still_marked, 3, "one run folded, three to go");
+        latest::fold_slices(db, size, usize::MAX).expect("fold");
+        assert_eq!(marked(&store), 0);
+        assert_whole(&store, &runs, 10, 100);
+    }
+
     /// What a later slice of a fold does to `run_id`'s candidates, and nothing else: they go
     /// into `latest_metrics` while its journaled points stay where they are. Returns how many.
     fn fold_candidates_only(db: &db::SqliteDb, run_id: &str) -> usize {
         let mut queue: std::collections::VecDeque<String> = [run_id.to_string()].into();
-        let (_, taken) = db.latest.take_slice(&mut queue, Vec::new(), 1);
+        let (_, taken) = db.latest.take_slice(&mut queue, Vec::new(), keys(1));
         db.write(|tx| {
             for (run_id, run) in &taken.runs {
                 let candidates: Vec<&Metric> = run.latest.values().collect();
@@ -601,7 +639,7 @@ mod fold_tests {
         }
         assert_eq!(marked(&store), 4);
         // Slices of 50 candidates: one run each. Stop after the first, as a crash would.
-        latest::fold_slices(db, 50, 1).expect("one slice");
+        latest::fold_slices(db, keys(50), 1).expect("one slice");
         let still_marked = db
             .read(|tx| Ok(tx.query("SELECT COUNT(*) FROM latest_pending", &[])?[0].int(0)))
             .expect("count");
@@ -614,7 +652,7 @@ mod fold_tests {
             }
         }
         // This process finishes the fold in slices ...
-        latest::fold_slices(db, 50, usize::MAX).expect("fold");
+        latest::fold_slices(db, keys(50), usize::MAX).expect("fold");
         assert_eq!(marked(&store), 0);
         assert_whole(&store, &runs, 50, 3);
         // ... and the image taken half-way recovers to the same.
@@ -647,7 +685,7 @@ mod fold_tests {
         for run_id in &runs[..2] {
             store.log_batch(run_id, &wide(5, 4), &[], &[]).expect("log");
         }
-        latest::fold_slices(db, 1, 1).expect("first slice");
+        latest::fold_slices(db, keys(1), 1).expect("first slice");
         // The first slice took the journal, so its runs are whole already.
         for run_id in &runs[..2] {
             let run = store.sqlite().expect("sqlite").read(|tx| {
@@ -685,7 +723,7 @@ mod fold_tests {
             .expect("log");
         assert_eq!(marked(&store), 2);
         // The next fold moves run 0's spilled history too, though it has no candidates.
-        latest::fold_slices(db, 2_000, usize::MAX).expect("fold");
+        latest::fold_slices(db, keys(2_000), usize::MAX).expect("fold");
         assert_eq!(marked(&store), 0);
         assert_whole(&store, &runs[..1], 1, 3);
         assert_whole(&store, &runs[1..], 300, 1);
