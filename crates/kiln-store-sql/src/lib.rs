@@ -264,9 +264,10 @@ impl SqlStore {
     }
 }
 
-/// Fold buffered latest metric values in before any other store call sees the database.
+/// Fold buffered latest metric values in before any other store call sees the database (after
+/// a fold slice in flight, if any, has committed).
 fn fold_latest(db: &SqliteDb) -> StoreResult<()> {
-    if latest::fold_due(db) {
+    if latest::settled_fold_due(db) {
         latest::flush(db)?;
     }
     Ok(())
@@ -575,6 +576,45 @@ mod fold_tests {
             keys: n,
             points: usize::MAX,
         }
+    }
+
+    #[test]
+    fn a_read_waits_for_a_fold_slice_in_flight() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = std::sync::Arc::new(open(dir.path(), true));
+        let run_id = new_runs(&store, 1).remove(0);
+        let db = store.sqlite().expect("sqlite");
+        db.latest.paused.store(true, Ordering::Release);
+        // Acknowledged by the journal, not yet in the database.
+        store
+            .log_batch(&run_id, &wide(1, 1), &[], &[])
+            .expect("log");
+        // A fold that stops between taking the journal and committing, until told to go on.
+        let (taken_tx, taken_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        *db.latest.slice_hook.lock().expect("hook") = Some(Box::new(move || {
+            let _ = taken_tx.send(());
+            let _ = go_rx.recv();
+        }));
+        let folding = std::sync::Arc::clone(&store);
+        let folder = std::thread::spawn(move || {
+            latest::flush(folding.sqlite().expect("sqlite")).expect("fold");
+        });
+        taken_rx.recv().expect("the slice took the journal");
+        // A read now must wait for that slice, or it misses the acknowledged point.
+        let reading = std::sync::Arc::clone(&store);
+        let reader_run = run_id.clone();
+        let reader = std::thread::spawn(move || {
+            reading
+                .get_metric_history(&reader_run, "k0", &PageRequest::default())
+                .expect("history")
+                .items
+                .len()
+        });
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        go_tx.send(()).expect("go");
+        folder.join().expect("folder");
+        assert_eq!(reader.join().expect("reader"), 1, "the read saw the point");
     }
 
     #[test]
