@@ -305,16 +305,50 @@ fn set_journal_applied_tx(tx: &mut dyn Tx, seq: u64) -> StoreResult<()> {
 }
 
 /// On open: stage the journaled batches a stopped process did not fold (above the recorded
-/// mark) and mark their runs, so [`recover_tx`] brings their latest values up to date. The
-/// caller truncates the journal once this commits.
+/// mark) and mark their runs, so [`recover_tx`] brings their latest values up to date. Batches
+/// of runs that no longer exist (`kiln gc` purged them while the server was down) are dropped,
+/// or they would be packed into history that nothing owns or collects. The caller truncates the
+/// journal once this commits.
 pub(crate) fn replay_journal_tx(tx: &mut dyn Tx, journal: &Journal) -> StoreResult<usize> {
     let applied = tx
         .query("SELECT seq FROM journal_applied WHERE id = 1", &[])?
         .first()
         .map_or(0, |r| r.int(0));
     let entries = journal.unapplied(u64::try_from(applied).unwrap_or(0))?;
-    stage_journaled_tx(tx, &entries)?;
-    Ok(entries.len())
+    let Some(last) = entries.last().map(|e| e.seq) else {
+        return Ok(0);
+    };
+    let mut exists: HashMap<String, bool> = HashMap::new();
+    let mut kept = Vec::with_capacity(entries.len());
+    for e in entries {
+        let known = match exists.get(&e.run_id) {
+            Some(known) => *known,
+            None => {
+                let known = tx
+                    .query_opt(
+                        "SELECT 1 FROM runs WHERE run_uuid = ?",
+                        &[Val::from(e.run_id.as_str())],
+                    )?
+                    .is_some();
+                exists.insert(e.run_id.clone(), known);
+                known
+            }
+        };
+        if known {
+            kept.push(e);
+        }
+    }
+    let dropped = exists.values().filter(|known| !**known).count();
+    if dropped > 0 {
+        tracing::warn!(
+            runs = dropped,
+            "dropped journaled metrics of runs that no longer exist (purged while stopped)"
+        );
+    }
+    stage_journaled_tx(tx, &kept)?;
+    // Past the dropped batches too.
+    set_journal_applied_tx(tx, last)?;
+    Ok(kept.len())
 }
 
 /// Move the journaled batches into SQLite's staging table (with their runs' markers) without

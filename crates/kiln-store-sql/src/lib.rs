@@ -579,6 +579,57 @@ mod fold_tests {
     }
 
     #[test]
+    fn replay_skips_journaled_points_of_runs_purged_since() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = open(dir.path(), true);
+        let runs = new_runs(&store, 2);
+        let db = store.sqlite().expect("sqlite");
+        db.latest.paused.store(true, Ordering::Release);
+        for run_id in &runs {
+            store.log_batch(run_id, &wide(1, 1), &[], &[]).expect("log");
+        }
+        // The image a SIGKILL leaves: both points only in the journal ...
+        let crash = tempfile::tempdir().expect("dir");
+        let db_path = dir.path().join("kiln.db");
+        let mut files = vec![db_path.clone(), dir.path().join("kiln.db-wal")];
+        files.extend(journal::paths_for(&db_path));
+        for src in files.iter().filter(|f| f.exists()) {
+            let name = src.file_name().expect("name");
+            std::fs::copy(src, crash.path().join(name)).expect("copy");
+        }
+        // ... and, before the restart, `kiln gc` purged the first run.
+        let conn = rusqlite::Connection::open(crash.path().join("kiln.db")).expect("sqlite");
+        conn.execute("DELETE FROM runs WHERE run_uuid = ?1", [&runs[0]])
+            .expect("purge");
+        drop(conn);
+        let reopened = open(crash.path(), true);
+        let left = |table: &str| {
+            reopened
+                .sqlite()
+                .expect("sqlite")
+                .read(|tx| {
+                    Ok(tx.query(
+                        &format!("SELECT COUNT(*) FROM {table} WHERE run_uuid = ?"),
+                        &[db::Val::from(runs[0].as_str())],
+                    )?[0]
+                        .int(0))
+                })
+                .expect("count")
+        };
+        for table in [
+            "metric_chunks",
+            "metrics_staged_batches",
+            "metrics",
+            "latest_metrics",
+            "latest_pending",
+        ] {
+            assert_eq!(left(table), 0, "{table} rows of the purged run");
+        }
+        // The other run's point is replayed as usual.
+        assert_whole(&reopened, &runs[1..], 1, 1);
+    }
+
+    #[test]
     fn a_read_waits_for_a_fold_slice_in_flight() {
         let dir = tempfile::tempdir().expect("dir");
         let store = std::sync::Arc::new(open(dir.path(), true));
