@@ -242,7 +242,8 @@ pub(crate) struct SqliteDb {
 }
 
 /// Runs seen active (run id → experiment id). Cleared whenever a run's or an experiment's
-/// lifecycle changes; an answer read before a clear is not cached after it.
+/// lifecycle changes in this process, and every second for changes made by other processes;
+/// an answer read before a clear is not cached after it.
 #[derive(Default)]
 pub(crate) struct ActiveRuns {
     inner: Mutex<(u64, std::collections::HashMap<String, i64>)>,

@@ -36,6 +36,8 @@ use crate::tracking::{newer, upsert_latest_tx, LATEST_IS_NEWER};
 const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// Fold right away once this many (run, key) candidates wait.
 const FLUSH_KEYS: usize = 50_000;
+/// How long the journal's active-run cache is trusted (see [`spawn_flusher`]).
+const ACTIVE_RUNS_TTL: Duration = Duration::from_secs(1);
 /// How much one fold transaction takes: whole runs, until about this many candidates or this
 /// many staged points. In one transaction, a fold of many runs' wide batches (20 runs x 1,000 keys
 /// in bench/tracking) held the writer for ~250 ms, and the log-batch p99 was 220-350 ms; in slices
@@ -519,10 +521,19 @@ pub(crate) fn recover_tx(tx: &mut dyn Tx) -> StoreResult<u64> {
 /// Start the background fold for `db`; the thread ends once the store is dropped.
 pub(crate) fn spawn_flusher(db: &Arc<SqliteDb>) {
     let weak: Weak<SqliteDb> = Arc::downgrade(db);
+    let mut runs_checked = std::time::Instant::now();
     let spawned = std::thread::Builder::new()
         .name("kiln-latest".into())
         .spawn(move || loop {
             let Some(db) = weak.upgrade() else { break };
+            // This process clears the active-run cache itself whenever a lifecycle changes;
+            // another process that deletes a run (or the experiment) cannot, so the cache is
+            // also dropped every ACTIVE_RUNS_TTL: a run deleted elsewhere stops taking journaled
+            // metrics within about that long, for one lookup per active run each time.
+            if runs_checked.elapsed() >= ACTIVE_RUNS_TTL {
+                db.active_runs.forget_all();
+                runs_checked = std::time::Instant::now();
+            }
             {
                 let guard = db.latest.lock();
                 let keys = guard.keys;

@@ -630,6 +630,36 @@ mod fold_tests {
     }
 
     #[test]
+    fn a_run_deleted_by_another_process_stops_taking_journaled_metrics() {
+        let dir = tempfile::tempdir().expect("dir");
+        let server = open(dir.path(), true);
+        let run_id = new_runs(&server, 1).remove(0);
+        // Journaled, so the server now knows the run as active.
+        server
+            .log_batch(&run_id, &wide(1, 1), &[], &[])
+            .expect("log");
+        // Another process (a second store on the same file) deletes it.
+        let other = open(dir.path(), false);
+        other.delete_run(&run_id).expect("delete");
+        // Within about a second the server refuses metrics for it, as MLflow does.
+        let start = std::time::Instant::now();
+        let mut step = 2;
+        loop {
+            match server.log_batch(&run_id, &wide(1, step), &[], &[]) {
+                Err(e) => {
+                    assert!(e.to_string().contains("active"), "{e}");
+                    break;
+                }
+                Ok(()) if start.elapsed() < std::time::Duration::from_secs(5) => {
+                    step += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Ok(()) => panic!("still logging to a run deleted elsewhere after 5 s"),
+            }
+        }
+    }
+
+    #[test]
     fn a_read_waits_for_a_fold_slice_in_flight() {
         let dir = tempfile::tempdir().expect("dir");
         let store = std::sync::Arc::new(open(dir.path(), true));
