@@ -305,13 +305,14 @@ impl TrackingStore for SqlStore {
     }
 }
 
+/// Helpers shared by the embedded store's crash and fold tests.
 #[cfg(test)]
-mod journal_tests {
+mod test_support {
     use super::*;
-    use kiln_store::{ExperimentStore, NewRun, PageRequest, RunStore};
-    use kiln_types::Metric;
+    use kiln_store::{ExperimentStore, NewRun, RunStore};
 
-    fn open(dir: &std::path::Path, journal: bool) -> SqlStore {
+    /// `<dir>/kiln.db`, with or without this process owning the metric journal.
+    pub(crate) fn open(dir: &std::path::Path, journal: bool) -> SqlStore {
         let uri = format!("sqlite://{}", dir.join("kiln.db").display());
         let options = OpenOptions {
             journal,
@@ -320,35 +321,60 @@ mod journal_tests {
         SqlStore::open(&uri, &options).expect("open")
     }
 
-    fn new_run(store: &SqlStore) -> String {
+    /// `n` new runs in a new experiment.
+    pub(crate) fn new_runs(store: &SqlStore, n: usize) -> Vec<String> {
         let experiment_id = store.create_experiment("e", None, &[]).expect("exp");
-        store
-            .create_run(&NewRun {
-                experiment_id,
-                user_id: "u".into(),
-                run_name: None,
-                start_time: 1,
-                tags: Vec::new(),
+        (0..n)
+            .map(|_| {
+                store
+                    .create_run(&NewRun {
+                        experiment_id: experiment_id.clone(),
+                        user_id: "u".into(),
+                        run_name: None,
+                        start_time: 1,
+                        tags: Vec::new(),
+                    })
+                    .expect("run")
+                    .info
+                    .run_id
             })
-            .expect("run")
-            .info
-            .run_id
+            .collect()
+    }
+
+    /// What `open` leaves on disk: the database, its WAL and the journal's two files.
+    pub(crate) const CRASH_FILES: [&str; 4] = [
+        "kiln.db",
+        "kiln.db-wal",
+        "kiln.db-kiln-journal.0",
+        "kiln.db-kiln-journal.1",
+    ];
+
+    /// The files a SIGKILL would leave, copied while nothing commits (those that exist).
+    pub(crate) fn copy_files(from: &std::path::Path, to: &std::path::Path, names: &[&str]) {
+        for name in names {
+            let src = from.join(name);
+            if src.exists() {
+                std::fs::copy(&src, to.join(name)).expect("copy");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod journal_tests {
+    use super::test_support::{copy_files, new_runs, open, CRASH_FILES};
+    use super::*;
+    use kiln_store::{PageRequest, RunStore};
+    use kiln_types::Metric;
+
+    fn new_run(store: &SqlStore) -> String {
+        new_runs(store, 1).remove(0)
     }
 
     fn log_loss(store: &SqlStore, run_id: &str, steps: std::ops::RangeInclusive<i64>) {
         for step in steps {
             let m = Metric::new("loss", 1.0 / step as f64, 1000 + step, step);
             store.log_batch(run_id, &[m], &[], &[]).expect("log");
-        }
-    }
-
-    /// The files a SIGKILL would leave, copied while nothing commits.
-    fn copy_files(from: &std::path::Path, to: &std::path::Path, names: &[&str]) {
-        for name in names {
-            let src = from.join(name);
-            if src.exists() {
-                std::fs::copy(&src, to.join(name)).expect("copy");
-            }
         }
     }
 
@@ -378,16 +404,7 @@ mod journal_tests {
         let held = db.hold_writer();
         log_loss(&store, &run_id, 1..=50);
         let crash = tempfile::tempdir().expect("dir");
-        copy_files(
-            dir.path(),
-            crash.path(),
-            &[
-                "kiln.db",
-                "kiln.db-wal",
-                "kiln.db-kiln-journal.0",
-                "kiln.db-kiln-journal.1",
-            ],
-        );
+        copy_files(dir.path(), crash.path(), &CRASH_FILES);
         drop(held);
         // A process without a journal of its own (a CLI command) replays the one left behind.
         let reopened = open(crash.path(), false);
@@ -496,38 +513,11 @@ mod fold_tests {
     //! The fold in slices (latest.rs): every slice's commit is a state that reopening
     //! recovers from, and runs a spill staged after their candidates were folded still get
     //! their history moved.
+    use super::test_support::{copy_files, new_runs, open, CRASH_FILES};
     use super::*;
-    use kiln_store::{ExperimentStore, NewRun, PageRequest, RunStore};
+    use kiln_store::{PageRequest, RunStore};
     use kiln_types::Metric;
     use std::sync::atomic::Ordering;
-
-    fn open(dir: &std::path::Path, journal: bool) -> SqlStore {
-        let uri = format!("sqlite://{}", dir.join("kiln.db").display());
-        let options = OpenOptions {
-            journal,
-            ..Default::default()
-        };
-        SqlStore::open(&uri, &options).expect("open")
-    }
-
-    fn new_runs(store: &SqlStore, n: usize) -> Vec<String> {
-        let experiment_id = store.create_experiment("e", None, &[]).expect("exp");
-        (0..n)
-            .map(|_| {
-                store
-                    .create_run(&NewRun {
-                        experiment_id: experiment_id.clone(),
-                        user_id: "u".into(),
-                        run_name: None,
-                        start_time: 1,
-                        tags: Vec::new(),
-                    })
-                    .expect("run")
-                    .info
-                    .run_id
-            })
-            .collect()
-    }
 
     /// `keys` metrics `k0..` at `step`, value `step * 100 + key`.
     fn wide(keys: usize, step: i64) -> Vec<Metric> {
@@ -590,13 +580,7 @@ mod fold_tests {
         }
         // The image a SIGKILL leaves: both points only in the journal ...
         let crash = tempfile::tempdir().expect("dir");
-        let db_path = dir.path().join("kiln.db");
-        let mut files = vec![db_path.clone(), dir.path().join("kiln.db-wal")];
-        files.extend(journal::paths_for(&db_path));
-        for src in files.iter().filter(|f| f.exists()) {
-            let name = src.file_name().expect("name");
-            std::fs::copy(src, crash.path().join(name)).expect("copy");
-        }
+        copy_files(dir.path(), crash.path(), &CRASH_FILES);
         // ... and, before the restart, `kiln gc` purged the first run.
         let conn = rusqlite::Connection::open(crash.path().join("kiln.db")).expect("sqlite");
         conn.execute("DELETE FROM runs WHERE run_uuid = ?1", [&runs[0]])
@@ -719,10 +703,7 @@ mod fold_tests {
             points: 1_000,
         };
         latest::fold_slices(db, size, 1).expect("one slice");
-        let still_marked = db
-            .read(|tx| Ok(tx.query("SELECT COUNT(*) FROM latest_pending", &[])?[0].int(0)))
-            .expect("count");
-        assert_eq!(still_marked, 3, "one run folded, three to go");
+        assert_eq!(marked(&store), 3, "one run folded, three to go");
         latest::fold_slices(db, size, usize::MAX).expect("fold");
         assert_eq!(marked(&store), 0);
         assert_whole(&store, &runs, 10, 100);
@@ -761,17 +742,9 @@ mod fold_tests {
         assert_eq!(marked(&store), 4);
         // Slices of 50 candidates: one run each. Stop after the first, as a crash would.
         latest::fold_slices(db, keys(50), 1).expect("one slice");
-        let still_marked = db
-            .read(|tx| Ok(tx.query("SELECT COUNT(*) FROM latest_pending", &[])?[0].int(0)))
-            .expect("count");
-        assert_eq!(still_marked, 3, "one run folded, three to go");
+        assert_eq!(marked(&store), 3, "one run folded, three to go");
         let crash = tempfile::tempdir().expect("dir");
-        for name in ["kiln.db", "kiln.db-wal"] {
-            let src = dir.path().join(name);
-            if src.exists() {
-                std::fs::copy(&src, crash.path().join(name)).expect("copy");
-            }
-        }
+        copy_files(dir.path(), crash.path(), &CRASH_FILES);
         // This process finishes the fold in slices ...
         latest::fold_slices(db, keys(50), usize::MAX).expect("fold");
         assert_eq!(marked(&store), 0);
