@@ -320,33 +320,31 @@ pub(crate) fn replay_journal_tx(tx: &mut dyn Tx, journal: &Journal) -> StoreResu
     let Some(last) = entries.last().map(|e| e.seq) else {
         return Ok(0);
     };
-    let mut exists: HashMap<String, bool> = HashMap::new();
-    let mut kept = Vec::with_capacity(entries.len());
-    for e in entries {
-        let known = match exists.get(&e.run_id) {
-            Some(known) => *known,
-            None => {
-                let known = tx
-                    .query_opt(
-                        "SELECT 1 FROM runs WHERE run_uuid = ?",
-                        &[Val::from(e.run_id.as_str())],
-                    )?
-                    .is_some();
-                exists.insert(e.run_id.clone(), known);
-                known
-            }
-        };
-        if known {
-            kept.push(e);
-        }
-    }
-    let dropped = exists.values().filter(|known| !**known).count();
+    let mut ids: Vec<String> = entries.iter().map(|e| e.run_id.clone()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let existing: std::collections::HashSet<String> = tx
+        .query(
+            &format!(
+                "SELECT run_uuid FROM runs WHERE run_uuid IN {}",
+                crate::chunks::RUNS_IN
+            ),
+            &[crate::chunks::runs_param(&ids)],
+        )?
+        .iter()
+        .map(|r| r.text(0))
+        .collect();
+    let dropped = ids.len().saturating_sub(existing.len());
     if dropped > 0 {
         tracing::warn!(
             runs = dropped,
             "dropped journaled metrics of runs that no longer exist (purged while stopped)"
         );
     }
+    let kept: Vec<Entry> = entries
+        .into_iter()
+        .filter(|e| existing.contains(&e.run_id))
+        .collect();
     stage_journaled_tx(tx, &kept)?;
     // Past the dropped batches too.
     set_journal_applied_tx(tx, last)?;
