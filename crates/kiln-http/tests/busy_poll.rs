@@ -67,18 +67,14 @@ fn spinning_workers_serve_keep_alive_requests_blocking_tasks_and_timers() {
         assert_eq!(got, body);
     }
     for _ in 0..50 {
-        let got = client
-            .get(format!("{url}/blocking"))
-            .send()
-            .and_then(|r| r.text())
-            .expect("blocking");
-        assert_eq!(got, "from the blocking pool");
-        let got = client
-            .get(format!("{url}/timer"))
-            .send()
-            .and_then(|r| r.text())
-            .expect("timer");
-        assert_eq!(got, "slept");
+        for (path, want) in [("blocking", "from the blocking pool"), ("timer", "slept")] {
+            let got = client
+                .get(format!("{url}/{path}"))
+                .send()
+                .and_then(|r| r.text())
+                .expect(path);
+            assert_eq!(got, want);
+        }
     }
 
     let stats = kiln_http::busy_poll::stats();

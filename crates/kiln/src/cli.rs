@@ -20,7 +20,7 @@ fn parse_busy_poll(text: &str) -> Result<std::time::Duration, String> {
     let d = kiln_serve::parse_duration(text)?;
     if d > MAX_BUSY_POLL {
         return Err(format!(
-            "--busy-poll `{text}` is too long: at most 1ms (timers wait while a worker spins)"
+            "--busy-poll `{text}` is too long: at most {MAX_BUSY_POLL:?} (timers wait while a worker spins)"
         ));
     }
     Ok(d)
