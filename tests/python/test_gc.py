@@ -3,9 +3,12 @@ models, while the server keeps running; live data is untouched and `--older-than
 
 from __future__ import annotations
 
+import json
+
 import mlflow
 import numpy as np
 import pytest
+import requests
 from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 
@@ -108,3 +111,70 @@ def test_gc_on_empty_store(server_factory):
     proc = srv.kiln("gc")
     assert proc.returncode == 0
     assert "panicked" not in proc.stderr
+
+
+@pytest.mark.parametrize(("backend", "artifacts"), [("sqlite", "file"), ("postgresql", "s3")])
+def test_gc_keeps_what_the_registry_or_another_experiment_still_uses(server_factory, backend, artifacts):
+    """A deleted run that a model version names (as `kiln train --register` does: `run_id` and
+    `runs:/<id>/model`) stays; an artifact location shared with a live experiment stays; a
+    deleted logged model waits for --older-than like everything else."""
+    srv = server_factory.server(backend, artifacts)
+    client = mlflow.MlflowClient(srv.url, srv.url)
+    api = f"{srv.url}/api/2.0/mlflow"
+
+    def run_with_file(exp_id: str, text: str) -> str:
+        run = client.create_run(exp_id)
+        client.log_text(run.info.run_id, text, "notes.txt")
+        client.set_terminated(run.info.run_id)
+        return run.info.run_id
+
+    # Two experiments sharing one artifact location; the first is deleted.
+    shared = f"mlflow-artifacts:/{unique('team')}"
+    exp_a = client.create_experiment(unique("gc-a"), artifact_location=shared)
+    exp_b = client.create_experiment(unique("gc-b"), artifact_location=shared)
+    run_a = run_with_file(exp_a, "a")
+    run_b = run_with_file(exp_b, "b")
+
+    # A deleted run that a registered model version is built from.
+    exp_c = client.create_experiment(unique("gc-c"))
+    registered = run_with_file(exp_c, "champion")
+    name = unique("gc-model")
+    client.create_registered_model(name)
+    r = requests.post(
+        f"{api}/model-versions/create",
+        json={"name": name, "source": f"runs:/{registered}/model", "run_id": registered},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+
+    # A logged model deleted just now.
+    fresh = client.create_logged_model(exp_c, name="fresh")
+
+    before = srv.store.artifact_files()
+    assert _mentions(before, run_a) and _mentions(before, run_b) and _mentions(before, registered)
+    client.delete_experiment(exp_a)
+    client.delete_run(registered)
+    client.delete_logged_model(fresh.model_id)
+
+    srv.kiln("gc", "--older-than", "1d")
+    assert client.get_logged_model(fresh.model_id).model_id == fresh.model_id
+
+    proc = srv.kiln("gc", "--json")
+    report = json.loads(proc.stdout)
+    assert report["runs"] == [run_a], report
+    assert {(k["kind"], k["id"]) for k in report["kept"]} == {("run", registered)}, report
+    assert f"{name} version 1" in report["kept"][0]["reason"]
+    assert [s["in_use_by"] for s in report["shared_locations"]] == [shared], report
+    assert fresh.model_id in report["logged_models"]
+
+    after = srv.store.artifact_files()
+    assert not _mentions(after, run_a), after
+    assert _mentions(after, run_b) == _mentions(before, run_b)
+    assert _mentions(after, registered) == _mentions(before, registered)
+    assert client.get_run(registered).info.lifecycle_stage == "deleted"
+    assert client.get_run(run_b).data is not None
+    assert _code(client.get_experiment, exp_a) == "RESOURCE_DOES_NOT_EXIST"
+    assert client.get_experiment(exp_b).lifecycle_stage == "active"
+    assert _code(client.get_logged_model, fresh.model_id) == "RESOURCE_DOES_NOT_EXIST"
+    # The kept run's file is still readable through the server.
+    assert client.download_artifacts(registered, "notes.txt") is not None

@@ -9,7 +9,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use crate::encode::{Batch, BatchBuilder, Cell, Encoder};
+use crate::encode::{value_budget, Batch, BatchBuilder, Cell, Encoder};
 use crate::error::DecodeError;
 
 const SCALAR: &str = "a scalar (number, string, boolean or null)";
@@ -256,6 +256,7 @@ fn json_error(e: &serde_json::Error) -> DecodeError {
 /// Decode an MLflow scoring request (`application/json`).
 pub fn decode_mlflow_json(body: &[u8], encoder: &Encoder) -> Result<Batch, DecodeError> {
     let req: MlflowRequest<'_> = serde_json::from_slice(body).map_err(|e| json_error(&e))?;
+    let budget = value_budget(body.len());
     let given = [
         req.dataframe_split.is_some(),
         req.dataframe_records.is_some(),
@@ -271,14 +272,14 @@ pub fn decode_mlflow_json(body: &[u8], encoder: &Encoder) -> Result<Batch, Decod
         )));
     }
     if let Some(split) = req.dataframe_split {
-        return decode_split(split, encoder);
+        return decode_split(split, encoder, budget);
     }
     if let Some(records) = req.dataframe_records {
-        return decode_rows(&records, None, encoder);
+        return decode_rows(&records, None, encoder, budget);
     }
     match req.instances.or(req.inputs) {
-        Some(Inputs::Rows(rows)) => decode_rows(&rows, None, encoder),
-        Some(Inputs::Columns(cols)) => decode_columns(&cols, encoder),
+        Some(Inputs::Rows(rows)) => decode_rows(&rows, None, encoder, budget),
+        Some(Inputs::Columns(cols)) => decode_columns(&cols, encoder, budget),
         None => Err(DecodeError::Empty),
     }
 }
@@ -302,7 +303,7 @@ fn column_map(names: &[Name<'_>], encoder: &Encoder) -> Result<Vec<Option<usize>
     Ok(out)
 }
 
-fn decode_split(split: Split<'_>, encoder: &Encoder) -> Result<Batch, DecodeError> {
+fn decode_split(split: Split<'_>, encoder: &Encoder, budget: usize) -> Result<Batch, DecodeError> {
     let map = match &split.columns {
         Some(cols) => Some(column_map(cols, encoder)?),
         None => None,
@@ -310,7 +311,7 @@ fn decode_split(split: Split<'_>, encoder: &Encoder) -> Result<Batch, DecodeErro
     if split.data.is_empty() {
         return Err(DecodeError::Empty);
     }
-    decode_rows(&split.data, map.as_deref(), encoder)
+    decode_rows(&split.data, map.as_deref(), encoder, budget)
 }
 
 /// Rows of records, lists (positional: `columns` when given, else signature order) or scalars.
@@ -318,9 +319,12 @@ fn decode_rows(
     rows: &[Row<'_>],
     columns: Option<&[Option<usize>]>,
     encoder: &Encoder,
+    budget: usize,
 ) -> Result<Batch, DecodeError> {
     let n_fields = encoder.fields().len();
-    let mut b = encoder.builder(rows.len());
+    let mut b = encoder.builder(rows.len(), budget)?;
+    // The last row (counted from 1) that set each input, to refuse a key given twice in a row.
+    let mut set_in_row = vec![0usize; n_fields];
     for (r, row) in rows.iter().enumerate() {
         match row {
             Row::Record(pairs) => {
@@ -332,6 +336,16 @@ fn decode_rows(
                 }
                 for (k, v) in pairs {
                     if let Some(i) = encoder.field_index(&k.0) {
+                        if set_in_row.get(i).copied() == Some(r + 1) {
+                            return Err(DecodeError::Malformed(format!(
+                                "row {} has column `{}` twice",
+                                r + 1,
+                                k.0
+                            )));
+                        }
+                        if let Some(slot) = set_in_row.get_mut(i) {
+                            *slot = r + 1;
+                        }
                         b.set(r, i, v)?;
                     }
                 }
@@ -387,11 +401,22 @@ fn set_list(
 fn decode_columns(
     cols: &[(Name<'_>, Vec<Cell<'_>>)],
     encoder: &Encoder,
+    budget: usize,
 ) -> Result<Batch, DecodeError> {
     let mut n_rows = None;
+    let mut given = vec![false; encoder.fields().len()];
     for (name, values) in cols {
-        if encoder.field_index(&name.0).is_none() {
+        let Some(i) = encoder.field_index(&name.0) else {
             continue;
+        };
+        if given.get(i).copied().unwrap_or(false) {
+            return Err(DecodeError::Malformed(format!(
+                "column `{}` appears twice",
+                name.0
+            )));
+        }
+        if let Some(g) = given.get_mut(i) {
+            *g = true;
         }
         match n_rows {
             None => n_rows = Some((values.len(), &name.0)),
@@ -407,7 +432,7 @@ fn decode_columns(
     }
     // With no known column, the rows still count (the error then names the missing inputs).
     let n = n_rows.map_or_else(|| cols.first().map_or(0, |(_, v)| v.len()), |(n, _)| n);
-    let mut b = encoder.builder(n);
+    let mut b = encoder.builder(n, budget)?;
     for (name, values) in cols {
         if let Some(i) = encoder.field_index(&name.0) {
             b.mark_seen(i);
@@ -434,7 +459,7 @@ pub fn decode_csv(body: &[u8], encoder: &Encoder) -> Result<Batch, DecodeError> 
         .map(|h| Name(Cow::Borrowed(h.trim())))
         .collect();
     let map = column_map(&names, encoder)?;
-    let mut b = encoder.builder(0);
+    let mut b = encoder.builder(0, 0)?;
     for i in map.iter().flatten() {
         b.mark_seen(*i);
     }
@@ -448,7 +473,8 @@ pub fn decode_csv(body: &[u8], encoder: &Encoder) -> Result<Batch, DecodeError> 
         let r = b.add_row();
         for (text, idx) in record.iter().zip(&map) {
             let Some(i) = idx else { continue };
-            let cell = if kiln_table::DEFAULT_NULL_VALUES.contains(&text) {
+            // The same null markers as training reads, after the same trim.
+            let cell = if kiln_table::DEFAULT_NULL_VALUES.contains(&text.trim()) {
                 Cell::Null
             } else {
                 Cell::Str(Cow::Borrowed(text))
@@ -582,6 +608,7 @@ fn shape_len(t: &Tensor<'_>) -> Result<usize, DecodeError> {
 /// the batch and the request id.
 pub fn decode_v2(body: &[u8], encoder: &Encoder) -> Result<(Batch, Option<String>), DecodeError> {
     let req: InferRequest<'_> = serde_json::from_slice(body).map_err(|e| json_error(&e))?;
+    let budget = value_budget(body.len());
     let id = req.id.map(|n| n.0.into_owned());
     let n_fields = encoder.fields().len();
     if req.inputs.is_empty() {
@@ -615,7 +642,7 @@ pub fn decode_v2(body: &[u8], encoder: &Encoder) -> Result<(Batch, Option<String
             )));
         }
         let n_rows = t.data.0.len() / n_fields.max(1);
-        let mut b = encoder.builder(n_rows);
+        let mut b = encoder.builder(n_rows, budget)?;
         for (k, v) in t.data.0.iter().enumerate() {
             b.set(k / n_fields, k % n_fields, v)?;
         }
@@ -625,9 +652,19 @@ pub fn decode_v2(body: &[u8], encoder: &Encoder) -> Result<(Batch, Option<String
         return Ok((b.finish()?, id));
     }
     let mut n_rows = None;
+    let mut given = vec![false; n_fields];
     for t in &req.inputs {
-        if encoder.field_index(&t.name.0).is_none() {
+        let Some(i) = encoder.field_index(&t.name.0) else {
             continue;
+        };
+        if given.get(i).copied().unwrap_or(false) {
+            return Err(DecodeError::Malformed(format!(
+                "tensor `{}` appears twice",
+                t.name.0
+            )));
+        }
+        if let Some(g) = given.get_mut(i) {
+            *g = true;
         }
         let rows = match t.shape.as_slice() {
             [n] | [n, 1] => usize::try_from(*n).unwrap_or(0),
@@ -649,7 +686,7 @@ pub fn decode_v2(body: &[u8], encoder: &Encoder) -> Result<(Batch, Option<String
             Some(_) => {}
         }
     }
-    let mut b = encoder.builder(n_rows.map_or(0, |(n, _)| n));
+    let mut b = encoder.builder(n_rows.map_or(0, |(n, _)| n), budget)?;
     for t in &req.inputs {
         if let Some(i) = encoder.field_index(&t.name.0) {
             b.mark_seen(i);

@@ -148,15 +148,25 @@ impl Encoder {
     }
 
     /// A builder for `n_rows` rows (more can be added with [`BatchBuilder::add_row`]).
-    pub fn builder(&self, n_rows: usize) -> BatchBuilder<'_> {
+    /// `n_rows` comes from the request, so at most `budget` values are allocated up front:
+    /// see [`value_budget`].
+    pub fn builder(&self, n_rows: usize, budget: usize) -> Result<BatchBuilder<'_>, DecodeError> {
         let n = self.fields.len();
-        BatchBuilder {
+        let values = n_rows.saturating_mul(n);
+        if values > budget {
+            return Err(DecodeError::TooManyValues {
+                rows: n_rows,
+                inputs: n,
+                budget,
+            });
+        }
+        Ok(BatchBuilder {
             encoder: self,
             n_rows,
-            values: vec![f64::NAN; n_rows * n],
+            values: vec![f64::NAN; values],
             seen: vec![false; n],
             texts: Vec::new(),
-        }
+        })
     }
 
     /// Names of the inputs, comma-separated (for error messages).
@@ -308,13 +318,22 @@ impl BatchBuilder<'_> {
     }
 }
 
-/// A decimal number (`3`, `-1.5`, `2e-3`); words such as `inf` or `nan` are not numbers.
+/// How many model input values a request body of `body_len` bytes may expand to: one per byte
+/// (a dense JSON or CSV body spends at least two bytes a value), and never less than 64 Ki.
+/// Without it a small body of empty rows (`[{},{},…]`) for a wide model would allocate
+/// gigabytes of missing values before any check could fail.
+pub fn value_budget(body_len: usize) -> usize {
+    body_len.max(64 * 1024)
+}
+
+/// A finite decimal number (`3`, `-1.5`, `2e-3`); words such as `inf` or `nan`, and numbers
+/// too large for an f64 (`1e999`), are not numbers.
 pub(crate) fn parse_number(text: &str) -> Option<f64> {
     let t = text.trim();
     if !t.bytes().any(|b| b.is_ascii_digit()) {
         return None;
     }
-    t.parse().ok()
+    t.parse().ok().filter(|v: &f64| v.is_finite())
 }
 
 /// `true`/`false` (any case) or `1`/`0`.

@@ -30,6 +30,12 @@ pub enum DecodeError {
         expected: String,
         row: usize,
     },
+    #[error("the request has {rows} rows for a model of {inputs} inputs, {} values; a request may carry at most {budget} (one per byte of its body): send fewer rows, or fill in the missing values", rows.saturating_mul(*inputs))]
+    TooManyValues {
+        rows: usize,
+        inputs: usize,
+        budget: usize,
+    },
     #[error("Unsupported content type `{0}`: send application/json or text/csv")]
     UnsupportedMediaType(String),
 }
@@ -80,8 +86,10 @@ impl ServeError {
             Self::Decode(DecodeError::UnsupportedMediaType(_)) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
+            Self::TooLarge { .. } | Self::Decode(DecodeError::TooManyValues { .. }) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             Self::Decode(_) | Self::Body(_) => StatusCode::BAD_REQUEST,
-            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Predict(_)
             | Self::Load { .. }

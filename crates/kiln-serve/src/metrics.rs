@@ -381,7 +381,7 @@ impl Metrics {
             ),
             (
                 "kiln_shadow_dropped_total",
-                "Requests not mirrored to the shadow model because its queue was full.",
+                "Requests not scored by the shadow model: its queue was full, or they were still queued at shutdown.",
                 &self.shadow_dropped,
             ),
             (

@@ -4,7 +4,7 @@
 //! thread, off the response path.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -159,6 +159,9 @@ pub(crate) struct ShadowQueue {
     tx: SyncSender<ShadowMsg>,
     metrics: Arc<Metrics>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Set at shutdown: copies still queued are dropped (and counted), not scored, so a slow
+    /// shadow cannot hold the exit (and the prediction log's last file) past the drain deadline.
+    stopping: Arc<AtomicBool>,
 }
 
 /// Mirrored requests waiting for the shadow model.
@@ -171,11 +174,17 @@ impl ShadowQueue {
         metrics: Arc<Metrics>,
     ) -> Result<Self, ServeError> {
         let (tx, rx) = mpsc::sync_channel::<ShadowMsg>(SHADOW_QUEUE);
+        let stopping = Arc::new(AtomicBool::new(false));
+        let (stop, counts) = (stopping.clone(), metrics.clone());
         let thread = std::thread::Builder::new()
             .name("kiln-shadow".into())
             .spawn(move || {
                 while let Ok(ShadowMsg::Job(job)) = rx.recv() {
-                    run_shadow(&slot, log.as_deref(), job);
+                    if stop.load(Ordering::Relaxed) {
+                        counts.shadow_dropped.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        run_shadow(&slot, log.as_deref(), job);
+                    }
                 }
             })
             .map_err(|e| ServeError::Internal(format!("Failed to start the shadow thread: {e}")))?;
@@ -183,6 +192,7 @@ impl ShadowQueue {
             tx,
             metrics,
             thread: Mutex::new(Some(thread)),
+            stopping,
         })
     }
 
@@ -196,8 +206,9 @@ impl ShadowQueue {
         }
     }
 
-    /// Finish the queued copies and stop the thread. Blocks.
+    /// Stop the thread once the copy in progress is scored; queued copies are dropped. Blocks.
     pub(crate) fn finish(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
         let _ = self.tx.send(ShadowMsg::Stop);
         let handle = match self.thread.lock() {
             Ok(mut g) => g.take(),

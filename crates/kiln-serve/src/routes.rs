@@ -105,7 +105,11 @@ fn content_format(headers: &HeaderMap) -> Result<BodyFormat, DecodeError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Ok(BodyFormat::Json);
     };
-    let text = value.to_str().unwrap_or_default();
+    let Ok(text) = value.to_str() else {
+        return Err(DecodeError::UnsupportedMediaType(
+            String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        ));
+    };
     let mime = text.split(';').next().unwrap_or_default().trim();
     if mime.eq_ignore_ascii_case("application/json") || mime.is_empty() {
         Ok(BodyFormat::Json)
@@ -347,9 +351,16 @@ fn check_model(
     }
     if let Some(v) = version {
         if v != model.version {
+            let loaded: Vec<String> = state
+                .routes
+                .versions()
+                .iter()
+                .map(|v| format!("`{v}`"))
+                .collect();
             return Err(ServeError::NotFound(format!(
-                "Version `{v}` of model `{name}` is not loaded; the loaded version is `{}`",
-                model.version
+                "Version `{v}` of model `{name}` is not loaded; the loaded version{} {}",
+                if loaded.len() == 1 { " is" } else { "s are" },
+                loaded.join(" and ")
             )));
         }
     }
@@ -617,7 +628,10 @@ async fn v2_version_metadata(
     State(state): AppState,
     Path((name, version)): Path<(String, String)>,
 ) -> Response {
-    let model = state.routes.pick();
+    let model = state
+        .routes
+        .by_version(&version)
+        .unwrap_or_else(|| state.routes.pick());
     match check_model(&state, &model, &name, Some(&version)) {
         Ok(()) => json_response(StatusCode::OK, metadata(&model).to_string().into_bytes()),
         Err(e) => v2_error(&e),

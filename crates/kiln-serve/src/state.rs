@@ -161,6 +161,18 @@ impl Routes {
         (canary.version == version).then_some(canary)
     }
 
+    /// The versions that answer requests: the main arm's, then the canary's.
+    pub fn versions(&self) -> Vec<String> {
+        let mut out = vec![self.main.get().version.clone()];
+        if let Some(c) = &self.canary {
+            let v = c.slot.get().version.clone();
+            if !out.contains(&v) {
+                out.push(v);
+            }
+        }
+        out
+    }
+
     /// The arm a routing key (see [`crate::release::sticky_hash`]) lands on.
     pub fn arm_for_key(&self, key: u64) -> Arm {
         match &self.canary {
@@ -385,8 +397,9 @@ impl ServeState {
         self.started.elapsed()
     }
 
-    /// After the last request: let the shadow worker finish its queue, then flush the
-    /// prediction log (its last file is closed and moved into place). Blocks.
+    /// After the last request: stop the shadow worker (copies still queued are dropped and
+    /// counted), then flush the prediction log (its last file is closed and moved into place).
+    /// Blocks.
     pub fn finish(&self) {
         if let Some(s) = &self.shadow {
             s.finish();

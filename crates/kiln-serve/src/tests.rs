@@ -13,6 +13,7 @@ use tower::ServiceExt;
 
 use crate::decode::{decode_csv, decode_mlflow_json, decode_v2};
 use crate::encode::{Batch, Encoder};
+use crate::error::DecodeError;
 use crate::{
     create_app, watch, KilnScorer, Limits, Loaded, ModelLoader, Scorer, ServeError, ServeState,
 };
@@ -304,6 +305,77 @@ fn bad_inputs_name_the_field_and_the_expected_type() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("unknown datatype"), "{err}");
+}
+
+#[test]
+fn requests_that_would_expand_or_hide_values_are_refused() {
+    let enc = encoder();
+    // Empty rows cost 3 bytes each but 4 values each: more values than body bytes is refused
+    // before anything is allocated for them.
+    let rows = vec!["{}"; 30_000].join(",");
+    let body = format!(r#"{{"dataframe_records": [{rows}]}}"#);
+    let err = decode_mlflow_json(body.as_bytes(), &enc).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DecodeError::TooManyValues {
+                rows: 30_000,
+                inputs: 4,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("at most 90"), "{err}");
+    let column = vec!["1"; 40_000].join(",");
+    let body = format!(
+        r#"{{"inputs": [{{"name": "tenure", "shape": [40000], "datatype": "FP64", "data": [{column}]}}]}}"#
+    );
+    let err = decode_v2(body.as_bytes(), &enc).unwrap_err();
+    assert!(matches!(err, DecodeError::TooManyValues { .. }), "{err}");
+    // A dense request of the same size is fine.
+    let rows = vec![r#"[1, "pro", true, 1]"#; 30_000].join(",");
+    let body = format!(r#"{{"instances": [{rows}]}}"#);
+    assert_eq!(
+        decode_mlflow_json(body.as_bytes(), &enc).unwrap().n_rows,
+        30_000
+    );
+
+    // Numbers too large for an f64 are not infinity.
+    let m = decode_err(
+        r#"{"dataframe_records": [{"tenure": "1e999", "plan": "pro", "active": true, "signup": 1}]}"#,
+    );
+    assert_eq!(
+        m,
+        "column `tenure`: expected a number, got \"1e999\" (row 1)"
+    );
+    let err = decode_csv(b"tenure,plan,active,signup\n1e999,pro,true,1\n", &enc).unwrap_err();
+    assert!(err.to_string().contains("expected a number"), "{err}");
+
+    // A column given twice is refused in every form, not silently overwritten.
+    let m = decode_err(
+        r#"{"dataframe_records": [{"tenure": 1, "tenure": 2, "plan": "pro", "active": true, "signup": 1}]}"#,
+    );
+    assert_eq!(m, "Invalid input: row 1 has column `tenure` twice");
+    let m = decode_err(
+        r#"{"inputs": {"tenure": [1], "tenure": [2], "plan": ["pro"], "active": [true], "signup": [1]}}"#,
+    );
+    assert!(m.contains("`tenure` appears twice"), "{m}");
+    let err = decode_v2(
+        br#"{"inputs": [{"name": "tenure", "shape": [1], "datatype": "FP64", "data": [1]},
+                        {"name": "tenure", "shape": [1], "datatype": "FP64", "data": [2]}]}"#,
+        &enc,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("`tenure` appears twice"), "{err}");
+    // The same key in different rows is of course fine.
+    let ok = r#"{"dataframe_records": [{"tenure": 1, "plan": "pro", "active": true, "signup": 1},
+                                       {"tenure": 2, "plan": "pro", "active": true, "signup": 1}]}"#;
+    assert_eq!(decode_mlflow_json(ok.as_bytes(), &enc).unwrap().n_rows, 2);
+
+    // CSV null markers are trimmed, as training reads them.
+    let b = decode_csv(b"tenure,plan,active,signup\n NA ,pro,true, \n", &enc).unwrap();
+    assert!(b.row(0)[0].is_nan() && b.row(0)[3].is_nan(), "{b:?}");
 }
 
 /// The row path gives the same predictions as the model's batch API on a dataset.
@@ -868,6 +940,27 @@ async fn canary_takes_its_share_and_sticky_callers_stay_on_one_arm() {
         .contains(r#"kiln_model_info{model="churn",version="1",arm="main",flavor="kiln/gbdt"} 1"#));
     assert!(text.contains(r#"kiln_requests_total{model="churn",version="2",arm="canary",endpoint="/invocations",code="200"}"#));
 
+    // Both loaded versions have their metadata; an unknown one is a 404 naming both.
+    for version in ["1", "2"] {
+        let path = format!("/v2/models/churn/versions/{version}");
+        let (status, body) = call(&app, "GET", &path, None, Body::empty()).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        assert_eq!(json(&body)["versions"][0], version, "{body}");
+    }
+    let (status, body) = call(
+        &app,
+        "GET",
+        "/v2/models/churn/versions/9",
+        None,
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        body.contains("the loaded versions are `1` and `2`"),
+        "{body}"
+    );
+
     // 0 % and 100 % are exact.
     for (percent, arm) in [(0.0, "main"), (100.0, "canary")] {
         let app = create_app(canary_state(percent, None));
@@ -908,7 +1001,7 @@ async fn a_broken_or_slow_shadow_never_changes_or_delays_the_answer() {
             shadow: Some(Loaded {
                 scorer: Arc::new(OddScorer {
                     signature: signature(Task::Classification),
-                    sleep: Duration::from_millis(20),
+                    sleep: Duration::from_millis(50),
                 }),
                 name: Some("churn".into()),
                 version: Some("9".into()),
@@ -930,22 +1023,47 @@ async fn a_broken_or_slow_shadow_never_changes_or_delays_the_answer() {
         assert_eq!(body, want);
         assert_eq!(header(&h, "x-kiln-arm"), "main");
     }
-    // Ten shadow predictions take 200 ms; the answers did not wait for them.
+    // Ten shadow predictions take 500 ms; the answers did not wait for them.
     assert!(
-        started.elapsed() < Duration::from_millis(150),
+        started.elapsed() < Duration::from_millis(400),
         "{:?}",
         started.elapsed()
     );
+    // The shadow works through its queue while the server runs.
+    let shadow_done = r#"kiln_requests_total{model="churn",version="9",arm="shadow",endpoint="/invocations",code="500"} 10"#;
+    let mut text = String::new();
+    for _ in 0..500 {
+        text = call(&app, "GET", "/metrics", None, Body::empty()).await.1;
+        if text.contains(shadow_done) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(text.contains(shadow_done), "{text}");
+    assert!(text.contains(r#"kiln_requests_total{model="churn",version="1",arm="main",endpoint="/invocations",code="200"} 10"#));
+
+    // At shutdown, copies still queued are dropped and counted instead of holding the exit.
+    for _ in 0..5 {
+        let (status, _, _) = call_with(&app, "/invocations", &[], RECORDS).await;
+        assert_eq!(status, StatusCode::OK);
+    }
     let s = Arc::clone(&state);
     tokio::task::spawn_blocking(move || s.finish())
         .await
         .unwrap();
-    let (_, text) = call(&app, "GET", "/metrics", None, Body::empty()).await;
-    assert!(
-        text.contains(r#"kiln_requests_total{model="churn",version="9",arm="shadow",endpoint="/invocations",code="500"} 10"#),
-        "{text}"
+    let text = call(&app, "GET", "/metrics", None, Body::empty()).await.1;
+    let value = |prefix: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let scored = value(
+        r#"kiln_requests_total{model="churn",version="9",arm="shadow",endpoint="/invocations",code="500"}"#,
     );
-    assert!(text.contains(r#"kiln_requests_total{model="churn",version="1",arm="main",endpoint="/invocations",code="200"} 10"#));
+    let dropped = value("kiln_shadow_dropped_total");
+    assert_eq!(scored + dropped, 15, "{text}");
+    assert!(dropped >= 1, "finish scored the whole backlog: {text}");
 }
 
 fn read_log(dir: &std::path::Path) -> Vec<arrow_array::RecordBatch> {

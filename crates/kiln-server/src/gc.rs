@@ -21,7 +21,27 @@ pub struct GcReport {
     pub artifact_paths: Vec<String>,
     /// Artifact locations outside the store that were left alone.
     pub skipped_locations: Vec<String>,
+    /// Artifact directories left alone because something that stays lives inside them (an
+    /// experiment sharing a deleted experiment's location, a model version's source).
+    pub shared_locations: Vec<SharedLocation>,
+    /// Soft-deleted runs and logged models left in place, with why.
+    pub kept: Vec<Kept>,
     pub dry_run: bool,
+}
+
+/// A soft-deleted object that the collection leaves alone.
+#[derive(Debug, Clone, Serialize)]
+pub struct Kept {
+    pub kind: &'static str,
+    pub id: String,
+    pub reason: String,
+}
+
+/// An artifact directory that was not removed because a live location lies inside it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SharedLocation {
+    pub path: String,
+    pub in_use_by: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +63,12 @@ fn owning_dir(uri: &str) -> Option<BlobPath> {
         return path.parent();
     }
     Some(path)
+}
+
+/// Whether `inner` is `outer` or lies under it.
+fn is_within(inner: &BlobPath, outer: &BlobPath) -> bool {
+    let mut inner = inner.segments();
+    outer.segments().all(|seg| inner.next() == Some(seg))
 }
 
 /// Plan, delete artifacts, then purge metadata. `older_than_ms` is a cutoff timestamp.
@@ -70,9 +96,23 @@ pub async fn collect(
             .iter()
             .map(|e| e.experiment_id.clone())
             .collect(),
+        kept: plan
+            .kept
+            .iter()
+            .map(|k| Kept {
+                kind: k.kind,
+                id: k.id.clone(),
+                reason: k.reason.clone(),
+            })
+            .collect(),
         dry_run,
         ..GcReport::default()
     };
+    let live: Vec<(BlobPath, &str)> = plan
+        .live_locations
+        .iter()
+        .filter_map(|uri| Some((uris::to_blob_path(uri)?, uri.as_str())))
+        .collect();
     let uris = plan
         .runs
         .iter()
@@ -86,12 +126,20 @@ pub async fn collect(
     let mut paths = Vec::new();
     for uri in uris {
         match owning_dir(uri) {
-            Some(p) if !p.is_root() => paths.push(p),
+            Some(p) if !p.is_root() => match live.iter().find(|(l, _)| is_within(l, &p)) {
+                Some((_, user)) => report.shared_locations.push(SharedLocation {
+                    path: p.to_string(),
+                    in_use_by: (*user).to_string(),
+                }),
+                None => paths.push(p),
+            },
             _ => report.skipped_locations.push(uri.to_string()),
         }
     }
     paths.sort();
     paths.dedup();
+    report.shared_locations.sort_by(|a, b| a.path.cmp(&b.path));
+    report.shared_locations.dedup_by(|a, b| a.path == b.path);
     for path in &paths {
         if !dry_run {
             blobs.delete(path).await.map_err(|e| GcError::Artifacts {

@@ -1,6 +1,8 @@
 //! Permanent removal of soft-deleted runs, their logged models and deleted experiments.
 
-use kiln_store::{GcExperiment, GcLoggedModel, GcPlan, GcRun, GcStore, StoreResult};
+use std::collections::{HashMap, HashSet};
+
+use kiln_store::{GcExperiment, GcKept, GcLoggedModel, GcPlan, GcRun, GcStore, StoreResult};
 
 use crate::db::{Tx, Val};
 use crate::tracking::placeholders;
@@ -17,84 +19,191 @@ fn cutoff_cond(col: &str, cutoff: Option<i64>) -> (String, Vec<Val>) {
     }
 }
 
-fn collect(tx: &mut dyn Tx, cutoff: Option<i64>) -> StoreResult<GcPlan> {
-    let (cond, params) = cutoff_cond("deleted_time", cutoff);
-    let runs: Vec<GcRun> = tx
-        .query(
-            &format!("SELECT run_uuid, experiment_id, artifact_uri FROM runs WHERE lifecycle_stage = 'deleted' AND {cond} ORDER BY run_uuid"),
-            &params,
-        )?
-        .iter()
-        .map(|r| GcRun { run_id: r.text(0), experiment_id: r.text(1), artifact_uri: r.text(2) })
-        .collect();
+/// What the registry still loads from: every run or logged model id that a model version's
+/// `source` names (`runs:/<run>/model`, `models:/<m-id>`, a path through a run's artifacts),
+/// its `model_id`, and its `run_id` when it has no logged model (the run's artifacts are then
+/// the model), with the first version naming it. The source run of a registered *logged* model
+/// is not needed to load it and goes like any other deleted run.
+struct VersionRefs {
+    by_id: HashMap<String, String>,
+    sources: Vec<String>,
+}
 
-    // Deleted experiments with no run left that is not collected now.
+impl VersionRefs {
+    fn load(tx: &mut dyn Tx) -> StoreResult<Self> {
+        let mut by_id = HashMap::new();
+        let mut sources = Vec::new();
+        for r in tx.query(
+            "SELECT name, version, source, run_id, model_id FROM model_versions ORDER BY name, version",
+            &[],
+        )? {
+            let who = format!("{} version {}", r.text(0), r.int(1));
+            let source = r.text(2);
+            let model_id = r.opt_text(4);
+            let run_id = r.opt_text(3).filter(|_| model_id.is_none());
+            let ids = [run_id, model_id].into_iter().flatten();
+            let segments = source
+                .split(['/', ':', '@', '?', '#'])
+                .filter(|s| !s.is_empty())
+                .map(str::to_string);
+            for id in ids.chain(segments) {
+                by_id.entry(id).or_insert_with(|| who.clone());
+            }
+            sources.push(source);
+        }
+        Ok(Self { by_id, sources })
+    }
+
+    fn user(&self, id: &str) -> Option<&String> {
+        self.by_id.get(id)
+    }
+}
+
+fn collect(tx: &mut dyn Tx, cutoff: Option<i64>) -> StoreResult<GcPlan> {
+    let refs = VersionRefs::load(tx)?;
+    let mut kept = Vec::new();
+
+    // Deleted runs, less those a registered model version still uses (`kiln train --register`
+    // versions name their run in `run_id` and `runs:/<id>/model`): serving and lineage need them.
+    let (cond, params) = cutoff_cond("deleted_time", cutoff);
+    let mut runs = Vec::new();
+    let mut kept_run_experiments = HashSet::new();
+    for r in tx.query(
+        &format!("SELECT run_uuid, experiment_id, artifact_uri FROM runs WHERE lifecycle_stage = 'deleted' AND {cond} ORDER BY run_uuid"),
+        &params,
+    )? {
+        let run = GcRun { run_id: r.text(0), experiment_id: r.text(1), artifact_uri: r.text(2) };
+        match refs.user(&run.run_id) {
+            Some(who) => {
+                kept_run_experiments.insert(run.experiment_id);
+                kept.push(GcKept {
+                    kind: "run",
+                    id: run.run_id,
+                    reason: format!("registered model {who} uses it"),
+                });
+            }
+            None => runs.push(run),
+        }
+    }
+
+    // Deleted experiments with no run left that is not collected now, and no logged model a
+    // model version uses.
     let (rcond, rparams) = cutoff_cond("r.deleted_time", cutoff);
     let (econd, mut eparams) = cutoff_cond("e.deleted_time", cutoff);
     eparams.extend(rparams);
-    let experiments: Vec<GcExperiment> = tx
+    let mut experiments: Vec<GcExperiment> = tx
         .query(
             &format!(
                 "SELECT e.experiment_id, e.artifact_location FROM experiments e \
                  WHERE e.lifecycle_stage = 'deleted' AND e.experiment_id <> 0 AND {econd} \
                  AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.experiment_id = e.experiment_id \
                                  AND NOT (r.lifecycle_stage = 'deleted' AND {rcond})) \
-                 AND NOT EXISTS (SELECT 1 FROM logged_models lm JOIN model_versions mv ON mv.model_id = lm.model_id \
-                                 WHERE lm.experiment_id = e.experiment_id) \
                  ORDER BY e.experiment_id"
             ),
             &eparams,
         )?
         .iter()
-        .map(|r| GcExperiment { experiment_id: r.text(0), artifact_location: r.text(1) })
+        .map(|r| GcExperiment {
+            experiment_id: r.text(0),
+            artifact_location: r.text(1),
+        })
+        .filter(|e| !kept_run_experiments.contains(&e.experiment_id))
         .collect();
+    let exp_vals = |exps: &[GcExperiment]| -> Vec<Val> {
+        exps.iter()
+            .filter_map(|e| e.experiment_id.parse::<i64>().ok())
+            .map(Val::Int)
+            .collect()
+    };
+    let mut used_model_experiments = HashSet::new();
+    for chunk in exp_vals(&experiments).chunks(500) {
+        for r in tx.query(
+            &format!(
+                "SELECT model_id, experiment_id FROM logged_models WHERE experiment_id IN ({})",
+                placeholders(chunk.len())
+            ),
+            chunk,
+        )? {
+            if refs.user(&r.text(0)).is_some() {
+                used_model_experiments.insert(r.text(1));
+            }
+        }
+    }
+    experiments.retain(|e| !used_model_experiments.contains(&e.experiment_id));
 
-    // Logged models of collected runs or experiments, unless a registered version still uses them.
+    // Logged models of collected runs or experiments, and deleted ones, unless a registered
+    // version still uses them.
     let mut logged_models = Vec::new();
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = HashSet::new();
     let run_ids: Vec<Val> = runs.iter().map(|r| Val::from(&r.run_id)).collect();
-    let exp_ids: Vec<Val> = experiments
-        .iter()
-        .filter_map(|e| e.experiment_id.parse::<i64>().ok())
-        .map(Val::Int)
-        .collect();
-    let keep = "NOT EXISTS (SELECT 1 FROM model_versions mv WHERE mv.model_id = lm.model_id)";
+    let cols = "model_id, experiment_id, artifact_uri FROM logged_models lm";
     let mut queries: Vec<(String, Vec<Val>)> = Vec::new();
     for chunk in run_ids.chunks(500) {
         queries.push((
             format!(
-                "SELECT model_id, experiment_id, artifact_uri FROM logged_models lm WHERE source_run_id IN ({}) AND {keep}",
+                "SELECT {cols} WHERE source_run_id IN ({})",
                 placeholders(chunk.len())
             ),
             chunk.to_vec(),
         ));
     }
-    for chunk in exp_ids.chunks(500) {
+    for chunk in exp_vals(&experiments).chunks(500) {
         queries.push((
-            format!("SELECT model_id, experiment_id, artifact_uri FROM logged_models lm WHERE experiment_id IN ({}) AND {keep}", placeholders(chunk.len())),
+            format!(
+                "SELECT {cols} WHERE experiment_id IN ({})",
+                placeholders(chunk.len())
+            ),
             chunk.to_vec(),
         ));
     }
+    // A logged model's deletion time is its last update: deleting one updates nothing else.
+    let (mcond, mparams) = cutoff_cond("last_updated_timestamp_ms", cutoff);
     queries.push((
-        format!("SELECT model_id, experiment_id, artifact_uri FROM logged_models lm WHERE lifecycle_stage = 'deleted' AND {keep}"),
-        Vec::new(),
+        format!("SELECT {cols} WHERE lifecycle_stage = 'deleted' AND {mcond}"),
+        mparams,
     ));
     for (sql, params) in queries {
         for r in tx.query(&sql, &params)? {
-            if seen.insert(r.text(0)) {
-                logged_models.push(GcLoggedModel {
-                    model_id: r.text(0),
-                    experiment_id: r.text(1),
-                    artifact_uri: r.text(2),
-                });
+            if !seen.insert(r.text(0)) {
+                continue;
+            }
+            let model = GcLoggedModel {
+                model_id: r.text(0),
+                experiment_id: r.text(1),
+                artifact_uri: r.text(2),
+            };
+            match refs.user(&model.model_id) {
+                Some(who) => kept.push(GcKept {
+                    kind: "logged model",
+                    id: model.model_id,
+                    reason: format!("registered model {who} uses it"),
+                }),
+                None => logged_models.push(model),
             }
         }
     }
     logged_models.sort_by(|a, b| a.model_id.cmp(&b.model_id));
+
+    let collected: HashSet<&str> = experiments
+        .iter()
+        .map(|e| e.experiment_id.as_str())
+        .collect();
+    let mut live_locations: Vec<String> = tx
+        .query(
+            "SELECT experiment_id, artifact_location FROM experiments",
+            &[],
+        )?
+        .iter()
+        .filter(|r| !collected.contains(r.text(0).as_str()))
+        .map(|r| r.text(1))
+        .collect();
+    live_locations.extend(refs.sources);
     Ok(GcPlan {
         runs,
         logged_models,
         experiments,
+        kept,
+        live_locations,
     })
 }
 

@@ -100,6 +100,7 @@ macro_rules! __contract_cases {
             gc_collectable_runs_and_cutoff
             gc_experiments_and_logged_models
             gc_purge
+            gc_keeps_what_model_versions_load
         }
     };
     (@tests [$make:expr] $($name:ident)*) => {
@@ -2737,6 +2738,84 @@ pub fn gc_experiments_and_logged_models(store: &dyn TrackingStore) {
         .any(|e| e.experiment_id == gone));
     let all = ok(store.collectable(None), "all");
     assert!(all.experiments.iter().any(|e| e.experiment_id == late));
+}
+
+/// A deleted run that a model version loads from (`runs:/<id>/model`, as `kiln train
+/// --register` writes, or a path through its artifacts) is kept, with its experiment; a deleted
+/// logged model waits for the cutoff; the plan lists the locations still in use.
+pub fn gc_keeps_what_model_versions_load(store: &dyn TrackingStore) {
+    let e = create_exp(store, "gc-versions");
+    let by_uri = run_id(&create_run(store, &e, "by-uri", T0));
+    let by_path = create_run(store, &e, "by-path", T0);
+    let plain = run_id(&create_run(store, &e, "plain", T0));
+    let gone = create_exp(store, "gc-versions-gone");
+    let inner = run_id(&create_run(store, &gone, "inner", T0));
+    create_model(store, "served");
+    for (source, run) in [
+        (format!("runs:/{by_uri}/model"), Some(by_uri.clone())),
+        (format!("{}/model", by_path.info.artifact_uri), None),
+        (format!("runs:/{inner}/model"), Some(inner.clone())),
+    ] {
+        ok(
+            store.create_model_version(&NewModelVersion {
+                name: "served".into(),
+                source,
+                run_id: run,
+                ..NewModelVersion::default()
+            }),
+            "create_model_version",
+        );
+    }
+    let deleted_model = new_logged_model(store, &e, "dropped", None).info.model_id;
+    for r in [&by_uri, &run_id(&by_path), &plain] {
+        ok(store.delete_run(r), "delete run");
+    }
+    ok(store.delete_experiment(&gone), "delete experiment");
+    ok(
+        store.delete_logged_model(&deleted_model),
+        "delete logged model",
+    );
+    sleep_ms(5);
+
+    let plan = ok(store.collectable(None), "collectable");
+    let runs = set(plan.runs.iter().map(|r| r.run_id.clone()));
+    assert_eq!(runs, set([plain.clone()]), "{plan:?}");
+    let kept: Vec<(&str, &str, &str)> = plan
+        .kept
+        .iter()
+        .map(|k| (k.kind, k.id.as_str(), k.reason.as_str()))
+        .collect();
+    let by_path_id = run_id(&by_path);
+    for (id, version) in [(&by_uri, 1), (&by_path_id, 2), (&inner, 3)] {
+        let reason = format!("registered model served version {version} uses it");
+        assert!(
+            kept.contains(&("run", id.as_str(), reason.as_str())),
+            "{id}: {kept:?}"
+        );
+    }
+    assert!(
+        plan.experiments.iter().all(|x| x.experiment_id != gone),
+        "an experiment with a kept run stays"
+    );
+    assert!(plan
+        .logged_models
+        .iter()
+        .any(|m| m.model_id == deleted_model));
+    let location = ok(store.get_experiment(&e), "get").artifact_location;
+    assert!(plan.live_locations.contains(&location), "{plan:?}");
+    assert!(plan
+        .live_locations
+        .contains(&format!("runs:/{by_uri}/model")));
+
+    // A logged model deleted just now is not older than a cutoff in the past.
+    let cutoff = ok(
+        store.collectable(Some(kiln_types::now_ms() - 60_000)),
+        "cutoff",
+    );
+    assert!(cutoff
+        .logged_models
+        .iter()
+        .all(|m| m.model_id != deleted_model));
 }
 
 /// purge removes what the plan names (runs with their data, experiments, logged models) and

@@ -225,6 +225,21 @@ pub struct GcPlan {
     pub logged_models: Vec<GcLoggedModel>,
     /// Deleted experiments that have no live run left after the purge.
     pub experiments: Vec<GcExperiment>,
+    /// Deleted runs and logged models left in place because a registered model version still
+    /// uses them, with the reason.
+    pub kept: Vec<GcKept>,
+    /// Artifact URIs that stay in use: the locations of the experiments that are not collected
+    /// and every model version's source. No directory holding one of them may be removed.
+    pub live_locations: Vec<String>,
+}
+
+/// A soft-deleted object that `kiln gc` leaves alone, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GcKept {
+    /// `run` or `logged model`.
+    pub kind: &'static str,
+    pub id: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -146,6 +146,45 @@ fn cell_f64(array: &ArrayRef, i: usize) -> f64 {
     f64::NAN
 }
 
+/// A numeric, boolean or datetime feature's value. A column read as text (one stray `?` makes a
+/// CSV column text) is parsed cell by cell, and a cell that is not a value of the field's kind
+/// is an error naming the column and row: read as missing, it would silently skew every
+/// prediction, evaluation and promotion gate on that data.
+fn numeric_cell(
+    field: &InputField,
+    array: &ArrayRef,
+    i: usize,
+    row: usize,
+) -> Result<f64, TrainError> {
+    let Some(texts) = array.as_string_opt::<i32>() else {
+        return Ok(cell_f64(array, i));
+    };
+    if texts.is_null(i) {
+        return Ok(f64::NAN);
+    }
+    let text = texts.value(i).trim();
+    let parsed = match field.kind {
+        FieldKind::Boolean => match text.to_ascii_lowercase().as_str() {
+            "true" | "1" => Some(1.0),
+            "false" | "0" => Some(0.0),
+            _ => None,
+        },
+        FieldKind::Numeric => text.parse::<f64>().ok().filter(|v| v.is_finite()),
+        FieldKind::Datetime | FieldKind::Categorical => None,
+    };
+    parsed.ok_or_else(|| {
+        let kind = match field.kind {
+            FieldKind::Boolean => "true/false",
+            FieldKind::Datetime => "a date or timestamp",
+            _ => "a number",
+        };
+        TrainError::Input(format!(
+            "Column `{}` is {kind} in the model, but data row {row} has `{text}`; if that marks a missing value, name it with --null-value (which replaces the default null markers)",
+            field.name
+        ))
+    })
+}
+
 fn iter_cells<'a>(arrays: &'a [&'a ArrayRef]) -> impl Iterator<Item = (&'a ArrayRef, usize)> + 'a {
     arrays
         .iter()
@@ -266,10 +305,11 @@ impl Signature {
             let (_, arrays) = column(table, &field.name)?;
             match field.kind {
                 FieldKind::Numeric | FieldKind::Boolean | FieldKind::Datetime => {
-                    features.push(Feature::numeric(
-                        &field.name,
-                        iter_cells(&arrays).map(|(a, i)| cell_f64(a, i)).collect(),
-                    ));
+                    let values = iter_cells(&arrays)
+                        .enumerate()
+                        .map(|(row, (a, i))| numeric_cell(field, a, i, row + 1))
+                        .collect::<Result<Vec<f64>, TrainError>>()?;
+                    features.push(Feature::numeric(&field.name, values));
                 }
                 FieldKind::Categorical => {
                     let mut n_unseen = 0;

@@ -199,6 +199,31 @@ pub fn version(
 }
 
 /// The current holder of `alias`, or `None` when the alias points nowhere.
+/// `--must-beat <beat>` passes when `beat` has no holder, so that the first promotion (of
+/// `beat` itself, or of a challenger before any champion exists) can carry the same gate as the
+/// later ones. An alias the model has never had may also be a typo that waves the candidate
+/// through, so the note says so and names the aliases the model has.
+fn never_held_note(store: &dyn TrackingStore, name: &str, beat: &str) -> Option<String> {
+    // A store without alias history (an MLflow server) cannot tell.
+    if !matches!(store.alias_history(name, beat), Ok(events) if events.is_empty()) {
+        return None;
+    }
+    let aliases: Vec<String> = model(store, name)
+        .ok()?
+        .aliases
+        .iter()
+        .map(|a| format!("`{}`", a.alias))
+        .collect();
+    let known = if aliases.is_empty() {
+        "it has no alias yet".to_string()
+    } else {
+        format!("it has {}", aliases.join(", "))
+    };
+    Some(format!(
+        "model `{name}` has never had the alias `{beat}` ({known}): check --must-beat for a typo"
+    ))
+}
+
 pub fn holder(
     store: &dyn TrackingStore,
     name: &str,
@@ -611,6 +636,9 @@ pub fn promote(tracker: &Tracker, req: &PromoteRequest) -> Result<PromoteOutcome
                     notes.push(format!(
                         "`{beat}` has no holder yet: nothing to beat, the comparison passes"
                     ));
+                    if beat != alias {
+                        notes.extend(never_held_note(store, name, beat));
+                    }
                     Comparison {
                         alias: beat.clone(),
                         metric: metric.clone(),

@@ -368,6 +368,22 @@ fn bad_inputs_exit_2_and_name_what_exists() {
         "may not start with",
     );
     assert_eq!(code(&kiln(d, &["models", "bogus"])), 2);
+    // An unwritable --markdown path is refused before the alias can move.
+    fails(
+        &[
+            "models",
+            "promote",
+            "churn",
+            "1",
+            "--markdown",
+            "no/such/dir/report.md",
+        ],
+        "Cannot write the --markdown report to `no/such/dir/report.md`",
+    );
+    fails(
+        &["models", "show", "churn", "--alias", "champion"],
+        "no alias `champion`",
+    );
 
     // Must-beat an alias nobody holds yet: passes, with a note.
     let v = json(
@@ -393,6 +409,13 @@ fn bad_inputs_exit_2_and_name_what_exists() {
         v["notes"][0]
             .as_str()
             .is_some_and(|n| n.contains("no holder")),
+        "{v}"
+    );
+    // An alias the model never had may be a typo: the note says so.
+    assert!(
+        v["notes"][1]
+            .as_str()
+            .is_some_and(|n| n.contains("has never had the alias `champion`")),
         "{v}"
     );
     // Promoting the holder again moves nothing and records nothing.

@@ -120,8 +120,18 @@ fn bad_models_and_data_exit_2_with_the_reason() {
     std::fs::write(dir.path().join("notes.txt"), b"hello").expect("write");
     std::fs::write(dir.path().join("wrong.csv"), "y,color\n1,red\n").expect("write");
     std::fs::create_dir(dir.path().join("empty")).expect("mkdir");
+    // One stray `?` makes the numeric `x` a text column; scoring it as missing would be silent.
+    std::fs::write(
+        dir.path().join("stray.csv"),
+        "x,color\n1.5,red\n?,blue\n2,green\n",
+    )
+    .expect("write");
 
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 7] = [
+        (
+            &["--model", "model", "--data", "stray.csv"],
+            "Column `x` is a number in the model, but data row 2 has `?`",
+        ),
         (
             &["--model", "garbage.onnx", "--data", "new.csv"],
             "ONNX model `garbage.onnx`: not a valid ONNX file",

@@ -504,11 +504,14 @@ fn is_quantity(text: &str) -> bool {
 }
 
 /// `5s`, or `1500ms` when not whole seconds, for `kiln serve`'s duration flags.
+/// A duration as `kiln serve` parses it, exactly: `5s`, `250ms` or `1500us`.
 fn duration_flag(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
+    if d.subsec_nanos() == 0 {
         format!("{}s", d.as_secs())
-    } else {
+    } else if d.subsec_nanos().is_multiple_of(1_000_000) {
         format!("{}ms", d.as_millis())
+    } else {
+        format!("{}us", d.as_micros().max(1))
     }
 }
 

@@ -49,6 +49,15 @@ pub(super) fn run(args: GcArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
         for path in &report.artifact_paths {
             printer.line(&format!("  {path}"));
         }
+        for k in &report.kept {
+            printer.status(&format!("kept deleted {} {}: {}", k.kind, k.id, k.reason));
+        }
+        for s in &report.shared_locations {
+            printer.status(&format!(
+                "warning: left `{}` in place: `{}` still lives inside it (only the collected runs' and models' own directories were removed)",
+                s.path, s.in_use_by
+            ));
+        }
         for loc in &report.skipped_locations {
             printer.status(&format!(
                 "warning: left `{loc}` alone: it is outside the artifact store"

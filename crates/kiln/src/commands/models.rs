@@ -369,6 +369,19 @@ fn promote(args: ModelsPromoteArgs, printer: &Printer) -> anyhow::Result<ExitCod
             .into());
         }
     }
+    // The report file is opened before the alias can move: a promotion that goes through must
+    // not then fail on an unwritable path, leaving CI to believe nothing changed.
+    let mut report_file = match &markdown {
+        Some(path) => Some((
+            path,
+            std::fs::File::create(path).map_err(|e| {
+                InputError(format!(
+                    "Cannot write the --markdown report to `{path}`: {e}"
+                ))
+            })?,
+        )),
+        None => None,
+    };
     let (tracker, _rt) = tracker(&store_args)?;
     let outcome = registry::promote(
         &tracker,
@@ -384,10 +397,23 @@ fn promote(args: ModelsPromoteArgs, printer: &Printer) -> anyhow::Result<ExitCod
             user: user(who),
             reason,
         },
-    )?;
+    );
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            if let Some((path, file)) = report_file.take() {
+                drop(file);
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(e.into());
+        }
+    };
     let report = render_report(&outcome);
-    if let Some(path) = &markdown {
-        fs_err::write(path, &report)?;
+    if let Some((path, mut file)) = report_file {
+        use std::io::Write as _;
+        file.write_all(report.as_bytes()).map_err(|e| {
+            anyhow::anyhow!("Failed to write the --markdown report to `{path}`: {e}")
+        })?;
     }
     if json {
         printer.json(&outcome)?;

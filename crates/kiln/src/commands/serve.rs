@@ -10,7 +10,7 @@ use anyhow::Context;
 use kiln_serve::{Arm, Arms, Limits, LogConfig, ModelLoader, ModelRef, ServeState, TrackerLoader};
 use kiln_train::tracking::Tracker;
 
-use super::{locations, open_tracking, server_runtime};
+use super::{locations, open_tracking, server_runtime, InputError};
 use crate::cli::ServeArgs;
 use crate::printer::Printer;
 
@@ -35,6 +35,12 @@ pub(super) fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode
         batch_wait_us,
         store,
     } = args;
+    if poll_interval.is_zero() {
+        return Err(InputError(
+            "--poll-interval must be more than 0: it is how long the server waits between registry lookups".into(),
+        )
+        .into());
+    }
     let reference = ModelRef::parse(&model)?;
     let canary = canary
         .as_deref()
