@@ -790,3 +790,21 @@ def test_wire_format(tracking):
 
     r = requests.get(f"{srv.url}/health", timeout=10)
     assert r.status_code == 200 and r.text.strip() == "OK"
+
+
+@pytest.mark.kiln_only
+def test_nul_characters_are_a_400_on_every_store(tracking):
+    """PostgreSQL cannot keep a NUL in text, SQLite can: kiln refuses it on both with a 400
+    (never a 5xx, which the client would retry for minutes); an escaped backslash is fine."""
+    srv = tracking
+    r = rest(srv, "GET", "runs/get", params={"run_id": "\x00"})
+    assert r.status_code == 400 and r.json()["error_code"] == "INVALID_PARAMETER_VALUE", r.text
+    exp_id = rest(srv, "POST", "experiments/create", json={"name": unique("nul")}).json()["experiment_id"]
+    run_id = rest(srv, "POST", "runs/create", json={"experiment_id": exp_id}).json()["run"]["info"]["run_id"]
+    r = rest(srv, "POST", "runs/set-tag", json={"run_id": run_id, "key": "k", "value": "a\x00b"})
+    assert r.status_code == 400 and "NUL" in r.json()["message"], r.text
+    r = rest(srv, "POST", "runs/set-tag", json={"run_id": run_id, "key": "k", "value": "a\\u0000b"})
+    assert r.status_code == 200, r.text
+    r = rest(srv, "GET", "runs/get", params={"run_id": run_id})
+    tags = {t["key"]: t["value"] for t in r.json()["run"]["data"]["tags"]}
+    assert tags["k"] == "a\\u0000b"

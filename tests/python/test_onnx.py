@@ -310,3 +310,77 @@ def test_kiln_evaluate_scores_an_onnx_model_like_scikit_learn(tmp_path):
     proc = run_kiln("evaluate", "--model", str(path), "--data", str(data), "--no-track", check=False, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert "--target" in proc.stderr
+
+
+def test_an_onnx_model_logged_and_registered_through_mlflow_serves_and_copies(server_factory, tmp_path):
+    """MLflow 3 registers `mlflow.onnx.log_model` output as `models:/m-<id>`: kiln loads that
+    logged model's `model.onnx` for `kiln predict` / `kiln serve`, also through an alias and
+    through a version copied with `copy_model_version` (source `models:/<name>/<version>`)."""
+    import mlflow
+    import mlflow.onnx
+    import requests
+
+    from conftest import unique
+
+    X_train, X_test, y_train, _ = split(load_breast_cancer)
+    model = RandomForestClassifier(n_estimators=10, max_depth=5, random_state=0).fit(X_train, y_train)
+    onx = onnx.load(str(export(model, X_train.shape[1], tmp_path / "forest.onnx")))
+    srv = server_factory.server("sqlite", "file")
+    mlflow.set_tracking_uri(srv.url)
+    mlflow.set_registry_uri(srv.url)
+    client = mlflow.MlflowClient(srv.url, srv.url)
+    name, copy = unique("onnx-churn"), unique("onnx-copy")
+    mlflow.set_experiment(unique("onnx"))
+    with mlflow.start_run():
+        info = mlflow.onnx.log_model(onx, name="model", registered_model_name=name, pip_requirements=["onnx"])
+    assert client.get_model_version(name, "1").source == f"models:/{info.model_id}"
+    client.set_registered_model_alias(name, "champion", "1")
+    copied = client.copy_model_version(f"models:/{name}/1", copy)
+    assert copied.source == f"models:/{name}/1"
+    # The MLflow client resolves the copy's files through the server.
+    local = mlflow.artifacts.download_artifacts(f"models:/{copy}/1", dst_path=str(tmp_path / "dl"))
+    assert (Path(local) / "model.onnx").is_file(), list(Path(local).iterdir())
+
+    data = write_csv(X_test[:40], tmp_path / "test.csv", [f"f{j}" for j in range(X_test.shape[1])])
+    want = model.predict_proba(X_test[:40].astype(np.float32))
+    for reference in (f"models:/{name}@champion", f"models:/{copy}/1", f"models:/{info.model_id}"):
+        proc = srv.kiln("predict", "--model", reference, "--data", str(data), "--json")
+        out = json.loads(proc.stdout)
+        assert np.allclose(np.asarray(out["probabilities"], dtype=float), want, atol=PROBA_ATOL), reference
+
+    from conftest import free_port, kiln_bin_path
+
+    port = free_port()
+    serve = subprocess.Popen(
+        [str(kiln_bin_path()), "serve", f"models:/{name}@champion", "--port", str(port), *srv.store_args()],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 60
+        while True:
+            try:
+                if requests.get(f"{base}/health", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert serve.poll() is None, serve.stderr.read().decode() if serve.stderr else "kiln serve exited"
+            assert time.time() < deadline, "kiln serve did not become healthy"
+            time.sleep(0.2)
+        columns = [f"f{j}" for j in range(X_test.shape[1])]
+        r = requests.post(
+            f"{base}/invocations",
+            json={"dataframe_split": {"columns": columns, "data": X_test[:40].tolist()}},
+            timeout=30,
+        )
+        assert r.status_code == 200, r.text
+        assert r.headers["x-kiln-model-version"] == "1"
+        assert np.allclose(np.asarray(r.json()["probabilities"], dtype=float), want, atol=PROBA_ATOL)
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        try:
+            serve.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            serve.kill()

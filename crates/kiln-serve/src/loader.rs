@@ -18,7 +18,7 @@ pub enum ModelRef {
     Alias { name: String, alias: String },
     /// `models:/<name>/<version>`.
     Version { name: String, version: String },
-    /// `runs:/<run_id>/<path>`.
+    /// `runs:/<run_id>/<path>`, or `models:/m-<id>` (a logged model).
     Run(String),
     /// A model file or directory.
     Path(String),
@@ -27,6 +27,9 @@ pub enum ModelRef {
 impl ModelRef {
     pub fn parse(reference: &str) -> Result<Self, ServeError> {
         if let Some(rest) = reference.strip_prefix("models:/") {
+            if kiln_types::is_valid_model_id(rest.trim_end_matches('/')) {
+                return Ok(Self::Run(reference.into()));
+            }
             if let Some((name, alias)) = rest.split_once('@') {
                 if name.is_empty() || alias.is_empty() {
                     return Err(ServeError::Reference(reference.into()));

@@ -45,14 +45,27 @@ fn location_path(location: &str, root_uri: &str) -> Option<BlobPath> {
     BlobPath::parse(rest.trim_end_matches('/')).ok()
 }
 
-/// Validate a model version `source`: a logged model (`models:/m-…`), a run artifact
+/// Validate a model version `source`: a logged model (`models:/m-…`), another version
+/// (`models:/<name>/<version>`, what `copy_model_version` sends), a run artifact
 /// (`runs:/<run_id>/<path>`) or a location inside the artifact root.
 pub fn validate_source(source: &str, root_uri: &str) -> Result<(), ApiError> {
     if let Some(id) = source.strip_prefix("models:/") {
         if kiln_types::is_valid_model_id(id.trim_end_matches('/')) {
             return Ok(());
         }
-        return Err(rejects("source", source, "expected models:/m-<id>"));
+        if let Some((name, version)) = id.rsplit_once('/') {
+            if !name.is_empty()
+                && !version.is_empty()
+                && version.bytes().all(|b| b.is_ascii_digit())
+            {
+                return Ok(());
+            }
+        }
+        return Err(rejects(
+            "source",
+            source,
+            "expected models:/m-<id> or models:/<name>/<version>",
+        ));
     }
     if let Some(rest) = source.strip_prefix("runs:/") {
         let (run_id, path) = rest.split_once('/').unwrap_or((rest, ""));

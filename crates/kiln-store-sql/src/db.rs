@@ -591,6 +591,10 @@ fn map_pg_err(e: postgres::Error) -> StoreError {
         if *db.code() == postgres::error::SqlState::UNIQUE_VIOLATION {
             return StoreError::already_exists(format!("Constraint violated: {}", db.message()));
         }
+        // A NUL in a text value (the HTTP layer refuses them; this catches any other way in).
+        if *db.code() == postgres::error::SqlState::CHARACTER_NOT_IN_REPERTOIRE {
+            return StoreError::invalid(format!("Invalid value: {}", db.message()));
+        }
     }
     db_err("running a statement", e)
 }

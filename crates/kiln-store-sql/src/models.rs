@@ -285,6 +285,15 @@ impl LoggedModelStore for SqlStore {
             let mut order = Vec::new();
             for o in &query.order_by {
                 let dir = if o.ascending { "ASC" } else { "DESC" };
+                if o.entity == Entity::Metric {
+                    // The model's latest value of the metric (highest step, then newest); models
+                    // without it (or with NaN) sort last either way.
+                    let latest = "(SELECT x.value FROM metrics x WHERE x.model_id = lm.model_id AND x.key = ? \
+                                  ORDER BY x.step DESC, x.timestamp DESC LIMIT 1)";
+                    order.push(format!("CASE WHEN {latest} IS NULL THEN 1 ELSE 0 END, {latest} {dir}"));
+                    params.extend([Val::from(&o.key), Val::from(&o.key)]);
+                    continue;
+                }
                 let col = match o.key.as_str() {
                     "name" => "lm.name",
                     "creation_timestamp" => "lm.creation_timestamp_ms",

@@ -26,7 +26,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Debug;
 
-use kiln_types::filter::{parse_filter, parse_order_by, Filter, OrderBy, Target};
+use kiln_types::filter::{parse_filter, parse_order_by, Entity, Filter, OrderBy, Target};
 use kiln_types::{
     Dataset, DatasetInput, ErrorCode, LifecycleStage, LoggedModel, LoggedModelStatus, Metric,
     ModelOutput, Param, Run, RunStatus, Tag, ViewType,
@@ -1959,9 +1959,43 @@ pub fn logged_model_search(store: &dyn TrackingStore) {
         })
     });
     let ids: Vec<String> = paged.into_iter().map(|m| m.info.model_id).collect();
-    assert_eq!(set(ids.clone()), set([ma1, ma2, ma3, mb1]));
+    assert_eq!(
+        set(ids.clone()),
+        set([ma1.clone(), ma2.clone(), ma3.clone(), mb1])
+    );
     assert_eq!(ids.len(), 4, "no duplicates across pages");
     assert_eq!(pages, 2);
+
+    // Ordered by a metric: the model's latest value (highest step); models without it last.
+    let model_metric = |model: &str, value: f64, step: i64| {
+        let mut m = Metric::new("acc", value, T0, step);
+        m.model_id = Some(model.to_string());
+        ok(store.log_batch(&ra, &[m], &[], &[]), "log model metric");
+    };
+    model_metric(&ma1, 0.9, 0);
+    model_metric(&ma1, 0.5, 1);
+    model_metric(&ma3, 0.7, 0);
+    let by_acc = |ascending: bool| -> Vec<String> {
+        ok(
+            store.search_logged_models(&LoggedModelQuery {
+                experiment_ids: vec![ea.clone()],
+                order_by: vec![OrderBy {
+                    entity: Entity::Metric,
+                    key: "acc".into(),
+                    ascending,
+                }],
+                page: page(100),
+                ..LoggedModelQuery::default()
+            }),
+            "order by metric",
+        )
+        .items
+        .into_iter()
+        .map(|m| m.info.model_id)
+        .collect()
+    };
+    assert_eq!(by_acc(false), vec![ma3.clone(), ma1.clone(), ma2.clone()]);
+    assert_eq!(by_acc(true), vec![ma1, ma3, ma2]);
 }
 
 // ------------------------------------------------------------------ registry

@@ -211,19 +211,57 @@ impl Tracker {
     }
 
     /// Load a model, a kiln model or an ONNX graph, from a local path (file or directory) or
-    /// `models:/name@alias` / `models:/name/version` / `runs:/<run_id>/<path>`. A run's model
-    /// directory may hold `kiln-model.json` or `model.onnx` (MLflow's onnx flavor layout); a
-    /// `runs:/<id>/path/x.onnx` reference reads that artifact.
+    /// `models:/name@alias` / `models:/name/version` / `models:/m-<id>` (a logged model, as
+    /// MLflow 3 registers `log_model` output) / `runs:/<run_id>/<path>`. A run's or logged
+    /// model's directory may hold `kiln-model.json` or `model.onnx` (MLflow's onnx flavor
+    /// layout); a `runs:/<id>/path/x.onnx` reference reads that artifact.
     pub fn load_any_model(&self, reference: &str) -> Result<(Model, ModelSource), TrainError> {
+        self.load_model_ref(reference, 0)
+    }
+
+    fn load_model_ref(
+        &self,
+        reference: &str,
+        depth: usize,
+    ) -> Result<(Model, ModelSource), TrainError> {
+        /// Registry sources that name other versions (`copy_model_version`) are followed this far.
+        const MAX_DEPTH: usize = 8;
         if let Some(rest) = reference.strip_prefix("models:/") {
+            let id = rest.trim_end_matches('/');
+            if kiln_types::is_valid_model_id(id) {
+                let logged = self.store.get_logged_model(id)?;
+                let root =
+                    kiln_blob::artifact_uri_path(&logged.info.artifact_uri).ok_or_else(|| {
+                        TrainError::Input(format!(
+                        "Logged model `{id}` keeps its files at `{}`, outside this artifact store",
+                        logged.info.artifact_uri
+                    ))
+                    })?;
+                let model =
+                    self.read_model_at(&root, "", reference, &format!("Logged model `{id}`"))?;
+                return Ok((
+                    model,
+                    ModelSource {
+                        name: None,
+                        version: None,
+                        run_id: logged.info.source_run_id,
+                    },
+                ));
+            }
             let (name, mv) = if let Some((name, alias)) = rest.split_once('@') {
                 (name, self.store.get_model_version_by_alias(name, alias)?)
             } else if let Some((name, version)) = rest.rsplit_once('/') {
                 (name, self.store.get_model_version(name, version)?)
             } else {
-                return Err(TrainError::Input(format!("Invalid model reference `{reference}`: expected models:/<name>@<alias> or models:/<name>/<version>")));
+                return Err(TrainError::Input(format!("Invalid model reference `{reference}`: expected models:/<name>@<alias>, models:/<name>/<version> or models:/m-<logged model id>")));
             };
-            let (model, _) = self.load_any_model(&mv.source)?;
+            if depth >= MAX_DEPTH {
+                return Err(TrainError::Input(format!(
+                    "Model version `{reference}` leads through more than {MAX_DEPTH} registry sources (last: `{}`); is there a cycle?",
+                    mv.source
+                )));
+            }
+            let (model, _) = self.load_model_ref(&mv.source, depth + 1)?;
             return Ok((
                 model,
                 ModelSource {
@@ -241,40 +279,56 @@ impl Tracker {
                 experiment_id: run.info.experiment_id,
                 artifact_uri: run.info.artifact_uri,
             };
-            let path = path.trim_end_matches('/');
-            let root = self.artifact_root(&handle)?.join(path)?;
-            let candidates = if path.ends_with(".onnx") || path.ends_with(".json") {
-                vec![root]
-            } else {
-                vec![root.join(MODEL_FILE)?, root.join(ONNX_FILE)?]
-            };
-            for file in &candidates {
-                match self.read_artifact(file) {
-                    Ok(bytes) => {
-                        let model = Model::from_bytes(&bytes, &format!("{reference} ({file})"))?;
-                        return Ok((
-                            model,
-                            ModelSource {
-                                name: None,
-                                version: None,
-                                run_id: Some(run_id.to_string()),
-                            },
-                        ));
-                    }
-                    Err(TrainError::Blob(kiln_blob::BlobError::NotFound(_))) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            return Err(TrainError::Input(format!(
-                "Run `{run_id}` has no model at `{path}` (looked for {})",
-                candidates
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
+            let root = self.artifact_root(&handle)?;
+            let model = self.read_model_at(&root, path, reference, &format!("Run `{run_id}`"))?;
+            return Ok((
+                model,
+                ModelSource {
+                    name: None,
+                    version: None,
+                    run_id: Some(run_id.to_string()),
+                },
+            ));
         }
         Ok((Model::load(reference)?, ModelSource::default()))
+    }
+
+    /// The model at `path` under an artifact directory: that file when it names one
+    /// (`.onnx`/`.json`), else the directory's `kiln-model.json` or `model.onnx`.
+    fn read_model_at(
+        &self,
+        root: &BlobPath,
+        path: &str,
+        reference: &str,
+        owner: &str,
+    ) -> Result<Model, TrainError> {
+        let path = path.trim_end_matches('/');
+        let dir = if path.is_empty() {
+            root.clone()
+        } else {
+            root.join(path)?
+        };
+        let candidates = if path.ends_with(".onnx") || path.ends_with(".json") {
+            vec![dir]
+        } else {
+            vec![dir.join(MODEL_FILE)?, dir.join(ONNX_FILE)?]
+        };
+        for file in &candidates {
+            match self.read_artifact(file) {
+                Ok(bytes) => return Model::from_bytes(&bytes, &format!("{reference} ({file})")),
+                Err(TrainError::Blob(kiln_blob::BlobError::NotFound(_))) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let shown = if path.is_empty() { "its root" } else { path };
+        Err(TrainError::Input(format!(
+            "{owner} has no model at `{shown}` (looked for {}): kiln serves kiln models and ONNX models",
+            candidates
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
     }
 
     /// The bytes of one artifact.

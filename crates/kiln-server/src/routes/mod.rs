@@ -168,11 +168,38 @@ impl<S: Send + Sync> FromRequest<S> for Params {
 impl Params {
     /// The query string's pairs overlaid by the JSON body's fields.
     pub(crate) fn from_parts(query: &str, body: &[u8]) -> Result<Self, ServerError> {
-        let mut params = JsonBody::from_pairs(form_urlencoded_pairs(query));
+        let pairs = form_urlencoded_pairs(query);
+        if pairs
+            .iter()
+            .any(|(k, v)| k.contains('\0') || v.contains('\0'))
+            || has_escaped_nul(body)
+        {
+            return Err(nul_rejected());
+        }
+        let mut params = JsonBody::from_pairs(pairs);
         let body = JsonBody::parse(body)?;
         params.0.extend(body.0);
         Ok(Params(params))
     }
+}
+
+/// Whether a JSON body holds a NUL character (`\u0000`, not an escaped backslash before
+/// `u0000`). A raw NUL byte is not valid JSON, so the escape is the only way in.
+fn has_escaped_nul(body: &[u8]) -> bool {
+    const ESCAPE: &[u8] = b"\\u0000";
+    body.windows(ESCAPE.len()).enumerate().any(|(i, w)| {
+        w == ESCAPE && {
+            let backslashes = body[..i].iter().rev().take_while(|b| **b == b'\\').count();
+            backslashes.is_multiple_of(2)
+        }
+    })
+}
+
+/// PostgreSQL cannot keep a NUL in text (SQLite can): refused everywhere, so both stores agree.
+fn nul_rejected() -> ServerError {
+    ServerError(ApiError::invalid(
+        "Invalid value: text may not contain a NUL character (\\u0000)",
+    ))
 }
 
 /// A request's query string and its whole body (at most `MAX_JSON_BODY` bytes).

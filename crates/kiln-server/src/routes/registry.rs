@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::Json;
 use kiln_api::ApiError;
-use kiln_store::{AliasActor, NameQuery, NewModelVersion};
+use kiln_store::{AliasActor, NameQuery, NewModelVersion, StoreError};
 use kiln_types::{filter::Target, Tag};
 use serde_json::{json, Value};
 
@@ -195,7 +195,17 @@ pub(crate) async fn create_version(
             new.source
                 .strip_prefix("models:/")
                 .map(|m| m.trim_end_matches('/').to_string())
+                .filter(|m| kiln_types::is_valid_model_id(m))
         });
+        // A copy (`models:/<name>/<version>`) must name a version that exists.
+        if let Some((src_name, src_version)) = new
+            .source
+            .strip_prefix("models:/")
+            .filter(|m| !kiln_types::is_valid_model_id(m.trim_end_matches('/')))
+            .and_then(|m| m.trim_end_matches('/').rsplit_once('/'))
+        {
+            store.get_model_version(src_name, src_version)?;
+        }
         if let Some(model_id) = model_id {
             let model = store.get_logged_model(&model_id)?;
             if new.run_id.is_none() {
@@ -296,6 +306,9 @@ pub(crate) async fn transition_stage(
     Ok(Json(json!({ "model_version": mv })))
 }
 
+/// How many `models:/<name>/<version>` sources a download URI follows.
+const MAX_SOURCE_HOPS: usize = 8;
+
 /// Where the version's files are: the logged model's artifact URI for `models:/m-…` sources, the
 /// run's artifact path for `runs:/…`, otherwise the source itself.
 pub(crate) async fn download_uri(
@@ -306,12 +319,26 @@ pub(crate) async fn download_uri(
     let version = p.str("version")?;
     let store = s.store.clone();
     let uri = blocking(move || {
-        let mv = store.get_model_version(&name, &version)?;
-        if let Some(model_id) = mv.source.strip_prefix("models:/") {
-            return Ok(store
-                .get_logged_model(model_id.trim_end_matches('/'))?
-                .info
-                .artifact_uri);
+        let mut mv = store.get_model_version(&name, &version)?;
+        // A copied version (`copy_model_version`) names its source version: follow it.
+        for _ in 0..MAX_SOURCE_HOPS {
+            let Some(rest) = mv.source.strip_prefix("models:/") else {
+                break;
+            };
+            let rest = rest.trim_end_matches('/');
+            if kiln_types::is_valid_model_id(rest) {
+                return Ok(store.get_logged_model(rest)?.info.artifact_uri);
+            }
+            let Some((src_name, src_version)) = rest.rsplit_once('/') else {
+                break;
+            };
+            mv = store.get_model_version(src_name, src_version)?;
+        }
+        if mv.source.starts_with("models:/") {
+            return Err(StoreError::InvalidParameter(format!(
+                "Model version {name}/{version} leads through more than {MAX_SOURCE_HOPS} copies (last source `{}`)",
+                mv.source
+            )));
         }
         if let Some(rest) = mv.source.strip_prefix("runs:/") {
             let (run_id, path) = rest.split_once('/').unwrap_or((rest, ""));
