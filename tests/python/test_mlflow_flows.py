@@ -808,3 +808,14 @@ def test_nul_characters_are_a_400_on_every_store(tracking):
     r = rest(srv, "GET", "runs/get", params={"run_id": run_id})
     tags = {t["key"]: t["value"] for t in r.json()["run"]["data"]["tags"]}
     assert tags["k"] == "a\\u0000b"
+
+
+@pytest.mark.kiln_only
+def test_wrong_method_is_a_405_in_mlflows_error_shape(tracking):
+    r = rest(tracking, "GET", "runs/log-batch")
+    assert r.status_code == 405, r.text
+    assert r.json()["error_code"] == "BAD_REQUEST" and "GET" in r.json()["message"]
+    import requests
+
+    r = requests.delete(f"{tracking.url}/api/2.0/mlflow/experiments/search", timeout=10)
+    assert r.status_code == 405 and r.json()["error_code"] == "BAD_REQUEST", r.text

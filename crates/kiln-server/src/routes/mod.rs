@@ -35,6 +35,7 @@ pub fn create_app(state: AppState) -> Router {
         .route("/api/3.0/mlflow/server-info", get(server_info))
         .route("/ajax-api/3.0/mlflow/server-info", get(server_info))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
@@ -134,6 +135,7 @@ fn api_routes() -> Router<AppState> {
             "/model-versions/get-download-uri",
             get(registry::download_uri),
         )
+        .method_not_allowed_fallback(method_not_allowed)
 }
 
 async fn server_info() -> Json<Value> {
@@ -144,6 +146,18 @@ async fn server_info() -> Json<Value> {
         "server": "kiln",
         "kiln_version": env!("CARGO_PKG_VERSION"),
     }))
+}
+
+/// A known endpoint called with the wrong method: 405 in MLflow's error shape (axum's default
+/// has an empty body, which the client reports as an unparseable response).
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let body = ApiError::new(
+        ErrorCode::BadRequest,
+        format!("{method} is not supported on {}", uri.path()),
+    )
+    .body();
+    (axum::http::StatusCode::METHOD_NOT_ALLOWED, Json(body)).into_response()
 }
 
 async fn not_found(method: Method, uri: axum::http::Uri) -> ServerError {
