@@ -77,6 +77,9 @@ pub enum MlError {
     /// Prediction data does not match the features the model was trained on.
     #[error("feature mismatch: {0}")]
     FeatureMismatch(String),
+    /// Training produced no usable model.
+    #[error("{0}")]
+    Diverged(String),
     /// The operation does not apply to this model's objective.
     #[error("{0}")]
     WrongObjective(String),

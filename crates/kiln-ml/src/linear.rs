@@ -82,9 +82,47 @@ impl LinearParams {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ColumnEncoding {
     /// `(x - mean) / scale`; missing → 0 (the mean).
-    Standardize { mean: f64, scale: f64 },
+    Standardize {
+        #[serde(with = "crate::serde_f64")]
+        mean: f64,
+        #[serde(with = "crate::serde_f64")]
+        scale: f64,
+    },
     /// One column per training category.
     OneHot { categories: Vec<String> },
+}
+
+/// Mean and scale (standard deviation; 1 for a constant column) of a column's finite values,
+/// computed on values divided by their largest magnitude so that squares of values near
+/// `f64::MAX` (anything over about 1e154) cannot overflow to infinity.
+fn standardization(v: &[f64]) -> (f64, f64) {
+    let finite = || v.iter().copied().filter(|x| x.is_finite());
+    let top = finite().fold(0.0_f64, |m, x| m.max(x.abs()));
+    let n = finite().count();
+    if n == 0 || top == 0.0 {
+        return (0.0, 1.0);
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let n = n as f64;
+    let mean = finite().map(|x| x / top).sum::<f64>() / n;
+    let var = finite().map(|x| (x / top - mean).powi(2)).sum::<f64>() / n;
+    let sd = var.sqrt() * top;
+    let scale = if sd > 1e-12 && sd.is_finite() {
+        sd
+    } else {
+        1.0
+    };
+    (mean * top, scale)
+}
+
+/// `(x - mean) / scale`, without overflowing when `x` and `mean` are huge and of opposite sign.
+fn standardize(x: f64, mean: f64, scale: f64) -> f64 {
+    let z = (x - mean) / scale;
+    if z.is_finite() {
+        z
+    } else {
+        x / scale - mean / scale
+    }
 }
 
 /// The preprocessing that turns a [`Dataset`] into model inputs.
@@ -102,22 +140,7 @@ impl LinearDesign {
         for f in data.features() {
             let enc = match &f.kind {
                 FeatureKind::Numeric(v) => {
-                    let (mut sum, mut n) = (0.0, 0usize);
-                    for x in v.iter().filter(|x| x.is_finite()) {
-                        sum += x;
-                        n += 1;
-                    }
-                    let mean = if n > 0 { sum / n as f64 } else { 0.0 };
-                    let var = if n > 0 {
-                        v.iter()
-                            .filter(|x| x.is_finite())
-                            .map(|x| (x - mean) * (x - mean))
-                            .sum::<f64>()
-                            / n as f64
-                    } else {
-                        0.0
-                    };
-                    let scale = if var > 1e-24 { var.sqrt() } else { 1.0 };
+                    let (mean, scale) = standardization(v);
                     width += 1;
                     ColumnEncoding::Standardize { mean, scale }
                 }
@@ -157,7 +180,7 @@ impl LinearDesign {
                 (ColumnEncoding::Standardize { mean, scale }, FeatureKind::Numeric(v)) => {
                     for (i, &value) in v.iter().enumerate() {
                         x[i * self.width + col] = if value.is_finite() {
-                            (value - mean) / scale
+                            standardize(value, *mean, *scale)
                         } else {
                             0.0
                         };
@@ -281,6 +304,13 @@ pub fn fit_linear(
             logistic(&x, design.width, y, w.as_deref(), k, params)
         }
     };
+    // A model with a non-finite coefficient would predict NaN (and could not be written as
+    // JSON numbers): refuse it with the reason instead.
+    if coef.iter().flatten().any(|c| !c.is_finite()) {
+        return Err(MlError::Diverged(
+            "linear model training diverged (a coefficient is not finite): the features may span too wide a range; rescale them, or raise alpha".into(),
+        ));
+    }
     Ok(LinearModel {
         objective: params.objective,
         n_classes,
@@ -632,6 +662,36 @@ mod tests {
         let pred = m.predict(&ds).unwrap();
         for (p, t) in pred.iter().zip(&y) {
             assert!((p - t).abs() < 1e-6, "{p} vs {t}");
+        }
+    }
+
+    #[test]
+    fn features_near_f64_max_are_standardized_and_the_model_round_trips() {
+        // Squares of values over ~1e154 overflow: the column used to get scale = inf (the
+        // feature silently dropped, and `inf` written as JSON null: an unloadable model).
+        for magnitude in [1e300, 1.7e308] {
+            let vs: Vec<f64> = (0..100).map(|i| f64::from(i) / 50.0 - 1.0).collect();
+            let xs: Vec<f64> = vs.iter().map(|v| v * magnitude).collect();
+            let y: Vec<f64> = vs.iter().map(|v| 10.0 * v).collect();
+            let ds = Dataset::new(vec![Feature::numeric("big", xs)]).unwrap();
+            let m = fit_linear(
+                &ds,
+                &y,
+                None,
+                &LinearParams {
+                    objective: Objective::Regression,
+                    alpha: 1e-9,
+                    ..LinearParams::default()
+                },
+            )
+            .unwrap();
+            let pred = m.predict(&ds).unwrap();
+            for (p, t) in pred.iter().zip(&y) {
+                assert!((p - t).abs() < 1e-6, "{magnitude}: {p} vs {t}");
+            }
+            let back: LinearModel =
+                serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+            assert_eq!(back.predict(&ds).unwrap(), pred);
         }
     }
 

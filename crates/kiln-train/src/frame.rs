@@ -113,6 +113,51 @@ fn cell_text(array: &ArrayRef, i: usize) -> Option<String> {
     array.as_string_opt::<i32>().map(|a| a.value(i).to_string())
 }
 
+fn is_temporal(array: &ArrayRef) -> bool {
+    array.as_primitive_opt::<Date32Type>().is_some()
+        || array
+            .as_primitive_opt::<TimestampMicrosecondType>()
+            .is_some()
+}
+
+/// Why a text column is not a feature: empty, numbers spoiled by a few words, or free text.
+fn text_column_reason(arrays: &[&ArrayRef]) -> String {
+    let (mut present, mut numbers, mut word) = (0usize, 0usize, None);
+    for (a, i) in iter_cells(arrays) {
+        let Some(text) = cell_text(a, i) else {
+            continue;
+        };
+        present += 1;
+        if text.trim().parse::<f64>().is_ok_and(f64::is_finite) {
+            numbers += 1;
+        } else if word.is_none() {
+            word = Some(text);
+        }
+    }
+    match word {
+        _ if present == 0 => "empty: every value is missing".into(),
+        Some(w) if numbers * 10 >= present * 9 => format!(
+            "numbers, but some values are not (e.g. `{w}`); fix them, or name the marker with --null-value"
+        ),
+        _ => "free text (too many distinct values to be a category); exclude it or encode it first"
+            .into(),
+    }
+}
+
+/// A date or timestamp cell as microseconds since the epoch (what
+/// [`kiln_table::parse_datetime`] gives for its text).
+fn temporal_micros(array: &ArrayRef, i: usize) -> Option<i64> {
+    if array.is_null(i) {
+        return None;
+    }
+    if let Some(a) = array.as_primitive_opt::<Date32Type>() {
+        return Some(i64::from(a.value(i)) * 86_400_000_000);
+    }
+    array
+        .as_primitive_opt::<TimestampMicrosecondType>()
+        .map(|a| a.value(i))
+}
+
 fn format_number(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e15 {
         format!("{v:.0}")
@@ -228,9 +273,10 @@ impl Signature {
                 ColumnKind::Datetime => FieldKind::Datetime,
                 ColumnKind::Categorical => FieldKind::Categorical,
                 ColumnKind::Text => {
+                    let (_, arrays) = column(table, col.name)?;
                     skipped.push(Skipped {
                         column: col.name.to_string(),
-                        reason: "free text (too many distinct values to be a category); exclude it or encode it first".into(),
+                        reason: text_column_reason(&arrays),
                     });
                     continue;
                 }
@@ -313,9 +359,33 @@ impl Signature {
                 }
                 FieldKind::Categorical => {
                     let mut n_unseen = 0;
+                    // Categories that read as dates or times, by instant: a scoring file whose
+                    // column holds only dates is read as a date column, not as text.
+                    let by_instant: std::collections::HashMap<i64, u32> =
+                        if arrays.iter().any(|a| is_temporal(a)) {
+                            field
+                                .categories
+                                .iter()
+                                .enumerate()
+                                .filter_map(|(idx, c)| {
+                                    Some((kiln_table::parse_datetime(c)?, u32::try_from(idx).ok()?))
+                                })
+                                .collect()
+                        } else {
+                            std::collections::HashMap::new()
+                        };
                     let codes = iter_cells(&arrays)
                         .map(|(a, i)| match cell_text(a, i) {
-                            None => MISSING_CODE,
+                            None if a.is_null(i) => MISSING_CODE,
+                            // A value that has no text form here (a date) is matched by instant;
+                            // anything else unmatched counts as an unseen category.
+                            None => match temporal_micros(a, i).and_then(|t| by_instant.get(&t)) {
+                                Some(code) => *code,
+                                None => {
+                                    n_unseen += 1;
+                                    MISSING_CODE
+                                }
+                            },
                             Some(v) => match field.categories.binary_search(&v) {
                                 Ok(idx) => u32::try_from(idx).unwrap_or(MISSING_CODE),
                                 Err(_) => {
@@ -351,9 +421,20 @@ impl Signature {
             };
             match self.target.task {
                 Task::Regression => {
-                    let v = cell_f64(a, i);
-                    if !v.is_finite() {
+                    if a.is_null(i) {
                         return Err(missing());
+                    }
+                    let v = match a.as_string_opt::<i32>() {
+                        Some(texts) => texts.value(i).trim().parse::<f64>().unwrap_or(f64::NAN),
+                        None => cell_f64(a, i),
+                    };
+                    if !v.is_finite() {
+                        let shown = cell_text(a, i).unwrap_or_else(|| v.to_string());
+                        return Err(TrainError::Input(format!(
+                            "Target `{}` at data row {} is `{shown}`; regression needs a finite number",
+                            self.target.name,
+                            row + 1
+                        )));
                     }
                     out.push(v);
                 }

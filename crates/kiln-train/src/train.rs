@@ -348,6 +348,9 @@ pub fn prepare(req: &TrainRequest) -> Result<Prepared, TrainError> {
         }
     };
     let train_y: Vec<f64> = train_idx.iter().map(|&i| labels[i]).collect();
+    if req.task == Task::Classification {
+        check_every_class_trains(&signature, &labels, &train_y, req.stratify)?;
+    }
     let valid = (!valid_idx.is_empty()).then(|| {
         (
             all.take(&valid_idx),
@@ -371,6 +374,47 @@ pub fn prepare(req: &TrainRequest) -> Result<Prepared, TrainError> {
         valid,
         test: test_part,
     })
+}
+
+/// Every class of the target must have training rows: a learner sizes its outputs from the
+/// classes it sees, so a class that the split put only in the validation or test part would
+/// leave a model one output short (and a confusing error when it is scored).
+fn check_every_class_trains(
+    signature: &Signature,
+    labels: &[f64],
+    train_y: &[f64],
+    stratified: bool,
+) -> Result<(), TrainError> {
+    let classes = &signature.target.classes;
+    let mut in_train = vec![0usize; classes.len()];
+    let mut in_all = vec![0usize; classes.len()];
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let index = |v: f64| v as usize;
+    for &y in train_y {
+        if let Some(c) = in_train.get_mut(index(y)) {
+            *c += 1;
+        }
+    }
+    for &y in labels {
+        if let Some(c) = in_all.get_mut(index(y)) {
+            *c += 1;
+        }
+    }
+    let Some(missing) = in_train.iter().position(|&n| n == 0) else {
+        return Ok(());
+    };
+    let n = in_all.get(missing).copied().unwrap_or(0);
+    let hint = if stratified {
+        "add rows of that class, or drop them"
+    } else {
+        "add rows of that class, drop them, or split with --stratify"
+    };
+    Err(TrainError::Input(format!(
+        "Class `{}` of target `{}` has no rows in the training part ({n} row{} in all, put in the validation/test part by the split): {hint}",
+        classes.get(missing).map_or("?", String::as_str),
+        signature.target.name,
+        if n == 1 { "" } else { "s" },
+    )))
 }
 
 /// A model fitted on [`Prepared`] data, scored on the validation part (when there is one).

@@ -162,3 +162,127 @@ fn bad_models_and_data_exit_2_with_the_reason() {
         assert!(text(&out).contains(expected), "{args:?}: {}", text(&out));
     }
 }
+
+/// A categorical column whose training values were mostly dates (one `unknown` made it text)
+/// is read as a date column from a file that holds only dates: the dates still match their
+/// training categories, and a date never seen in training is counted as unseen, not dropped
+/// silently.
+#[test]
+fn date_categories_match_when_the_new_file_reads_them_as_dates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let mut train = String::from("d,x,y\n");
+    for i in 0..40 {
+        let (date, label) = if i % 2 == 0 {
+            ("2024-01-01", "a")
+        } else {
+            ("2024-02-01", "b")
+        };
+        let date = if i % 10 == 9 { "unknown" } else { date };
+        train.push_str(&format!("{date},{},{label}\n", i % 3));
+    }
+    std::fs::write(d.join("train.csv"), train).expect("write");
+    std::fs::write(
+        d.join("new.csv"),
+        "d,x\n2024-01-01,0\n2024-02-01,0\n2024-03-01,0\n",
+    )
+    .expect("write");
+    let out = kiln(
+        d,
+        &[
+            "train",
+            "--data",
+            "train.csv",
+            "--target",
+            "y",
+            "--task",
+            "classification",
+            "--param",
+            "min_data_in_leaf=1",
+            "--split",
+            "1/0",
+            "--no-track",
+            "--output",
+            "model",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = kiln(
+        d,
+        &["predict", "--model", "model", "--data", "new.csv", "--json"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["predictions"][0], "a", "{v}");
+    assert_eq!(v["predictions"][1], "b", "{v}");
+    assert!(
+        text(&out).contains("column `d` has 1 value(s) not seen in training"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// A regression target that is not a number is named with its row and value, and a left-out
+/// column says why (empty, or numbers spoiled by a word) rather than calling it free text.
+#[test]
+fn bad_values_are_named_with_their_row() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let mut train = String::from("x,spoiled,empty,y\n");
+    for i in 0..60 {
+        let spoiled = if i == 7 {
+            "inf".to_string()
+        } else {
+            format!("{i}.5")
+        };
+        train.push_str(&format!("{i},{spoiled},,{}\n", 2 * i + 1));
+    }
+    std::fs::write(d.join("train.csv"), train).expect("write");
+    std::fs::write(d.join("eval.csv"), "x,y\n1,3\n2,5\n3,?\n").expect("write");
+    let out = kiln(
+        d,
+        &[
+            "train",
+            "--data",
+            "train.csv",
+            "--target",
+            "y",
+            "--task",
+            "regression",
+            "--model",
+            "linear",
+            "--split",
+            "1/0",
+            "--no-track",
+            "--output",
+            "model",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let log = text(&out);
+    assert!(
+        log.contains("column `spoiled` left out: numbers, but some values are not (e.g. `inf`)"),
+        "{log}"
+    );
+    assert!(
+        log.contains("column `empty` left out: empty: every value is missing"),
+        "{log}"
+    );
+    let out = kiln(
+        d,
+        &[
+            "evaluate",
+            "--model",
+            "model",
+            "--data",
+            "eval.csv",
+            "--no-track",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("Target `y` at data row 3 is `?`; regression needs a finite number"),
+        "{}",
+        text(&out)
+    );
+}

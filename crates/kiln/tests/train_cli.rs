@@ -126,7 +126,32 @@ fn bad_input_is_a_clear_usage_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     write_churn(dir.path(), "churn.csv", 100);
     std::fs::write(dir.path().join("one.csv"), "x,y\n1,a\n2,a\n3,a\n").expect("write");
+    // 20 rows of a/b and one of c: a 50/50 split cannot train on c.
+    let mut rare = String::from("x,y\n");
+    for i in 0..20 {
+        rare.push_str(&format!("{i},{}\n", ["a", "b"][i % 2]));
+    }
+    rare.push_str("5,c\n");
+    std::fs::write(dir.path().join("rare.csv"), rare).expect("write");
     let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "train",
+                "--data",
+                "rare.csv",
+                "--target",
+                "y",
+                "--task",
+                "classification",
+                "--split",
+                "0.5/0.5",
+                "--stratify",
+                "--no-track",
+                "--output",
+                "rare.json",
+            ],
+            "Class `c` of target `y` has no rows in the training part",
+        ),
         (
             &[
                 "train",
