@@ -59,6 +59,16 @@ pub enum BlobError {
     NotFound(String),
     #[error("Invalid artifact store URI `{uri}`: {reason}")]
     InvalidUri { uri: String, reason: String },
+    /// The client's upload body failed (it disconnected, or sent a malformed body).
+    #[error("Reading the upload of `{path}` failed")]
+    Upload {
+        path: String,
+        #[source]
+        err: std::io::Error,
+    },
+    /// A file where a directory is needed, or a directory where a file would go.
+    #[error("Cannot write artifact `{path}`: {reason}")]
+    Conflict { path: String, reason: String },
     #[error("Failed to access artifact `{path}`")]
     Io {
         path: String,

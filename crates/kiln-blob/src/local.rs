@@ -152,7 +152,10 @@ impl LocalStore {
             .map_err(|err| io_error(path, err))?;
         let mut written = 0u64;
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|err| io_error(path, err))?;
+            let chunk = chunk.map_err(|err| BlobError::Upload {
+                path: path.to_string(),
+                err,
+            })?;
             file.write_all(&chunk)
                 .await
                 .map_err(|err| io_error(path, err))?;
@@ -193,9 +196,19 @@ impl BlobStore for LocalStore {
         let parent = full.parent().unwrap_or(&self.root).to_path_buf();
 
         self.check_ancestors(path, &parent).await?;
-        afs::create_dir_all(&parent)
-            .await
-            .map_err(|err| io_error(path, err))?;
+        afs::create_dir_all(&parent).await.map_err(|err| {
+            if matches!(
+                err.kind(),
+                io::ErrorKind::AlreadyExists | io::ErrorKind::NotADirectory
+            ) {
+                BlobError::Conflict {
+                    path: path.to_string(),
+                    reason: "a file is stored where one of its parent directories would go".into(),
+                }
+            } else {
+                io_error(path, err)
+            }
+        })?;
         let parent = afs::canonicalize(&parent)
             .await
             .map_err(|err| io_error(path, err))?;
@@ -205,9 +218,16 @@ impl BlobStore for LocalStore {
         let tmp = parent.join(tmp_name(name));
         let result = async {
             let written = self.write_tmp(path, &tmp, body).await?;
-            afs::rename(&tmp, &dest)
-                .await
-                .map_err(|err| io_error(path, err))?;
+            afs::rename(&tmp, &dest).await.map_err(|err| {
+                if err.kind() == io::ErrorKind::IsADirectory || dest.is_dir() {
+                    BlobError::Conflict {
+                        path: path.to_string(),
+                        reason: "a directory of artifacts is stored at this path".into(),
+                    }
+                } else {
+                    io_error(path, err)
+                }
+            })?;
             Ok(written)
         }
         .await;

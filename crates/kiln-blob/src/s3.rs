@@ -10,10 +10,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::stream::FuturesUnordered;
 use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as ObjectPath;
-use object_store::{ClientConfigKey, ObjectStore, PutPayload, WriteMultipart};
+use object_store::{ClientConfigKey, ObjectStore, PutPayload, PutPayloadMut};
 
 use crate::{BlobEntry, BlobError, BlobObject, BlobPath, BlobStore, ByteStream};
 
@@ -155,7 +156,10 @@ impl S3Store {
         }
     }
 
-    /// Stream the rest of `body` after `head` into a multipart upload.
+    /// Stream the rest of `body` after `head` into a multipart upload: parts of at least
+    /// [`PART_SIZE`], at most [`MAX_PARTS_IN_FLIGHT`] uploading at once. Any failure (the body,
+    /// a part, the last part included, or completing) aborts the upload, so no incomplete
+    /// multipart upload is left in the bucket.
     async fn put_multipart(
         &self,
         path: &BlobPath,
@@ -164,42 +168,59 @@ impl S3Store {
         mut written: u64,
         mut body: ByteStream,
     ) -> Result<u64, BlobError> {
-        let upload = self
+        let mut upload = self
             .store
             .put_multipart(key)
             .await
             .map_err(|e| store_error(path, e))?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-        for chunk in head {
-            writer.put(chunk);
-        }
         let streamed: Result<(), BlobError> = async {
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|err| BlobError::Io {
-                    path: path.to_string(),
-                    err,
-                })?;
-                writer
-                    .wait_for_capacity(MAX_PARTS_IN_FLIGHT)
-                    .await
-                    .map_err(|e| store_error(path, e))?;
-                written += chunk.len() as u64;
-                writer.put(chunk);
+            let mut parts: FuturesUnordered<object_store::UploadPart> = FuturesUnordered::new();
+            let mut part = PutPayloadMut::new();
+            for chunk in head {
+                part.push(chunk);
             }
-            writer
-                .wait_for_capacity(0)
-                .await
-                .map_err(|e| store_error(path, e))
+            loop {
+                let next = body.next().await;
+                let end = next.is_none();
+                if let Some(chunk) = next {
+                    let chunk = chunk.map_err(|err| BlobError::Upload {
+                        path: path.to_string(),
+                        err,
+                    })?;
+                    written += chunk.len() as u64;
+                    part.push(chunk);
+                }
+                if part.content_length() >= PART_SIZE || (end && part.content_length() > 0) {
+                    while parts.len() >= MAX_PARTS_IN_FLIGHT {
+                        if let Some(done) = parts.next().await {
+                            done.map_err(|e| store_error(path, e))?;
+                        }
+                    }
+                    let full = std::mem::replace(&mut part, PutPayloadMut::new());
+                    parts.push(upload.put_part(full.freeze()));
+                }
+                if end {
+                    break;
+                }
+            }
+            while let Some(done) = parts.next().await {
+                done.map_err(|e| store_error(path, e))?;
+            }
+            Ok(())
         }
         .await;
         if let Err(err) = streamed {
-            if let Err(abort_err) = writer.abort().await {
+            if let Err(abort_err) = upload.abort().await {
                 tracing::warn!(artifact = %path, error = %abort_err, "could not abort multipart upload");
             }
             return Err(err);
         }
-        // `finish` aborts the upload itself when completing it fails.
-        writer.finish().await.map_err(|e| store_error(path, e))?;
+        if let Err(e) = upload.complete().await {
+            if let Err(abort_err) = upload.abort().await {
+                tracing::warn!(artifact = %path, error = %abort_err, "could not abort multipart upload");
+            }
+            return Err(store_error(path, e));
+        }
         Ok(written)
     }
 }
@@ -225,7 +246,7 @@ impl BlobStore for S3Store {
                     head.push(chunk);
                 }
                 Some(Err(err)) => {
-                    return Err(BlobError::Io {
+                    return Err(BlobError::Upload {
                         path: path.to_string(),
                         err,
                     })

@@ -128,7 +128,10 @@ async fn failed_upload_leaves_no_temporary_file() {
     let failed = store
         .put(&p("d/bad"), common::generated(3 << 20, 1 << 16, true))
         .await;
-    assert!(matches!(failed, Err(BlobError::Io { .. })), "{failed:?}");
+    assert!(
+        matches!(failed, Err(BlobError::Upload { .. })),
+        "{failed:?}"
+    );
     let names: Vec<_> = std::fs::read_dir(tmp.path().join("d"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -163,11 +166,18 @@ async fn writing_over_a_directory_fails_cleanly() {
     let tmp = tempfile::tempdir().unwrap();
     let store = LocalStore::new(tmp.path()).unwrap();
     put(&store, "d/sub/f", b"f").await;
-    assert!(store.put(&p("d/sub"), bytes_body(b"x")).await.is_err());
-    assert!(store
+    // Both clashes are the client's mistake (a 400), not a server fault.
+    let err = store.put(&p("d/sub"), bytes_body(b"x")).await.unwrap_err();
+    assert!(matches!(err, BlobError::Conflict { .. }), "{err:?}");
+    let err = store
         .put(&p("d/sub/f/under"), bytes_body(b"x"))
         .await
-        .is_err());
+        .unwrap_err();
+    assert!(matches!(err, BlobError::Conflict { .. }), "{err:?}");
+    assert!(
+        !err.to_string().contains(tmp.path().to_str().unwrap()),
+        "{err}"
+    );
     assert_eq!(read(&store, "d/sub/f").await, b"f");
     assert_eq!(store.list(&p("d/sub")).await.unwrap().len(), 1);
 }

@@ -28,9 +28,10 @@ impl From<StoreError> for ServerError {
 impl From<BlobError> for ServerError {
     fn from(e: BlobError) -> Self {
         let code = match &e {
-            BlobError::InvalidPath { .. } | BlobError::InvalidUri { .. } => {
-                ErrorCode::InvalidParameterValue
-            }
+            BlobError::InvalidPath { .. }
+            | BlobError::InvalidUri { .. }
+            | BlobError::Conflict { .. } => ErrorCode::InvalidParameterValue,
+            BlobError::Upload { .. } => ErrorCode::BadRequest,
             BlobError::NotFound(_) => ErrorCode::ResourceDoesNotExist,
             _ => ErrorCode::InternalError,
         };

@@ -80,6 +80,7 @@ impl TrainError {
                 e,
                 kiln_blob::BlobError::InvalidPath { .. }
                     | kiln_blob::BlobError::InvalidUri { .. }
+                    | kiln_blob::BlobError::Conflict { .. }
                     | kiln_blob::BlobError::NotFound(_)
             ),
             Self::Io { .. } => true,

@@ -63,7 +63,8 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<kiln_blob::BlobError>() {
             return match e {
                 kiln_blob::BlobError::InvalidPath { .. }
-                | kiln_blob::BlobError::InvalidUri { .. } => EXIT_INPUT,
+                | kiln_blob::BlobError::InvalidUri { .. }
+                | kiln_blob::BlobError::Conflict { .. } => EXIT_INPUT,
                 _ => EXIT_INTERNAL,
             };
         }
