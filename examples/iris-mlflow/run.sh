@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run the unchanged MLflow iris example against a kiln server started on its embedded defaults
-# (sqlite:///.kiln/kiln.db and .kiln/artifacts, relative to a throwaway working directory).
+# (.kiln/kiln.db and .kiln/artifacts under a throwaway working directory).
 #
 #   examples/iris-mlflow/run.sh                          # builds kiln (release) first
 #   KILN_BIN=target/debug/kiln examples/iris-mlflow/run.sh

@@ -188,3 +188,20 @@ def test_bad_input(server, cli_data):
     assert proc.returncode not in (0, 101), proc.stderr
     assert proc.stderr.strip()
     assert time.monotonic() - t0 < 60
+
+
+@pytest.mark.kiln_only
+def test_sqlite_uris_read_as_mlflow_reads_them(tmp_path):
+    """`sqlite:///mlflow.db` is relative to the working directory, as for `mlflow server`;
+    `sqlite:////abs/path` is absolute; and the store named by KILN_BACKEND_STORE_URI is the one
+    `kiln experiments` reads when no --tracking-uri is given."""
+    work = tmp_path / "work"
+    work.mkdir()
+    run_kiln("experiments", "create", "rel", "--tracking-uri", "sqlite:///mlflow.db", cwd=work)
+    assert (work / "mlflow.db").is_file()
+    absolute = tmp_path / "abs" / "kiln.db"
+    run_kiln("experiments", "create", "abs", "--tracking-uri", f"sqlite:///{absolute}", cwd=work)
+    assert absolute.is_file()
+    proc = run_kiln("experiments", "list", "--json", cwd=work, env={"KILN_BACKEND_STORE_URI": f"sqlite:///{absolute}"})
+    names = {e["name"] for e in _json(proc.stdout)}
+    assert "abs" in names and "rel" not in names, names

@@ -185,7 +185,7 @@ def test_fixed_replicas_and_sqlite_volume():
     docs = documents("iris", "--replicas", "1", "--volume-claim", "kiln-data")
     dep = docs["Deployment"]
     c = container(dep)
-    assert env(c)["KILN_BACKEND_STORE_URI"] == {"name": "KILN_BACKEND_STORE_URI", "value": "sqlite:///var/lib/kiln/kiln.db"}
+    assert env(c)["KILN_BACKEND_STORE_URI"] == {"name": "KILN_BACKEND_STORE_URI", "value": "sqlite:////var/lib/kiln/kiln.db"}
     assert {"name": "data", "mountPath": "/var/lib/kiln"} in c["volumeMounts"]
     assert {"name": "data", "persistentVolumeClaim": {"claimName": "kiln-data"}} in dep["spec"]["template"]["spec"]["volumes"]
 

@@ -165,7 +165,7 @@ impl SqlStore {
             return Ok(store);
         }
         Err(StoreError::invalid(format!(
-            "Unsupported backend store URI `{}`: expected sqlite:///path/to/kiln.db or postgresql://user@host:port/db",
+            "Unsupported backend store URI `{}`: expected sqlite:///relative/kiln.db, sqlite:////abs/path/kiln.db or postgresql://user@host:port/db",
             db::redact(uri)
         )))
     }
@@ -283,17 +283,40 @@ impl Drop for SqlStore {
     }
 }
 
-/// The file path of a `sqlite:` URI: `sqlite:///abs/path`, `sqlite://rel/path`, `sqlite:path`.
-fn sqlite_path(uri: &str) -> Option<std::path::PathBuf> {
+/// The file of a `sqlite:` URI, read as SQLAlchemy (and so MLflow) reads it:
+/// `sqlite:////abs/path/kiln.db` is absolute and `sqlite:///mlflow.db` is relative to the working
+/// directory, so `--backend-store-uri sqlite:///mlflow.db` means what it means to `mlflow server`.
+/// (`sqlite://rel/path` and `sqlite:path` are relative too.)
+///
+/// Earlier kiln releases read `sqlite:///x` as `/x`. When only that reading finds an existing
+/// database, or the directory it would go in, it is kept, with a warning, so a store written
+/// under the old reading is never silently replaced by a new empty one.
+pub(crate) fn sqlite_path(uri: &str) -> Option<std::path::PathBuf> {
+    use std::path::{Path, PathBuf};
     let rest = uri.strip_prefix("sqlite:")?;
-    let path = if let Some(p) = rest.strip_prefix("///") {
-        format!("/{p}")
-    } else if let Some(p) = rest.strip_prefix("//") {
-        p.to_string()
-    } else {
-        rest.to_string()
+    let Some(p) = rest.strip_prefix("///") else {
+        return Some(PathBuf::from(rest.strip_prefix("//").unwrap_or(rest)));
     };
-    Some(std::path::PathBuf::from(path))
+    if p.starts_with('/') {
+        return Some(PathBuf::from(p));
+    }
+    let relative = PathBuf::from(p);
+    let absolute = PathBuf::from(format!("/{p}"));
+    let dir_exists = |f: &Path| {
+        f.parent()
+            .is_none_or(|d| d.as_os_str().is_empty() || d.is_dir())
+    };
+    let legacy = !relative.exists()
+        && (absolute.exists() || (!dir_exists(&relative) && dir_exists(&absolute)));
+    if legacy {
+        tracing::warn!(
+            uri,
+            path = %absolute.display(),
+            "Reading sqlite:/// + path as the absolute path it names (it exists, the relative one does not); SQLAlchemy and MLflow read it as relative: write sqlite://// + the absolute path to be explicit."
+        );
+        return Some(absolute);
+    }
+    Some(relative)
 }
 
 impl TrackingStore for SqlStore {
@@ -305,6 +328,36 @@ impl TrackingStore for SqlStore {
     }
 }
 
+#[cfg(test)]
+mod sqlite_uri_tests {
+    use std::path::PathBuf;
+
+    use super::sqlite_path;
+
+    #[test]
+    fn sqlite_uris_read_as_sqlalchemy_reads_them() {
+        let p = |u: &str| sqlite_path(u).expect("a sqlite uri");
+        assert_eq!(p("sqlite:///mlflow.db"), PathBuf::from("mlflow.db"));
+        assert_eq!(
+            p("sqlite:///no-such-dir/k.db"),
+            PathBuf::from("no-such-dir/k.db")
+        );
+        assert_eq!(
+            p("sqlite:////srv/kiln/kiln.db"),
+            PathBuf::from("/srv/kiln/kiln.db")
+        );
+        assert_eq!(p("sqlite://rel/k.db"), PathBuf::from("rel/k.db"));
+        assert_eq!(p("sqlite:k.db"), PathBuf::from("k.db"));
+        assert!(sqlite_path("postgresql://x/y").is_none());
+        // The old reading (`sqlite:///` + an absolute path without its slash) still finds a
+        // store whose directory exists only there.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let abs = dir.path().join("kiln.db");
+        let old = format!("sqlite://{}", abs.display());
+        assert_eq!(p(&old), abs);
+    }
+}
+
 /// Helpers shared by the embedded store's crash and fold tests.
 #[cfg(test)]
 mod test_support {
@@ -313,7 +366,7 @@ mod test_support {
 
     /// `<dir>/kiln.db`, with or without this process owning the metric journal.
     pub(crate) fn open(dir: &std::path::Path, journal: bool) -> SqlStore {
-        let uri = format!("sqlite://{}", dir.join("kiln.db").display());
+        let uri = format!("sqlite:///{}", dir.join("kiln.db").display());
         let options = OpenOptions {
             journal,
             ..Default::default()

@@ -134,7 +134,7 @@ kiln_store::contract_tests!(pg_store());
 
 fn latest_version() -> i64 {
     let dir = tempfile::tempdir().expect("temp dir");
-    let uri = format!("sqlite://{}", dir.path().join("v.db").display());
+    let uri = format!("sqlite:///{}", dir.path().join("v.db").display());
     let store = SqlStore::open(&uri, &OpenOptions::default()).expect("sqlite");
     store.schema_status().expect("status").latest
 }

@@ -30,7 +30,7 @@ fn parse_busy_poll(text: &str) -> Result<std::time::Duration, String> {
 ///
 /// Exit codes: 0 success, 1 a check or gate failed, 2 usage or input error, 3 internal error.
 #[derive(Debug, Parser)]
-#[command(name = "kiln", version, about, long_about = None, propagate_version = true)]
+#[command(name = "kiln", version, propagate_version = true)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -73,6 +73,11 @@ pub(crate) enum Command {
     ///          --param num_leaves=63 --split 0.8/0.2 --stratify --output model/ --register churn
     Train(Box<TrainArgs>),
     /// Evaluate a model on labelled data; gates (`--require "roc_auc>=0.85"`) fail the command.
+    ///
+    /// Example: kiln evaluate --model models:/churn@champion --data holdout.csv
+    ///          --require "roc_auc>=0.85" --junit gates.xml
+    ///
+    /// Exit codes: 0 every gate passed, 1 a gate failed, 2 bad input.
     Evaluate(Box<EvaluateArgs>),
     /// Search learner parameters (grid or random), trials in parallel as child runs of one
     /// parent run; the best trial's model is scored on the test part, saved and registered.
@@ -106,7 +111,7 @@ pub(crate) enum DeployCommand {
     /// container, Prometheus scrape annotations), a Service and an autoscaling/v2 HPA.
     ///
     /// Prints one multi-document YAML stream, or writes deployment.yaml, service.yaml and
-    /// hpa.yaml into --output.
+    /// hpa.yaml (none with --replicas) into --output.
     #[command(disable_version_flag = true)]
     K8s(Box<DeployK8sArgs>),
 }
@@ -164,7 +169,7 @@ pub(crate) struct DeployK8sArgs {
     #[arg(long, value_name = "NAME", default_value = "kiln-aws")]
     pub(crate) aws_secret: String,
     /// A PersistentVolumeClaim (ReadWriteMany for several nodes) mounted at /var/lib/kiln; the
-    /// defaults become `sqlite:///var/lib/kiln/kiln.db` (unless --store-secret) and
+    /// defaults become `sqlite:////var/lib/kiln/kiln.db` (unless --store-secret) and
     /// `/var/lib/kiln/artifacts`.
     #[arg(long, value_name = "CLAIM")]
     pub(crate) volume_claim: Option<String>,
@@ -186,8 +191,8 @@ pub(crate) struct DeployK8sArgs {
     /// `kiln serve --drain-timeout`; the pod's terminationGracePeriodSeconds covers it.
     #[arg(long, default_value = "30s", value_parser = kiln_serve::parse_duration)]
     pub(crate) drain_timeout: std::time::Duration,
-    /// Write deployment.yaml, service.yaml and hpa.yaml into this directory instead of printing
-    /// one YAML stream.
+    /// Write deployment.yaml, service.yaml and hpa.yaml (none with --replicas) into this
+    /// directory instead of printing one YAML stream.
     #[arg(long, short, value_name = "DIR")]
     pub(crate) output: Option<std::path::PathBuf>,
 }
@@ -195,7 +200,8 @@ pub(crate) struct DeployK8sArgs {
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
     /// A model file or directory (kiln or ONNX), `models:/<name>@<alias>`,
-    /// `models:/<name>/<version>` or `runs:/<run_id>/model`.
+    /// `models:/<name>/<version>`, `models:/m-<id>` (a logged model) or
+    /// `runs:/<run_id>/<path>` (e.g. `runs:/<id>/model`).
     #[arg(value_name = "MODEL")]
     pub(crate) model: String,
     /// Address to listen on.
@@ -319,7 +325,7 @@ pub(crate) struct TrainArgs {
 #[derive(Debug, Args)]
 pub(crate) struct EvaluateArgs {
     /// A kiln model (file or directory), an `.onnx` file, `models:/<name>@<alias>`,
-    /// `models:/<name>/<version>` or `runs:/<run_id>/model`.
+    /// `models:/<name>/<version>`, `models:/m-<id>` (a logged model) or `runs:/<run_id>/<path>`.
     #[arg(long, value_name = "MODEL")]
     pub(crate) model: String,
     /// Labelled data: CSV or Parquet with the model's target column.
@@ -360,7 +366,7 @@ pub(crate) struct EvaluateArgs {
 #[derive(Debug, Args)]
 pub(crate) struct PredictArgs {
     /// A kiln model (file or directory), an `.onnx` file, `models:/<name>@<alias>`,
-    /// `models:/<name>/<version>` or `runs:/<run_id>/model`.
+    /// `models:/<name>/<version>`, `models:/m-<id>` (a logged model) or `runs:/<run_id>/<path>`.
     #[arg(long, value_name = "MODEL")]
     pub(crate) model: String,
     /// Data to score: CSV or Parquet with the model's input columns (others are ignored).
@@ -369,7 +375,7 @@ pub(crate) struct PredictArgs {
     /// Write the predictions here as CSV (default: CSV on stdout, unless --json).
     #[arg(long, value_name = "FILE")]
     pub(crate) output: Option<String>,
-    /// Print `{"predictions": [...], "probabilities": [[...]], "classes": [...]}`.
+    /// Print `{"predictions": [...], "probabilities": [[...]], "classes": [...], "task": ..., "rows": ...}`.
     #[arg(long)]
     pub(crate) json: bool,
     #[command(flatten)]
@@ -474,10 +480,12 @@ pub(crate) struct ServerRuntimeArgs {
 /// Where metadata and artifacts live.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct StoreArgs {
-    /// Metadata store: `sqlite:///abs/path/kiln.db` or `postgresql://user[:pass]@host:port/db`.
-    /// `train`, `tune`, `evaluate`, `predict`, `serve` and `models` also take a tracking server,
-    /// `http://host:5000`: runs, models and aliases then go through its REST API and artifacts
-    /// through its artifact proxy (--artifacts-destination is the server's business).
+    /// Metadata store: `sqlite:///relative/kiln.db`, `sqlite:////abs/path/kiln.db` (as SQLAlchemy
+    /// and `mlflow server` read them) or `postgresql://user[:pass]@host:port/db`.
+    /// `train`, `tune`, `evaluate`, `predict`, `serve` and `models` (not `server`, `gc` or `db`)
+    /// also take a tracking server, `http://host:5000`: runs, models and aliases then go through
+    /// its REST API and artifacts through its artifact proxy (--artifacts-destination is the
+    /// server's business).
     /// Default: `.kiln/kiln.db` under the current directory.
     #[arg(long, env = EnvVars::BACKEND_STORE_URI, value_name = "URI")]
     pub(crate) backend_store_uri: Option<String>,
@@ -539,8 +547,9 @@ pub(crate) struct GcArgs {
 /// Which tracking backend a read command talks to.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct TrackingArgs {
-    /// `http(s)://server:port` (a kiln or MLflow server), `sqlite:///path/kiln.db` or `postgresql://…`.
-    /// Default: the local `.kiln/kiln.db`.
+    /// `http(s)://server:port` (a kiln or MLflow server), `sqlite:////abs/path/kiln.db` or `postgresql://…`.
+    /// Default: `KILN_BACKEND_STORE_URI` when set (as the other commands use it), else the
+    /// local `.kiln/kiln.db`.
     #[arg(long, env = EnvVars::TRACKING_URI, value_name = "URI", global = true)]
     pub(crate) tracking_uri: Option<String>,
 }
@@ -751,10 +760,10 @@ pub(crate) enum DataCommand {
 /// How to read the data file.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct DataReadArgs {
-    /// File format; default: from the extension (.csv/.tsv/.txt, .parquet/.pq).
+    /// File format; default: from the extension (.csv/.tsv/.tab/.txt, .parquet/.pq/.parq).
     #[arg(long, value_name = "FORMAT", value_parser = ["csv", "parquet"])]
     pub(crate) format: Option<String>,
-    /// CSV field delimiter, one character (`\t` for tab). Default: `,`, or tab for .tsv.
+    /// CSV field delimiter, one character (`\t` for tab). Default: `,`, or tab for .tsv and .tab.
     #[arg(long, value_name = "CHAR")]
     pub(crate) delimiter: Option<String>,
     /// CSV quote character.

@@ -10,8 +10,13 @@ pub(crate) struct Tracking(Arc<dyn TrackingStore>);
 
 impl Tracking {
     pub(crate) fn open(uri: Option<&str>) -> anyhow::Result<Self> {
-        let uri = match uri {
-            Some(u) => u.to_string(),
+        // --tracking-uri / KILN_TRACKING_URI, else the store the other commands use
+        // (KILN_BACKEND_STORE_URI), else the local `.kiln/kiln.db`.
+        let from_env = std::env::var(crate::cli::EnvVars::BACKEND_STORE_URI)
+            .ok()
+            .filter(|u| !u.is_empty());
+        let uri = match uri.map(str::to_string).or(from_env) {
+            Some(u) => u,
             None => crate::commands::default_backend_uri()?,
         };
         Ok(Self(crate::commands::open_metadata(&uri)?))

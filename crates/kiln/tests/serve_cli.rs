@@ -104,7 +104,7 @@ fn serve_predicts_reports_metrics_and_swaps_when_the_alias_moves() {
         assert!(o.status.success(), "{}", text(&o));
     }
     let store = kiln_store_sql::SqlStore::open(
-        &format!("sqlite://{}", d.join(".kiln/kiln.db").display()),
+        &format!("sqlite:///{}", d.join(".kiln/kiln.db").display()),
         &kiln_store_sql::OpenOptions::default(),
     )
     .expect("open store");
@@ -359,7 +359,7 @@ fn two_versions(d: &Path) -> kiln_store_sql::SqlStore {
         assert!(o.status.success(), "{}", text(&o));
     }
     kiln_store_sql::SqlStore::open(
-        &format!("sqlite://{}", d.join(".kiln/kiln.db").display()),
+        &format!("sqlite:///{}", d.join(".kiln/kiln.db").display()),
         &kiln_store_sql::OpenOptions::default(),
     )
     .expect("open store")

@@ -242,7 +242,7 @@ impl K8sSpec {
                 name: name.clone(),
                 key: key.clone(),
             },
-            (None, None, Some(_)) => Source::Literal(format!("sqlite://{DATA_DIR}/kiln.db")),
+            (None, None, Some(_)) => Source::Literal(format!("sqlite:///{DATA_DIR}/kiln.db")),
             (None, None, None) => from_secret(STORE_URI_KEY),
         };
         // Replicas pointed at a tracking server need no database or bucket credentials: models
@@ -744,7 +744,7 @@ mod tests {
     fn passwords() {
         assert!(has_password("postgresql://kiln:secret@db:5432/kiln"));
         assert!(!has_password("postgresql://kiln@db:5432/kiln"));
-        assert!(!has_password("sqlite:///var/lib/kiln/kiln.db"));
+        assert!(!has_password("sqlite:////var/lib/kiln/kiln.db"));
         assert!(!has_password("postgresql://db/kiln?user=a:b@c"));
         assert!(has_password(
             "postgresql://kiln@db/kiln?sslmode=require&password=x"

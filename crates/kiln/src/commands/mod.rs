@@ -73,10 +73,11 @@ fn kiln_dir() -> anyhow::Result<std::path::PathBuf> {
         .join(".kiln"))
 }
 
-/// The embedded default metadata store, `sqlite:///<cwd>/.kiln/kiln.db`.
+/// The embedded default metadata store, `sqlite:////<cwd>/.kiln/kiln.db` (four slashes: an
+/// absolute path).
 pub(crate) fn default_backend_uri() -> anyhow::Result<String> {
     Ok(format!(
-        "sqlite://{}",
+        "sqlite:///{}",
         kiln_dir()?.join("kiln.db").display()
     ))
 }
