@@ -221,6 +221,12 @@ pub(crate) struct ServeArgs {
     /// On SIGTERM or Ctrl-C, how long in-flight requests may take before the server exits.
     #[arg(long, default_value = "30s", value_parser = kiln_serve::parse_duration)]
     pub(crate) drain_timeout: std::time::Duration,
+    /// On SIGTERM or Ctrl-C, keep accepting and answering requests this long (e.g. `5s`) while
+    /// `/health` and `/v2/health/ready` answer 503, so that a load balancer polling them stops
+    /// routing here before the listener closes; a second signal ends the wait. Kubernetes does
+    /// not need it: `kiln deploy k8s` pauses in a preStop hook instead.
+    #[arg(long, default_value = "0s", value_parser = kiln_serve::parse_duration)]
+    pub(crate) drain_delay: std::time::Duration,
     /// Name of the model in the endpoints (`/v2/models/<name>`); default: the registered name,
     /// else `model`.
     #[arg(long)]

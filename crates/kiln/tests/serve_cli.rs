@@ -576,3 +576,76 @@ fn serve_splits_canary_traffic_sticks_users_and_logs_predictions() {
         assert!(debug.contains(needle), "no {needle} in the log");
     }
 }
+
+/// `--drain-delay`: after SIGTERM the server keeps accepting new connections and answering,
+/// with `/health` and `/v2/health/ready` at 503 so a load balancer stops routing to it; then it
+/// exits 0.
+#[test]
+fn drain_delay_keeps_serving_while_health_checks_fail() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    write_churn(d, "churn.csv", 300);
+    let o = kiln(
+        d,
+        &[
+            "train",
+            "--data",
+            "churn.csv",
+            "--target",
+            "churned",
+            "--task",
+            "classification",
+            "--exclude",
+            "customer_id",
+            "--param",
+            "n_trees=5",
+            "--no-track",
+            "--output",
+            "m",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let mut server = start_server(d, &["serve", "m", "--port", "0", "--drain-delay", "3s"]);
+    let base = server.addr.clone();
+    let pid = server.child.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let signalled = Instant::now();
+    // Wait for the server to notice the signal, then check on fresh connections.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        if server.log.lock().unwrap().contains("Draining") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", server.log.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for path in ["/health", "/v2/health/ready"] {
+        let fresh = reqwest::blocking::Client::new();
+        let status = fresh.get(format!("{base}{path}")).send().unwrap().status();
+        assert_eq!(status.as_u16(), 503, "{path}");
+    }
+    let fresh = reqwest::blocking::Client::new();
+    let (status, _) = post(
+        &fresh,
+        &format!("{base}/invocations"),
+        &split_body(&churn_rows(2, 7)),
+    );
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(s) = server.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kiln serve did not exit after its drain delay"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "{exit:?}");
+    assert!(
+        signalled.elapsed() >= Duration::from_secs(2),
+        "exited before its drain delay"
+    );
+}

@@ -23,6 +23,7 @@ pub(super) fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode
         max_body,
         poll_interval,
         drain_timeout,
+        drain_delay,
         name,
         canary,
         sticky_header,
@@ -155,6 +156,16 @@ pub(super) fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode
         let shutdown = async move {
             super::shutdown_signal().await;
             draining.set_draining();
+            if !drain_delay.is_zero() {
+                tracing::info!(
+                    delay = ?drain_delay,
+                    "Draining: health checks answer 503; still serving until the delay ends."
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(drain_delay) => {},
+                    () = super::shutdown_signal() => {},
+                }
+            }
             tracing::info!("Shutting down: finishing in-flight requests.");
         };
         let served = kiln_serve::serve(listener, app, shutdown, drain_timeout).await;
