@@ -819,3 +819,14 @@ def test_wrong_method_is_a_405_in_mlflows_error_shape(tracking):
 
     r = requests.delete(f"{tracking.url}/api/2.0/mlflow/experiments/search", timeout=10)
     assert r.status_code == 405 and r.json()["error_code"] == "BAD_REQUEST", r.text
+
+
+@pytest.mark.kiln_only
+def test_too_many_values_for_one_query_is_a_400(tracking):
+    """More experiment ids than one SQL statement can bind (SQLite's and PostgreSQL's limits)
+    is the client's to split: a 400, never a 5xx that the client retries for minutes."""
+    ids = [str(i) for i in range(1, 300_001)]
+    r = rest(tracking, "POST", "runs/search", json={"experiment_ids": ids, "filter": "metrics.m > 0", "max_results": 10})
+    assert r.status_code == 400, r.text[:300]
+    assert r.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "split it" in r.json()["message"]

@@ -175,7 +175,7 @@ impl Tx for SqliteTx<'_> {
         let mut stmt = self
             .tx
             .prepare_cached(sql)
-            .map_err(|e| db_err("preparing a statement", e))?;
+            .map_err(|e| map_prepare_err("preparing a statement", e))?;
         let n = stmt
             .execute(rusqlite::params_from_iter(params.iter().map(to_sqlite)))
             .map_err(map_sqlite_err)?;
@@ -186,7 +186,7 @@ impl Tx for SqliteTx<'_> {
         let mut stmt = self
             .tx
             .prepare_cached(sql)
-            .map_err(|e| db_err("preparing a query", e))?;
+            .map_err(|e| map_prepare_err("preparing a query", e))?;
         let cols = stmt.column_count();
         let mut rows = stmt
             .query(rusqlite::params_from_iter(params.iter().map(to_sqlite)))
@@ -208,12 +208,36 @@ impl Tx for SqliteTx<'_> {
 }
 
 fn map_sqlite_err(e: rusqlite::Error) -> StoreError {
-    if let rusqlite::Error::SqliteFailure(f, _) = &e {
+    if let rusqlite::Error::SqliteFailure(f, message) = &e {
         if f.code == rusqlite::ErrorCode::ConstraintViolation {
             return StoreError::already_exists(format!("Constraint violated: {e}"));
         }
+        if message
+            .as_deref()
+            .is_some_and(|m| m.contains("too many SQL variables"))
+        {
+            return too_many_values();
+        }
     }
     db_err("running a statement", e)
+}
+
+fn map_prepare_err(what: &'static str, e: rusqlite::Error) -> StoreError {
+    if e.to_string().contains("too many SQL variables") {
+        return too_many_values();
+    }
+    db_err(what, e)
+}
+
+/// The most parameters one PostgreSQL statement can bind (the protocol counts them in an i16).
+const PG_MAX_PARAMS: usize = 65_535;
+
+/// A request naming more values (experiment ids, `IN (…)` items) than one SQL statement can
+/// bind: the client's to split, not a server fault.
+fn too_many_values() -> StoreError {
+    StoreError::invalid(
+        "The request names too many values (experiment ids, IN (...) items) for one query: split it into smaller requests",
+    )
 }
 
 /// How many WAL frames (pages; 4 KiB each by default) may pile up before a checkpoint makes sure
@@ -558,6 +582,9 @@ fn pg_params(params: &[Val]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
 
 impl Tx for PgTx<'_> {
     fn exec(&mut self, sql: &str, params: &[Val]) -> StoreResult<u64> {
+        if params.len() > PG_MAX_PARAMS {
+            return Err(too_many_values());
+        }
         let stmt = self.stmt(sql)?;
         self.tx
             .execute(&stmt, &pg_params(params))
@@ -565,6 +592,9 @@ impl Tx for PgTx<'_> {
     }
 
     fn query(&mut self, sql: &str, params: &[Val]) -> StoreResult<Vec<Row>> {
+        if params.len() > PG_MAX_PARAMS {
+            return Err(too_many_values());
+        }
         let stmt = self.stmt(sql)?;
         let rows = self
             .tx
@@ -594,6 +624,9 @@ fn map_pg_err(e: postgres::Error) -> StoreError {
         // A NUL in a text value (the HTTP layer refuses them; this catches any other way in).
         if *db.code() == postgres::error::SqlState::CHARACTER_NOT_IN_REPERTOIRE {
             return StoreError::invalid(format!("Invalid value: {}", db.message()));
+        }
+        if *db.code() == postgres::error::SqlState::PROGRAM_LIMIT_EXCEEDED {
+            return too_many_values();
         }
     }
     db_err("running a statement", e)
