@@ -178,3 +178,30 @@ def test_gc_keeps_what_the_registry_or_another_experiment_still_uses(server_fact
     assert _code(client.get_logged_model, fresh.model_id) == "RESOURCE_DOES_NOT_EXIST"
     # The kept run's file is still readable through the server.
     assert client.download_artifacts(registered, "notes.txt") is not None
+
+
+def test_gc_sweeps_uploads_that_never_finished(server_factory):
+    """A server killed mid-upload leaves a hidden temporary file beside the destination; `kiln
+    gc` removes those untouched for an hour, and leaves recent ones (maybe still uploading)."""
+    import os
+    import time
+
+    srv = server_factory.server("sqlite", "file")
+    root = srv.store.artifact_root
+    d = root / "1" / "0123456789abcdef0123456789abcdef" / "artifacts"
+    d.mkdir(parents=True)
+    stale = d / ".model.bin.kiln-tmp-0123456789abcdef0123456789abcdef"
+    recent = d / ".other.bin.kiln-tmp-fedcba9876543210fedcba9876543210"
+    for f in (stale, recent):
+        f.write_bytes(b"partial upload")
+    two_hours_ago = time.time() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+
+    dry = json.loads(srv.kiln("gc", "--dry-run", "--json").stdout)
+    rel = str(stale.relative_to(root))
+    assert dry["abandoned_uploads"] == [rel], dry
+    assert stale.exists()
+    report = json.loads(srv.kiln("gc", "--json").stdout)
+    assert report["abandoned_uploads"] == [rel], report
+    assert not stale.exists()
+    assert recent.exists()

@@ -98,6 +98,18 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     async fn delete(&self, path: &BlobPath) -> Result<(), BlobError>;
     /// The store's URI, e.g. `file:///srv/artifacts` or `s3://bucket/prefix`.
     fn uri(&self) -> String;
+    /// Remove what uploads that never finished left behind (their hidden temporary files, for a
+    /// local store) when last written before `before`; with `dry_run`, only find them. Returns
+    /// their paths (relative to the root). Uploads in progress write continuously, so a cutoff
+    /// an hour back leaves them alone. Stores with nothing to sweep return nothing.
+    async fn sweep_abandoned(
+        &self,
+        before: std::time::SystemTime,
+        dry_run: bool,
+    ) -> Result<Vec<String>, BlobError> {
+        let _ = (before, dry_run);
+        Ok(Vec::new())
+    }
 }
 
 /// Open a store from `file:///dir`, a plain directory path, or `s3://bucket[/prefix]`.

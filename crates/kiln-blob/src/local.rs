@@ -332,6 +332,20 @@ impl BlobStore for LocalStore {
         Ok(out)
     }
 
+    async fn sweep_abandoned(
+        &self,
+        before: std::time::SystemTime,
+        dry_run: bool,
+    ) -> Result<Vec<String>, BlobError> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || sweep_tmp_files(&root, before, dry_run))
+            .await
+            .map_err(|e| BlobError::Io {
+                path: String::new(),
+                err: io::Error::other(e.to_string()),
+            })?
+    }
+
     async fn delete(&self, path: &BlobPath) -> Result<(), BlobError> {
         let (Some(name), Some(parent)) = (path.file_name(), path.parent()) else {
             return self.clear_root().await;
@@ -398,6 +412,65 @@ fn tmp_name(name: &str) -> String {
         name.get(..keep).unwrap_or_default(),
         uuid::Uuid::new_v4().simple()
     )
+}
+
+/// Walk `root` (not following symbolic links) for temporary upload files last written before
+/// `before`, removing them unless `dry_run`; their paths relative to `root`, sorted.
+fn sweep_tmp_files(
+    root: &Path,
+    before: std::time::SystemTime,
+    dry_run: bool,
+) -> Result<Vec<String>, BlobError> {
+    let io_err = |dir: &Path, err: io::Error| BlobError::Io {
+        path: dir.strip_prefix(root).unwrap_or(dir).display().to_string(),
+        err,
+    };
+    let mut found = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(err) if is_missing(&err) => continue,
+            Err(err) => return Err(io_err(&dir, err)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|err| io_err(&dir, err))?;
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            let path = entry.path();
+            if kind.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let name = entry.file_name();
+            if !kind.is_file() || !name.to_str().is_some_and(is_tmp_name) {
+                continue;
+            }
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < before);
+            if !stale {
+                continue;
+            }
+            if !dry_run {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(err) if is_missing(&err) => continue,
+                    Err(err) => return Err(io_err(&path, err)),
+                }
+            }
+            found.push(
+                path.strip_prefix(root)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string(),
+            );
+        }
+    }
+    found.sort();
+    Ok(found)
 }
 
 /// Whether `name` was made by [`tmp_name`].

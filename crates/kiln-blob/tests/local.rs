@@ -4,6 +4,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::{bytes_body, p, put, read, Fixture};
 use kiln_blob::{open, BlobError, BlobPath, BlobStore, LocalStore};
@@ -252,4 +253,46 @@ fn open_s3_uri_builds_without_network() {
     assert_eq!(store.uri(), "s3://my-bucket/some/prefix");
     let store = open("s3://my-bucket").unwrap();
     assert_eq!(store.uri(), "s3://my-bucket");
+}
+
+#[tokio::test]
+async fn sweep_removes_only_abandoned_upload_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(tmp.path()).unwrap();
+    put(&store, "d/keep", b"k").await;
+    let dir = tmp.path().join("d");
+    let old = dir.join(".f.bin.kiln-tmp-0123456789abcdef0123456789abcdef");
+    let fresh = dir.join(".g.bin.kiln-tmp-fedcba9876543210fedcba9876543210");
+    let lookalike = dir.join(".h.kiln-tmp-not-an-id");
+    for f in [&old, &fresh, &lookalike] {
+        std::fs::write(f, b"partial").unwrap();
+    }
+    let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
+    for f in [&old, &lookalike] {
+        std::fs::File::options()
+            .write(true)
+            .open(f)
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap();
+    }
+    let cutoff = std::time::SystemTime::now() - Duration::from_secs(3600);
+    let dry = store.sweep_abandoned(cutoff, true).await.unwrap();
+    assert_eq!(
+        dry,
+        vec!["d/.f.bin.kiln-tmp-0123456789abcdef0123456789abcdef"]
+    );
+    assert!(old.exists(), "a dry run removes nothing");
+    let swept = store.sweep_abandoned(cutoff, false).await.unwrap();
+    assert_eq!(swept, dry);
+    assert!(!old.exists());
+    assert!(
+        fresh.exists(),
+        "an upload written within the hour may still be in progress"
+    );
+    assert!(
+        lookalike.exists(),
+        "only kiln's own temporary names are swept"
+    );
+    assert_eq!(read(&store, "d/keep").await, b"k");
 }

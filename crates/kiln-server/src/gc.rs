@@ -26,6 +26,9 @@ pub struct GcReport {
     pub shared_locations: Vec<SharedLocation>,
     /// Soft-deleted runs and logged models left in place, with why.
     pub kept: Vec<Kept>,
+    /// Leftovers of uploads that never finished (a server killed mid-upload), last written over
+    /// [`ABANDONED_AFTER`] ago: removed (or, for a dry run, found).
+    pub abandoned_uploads: Vec<String>,
     pub dry_run: bool,
 }
 
@@ -70,6 +73,10 @@ fn is_within(inner: &BlobPath, outer: &BlobPath) -> bool {
     let mut inner = inner.segments();
     outer.segments().all(|seg| inner.next() == Some(seg))
 }
+
+/// How long an upload's temporary file must have gone unwritten before `kiln gc` takes it for
+/// abandoned (an upload in progress writes continuously).
+pub const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Plan, delete artifacts, then purge metadata. `older_than_ms` is a cutoff timestamp.
 pub async fn collect(
@@ -155,6 +162,17 @@ pub async fn collect(
             .map_err(|e| GcError::Task(e.to_string()))?
             .map_err(GcError::Purge)?;
     }
+    let cutoff = std::time::SystemTime::now()
+        .checked_sub(ABANDONED_AFTER)
+        .unwrap_or(std::time::UNIX_EPOCH);
+    report.abandoned_uploads =
+        blobs
+            .sweep_abandoned(cutoff, dry_run)
+            .await
+            .map_err(|e| GcError::Artifacts {
+                path: String::new(),
+                message: error_chain(&e),
+            })?;
     Ok(report)
 }
 

@@ -49,6 +49,15 @@ pub(super) fn run(args: GcArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
         for path in &report.artifact_paths {
             printer.line(&format!("  {path}"));
         }
+        if !report.abandoned_uploads.is_empty() {
+            printer.line(&format!(
+                "{verb} {} abandoned upload file(s) (unfinished uploads untouched for an hour):",
+                report.abandoned_uploads.len()
+            ));
+            for path in &report.abandoned_uploads {
+                printer.line(&format!("  {path}"));
+            }
+        }
         for k in &report.kept {
             printer.status(&format!("kept deleted {} {}: {}", k.kind, k.id, k.reason));
         }
