@@ -830,3 +830,28 @@ def test_too_many_values_for_one_query_is_a_400(tracking):
     assert r.status_code == 400, r.text[:300]
     assert r.json()["error_code"] == "INVALID_PARAMETER_VALUE"
     assert "split it" in r.json()["message"]
+
+
+@pytest.mark.kiln_only
+def test_artifact_downloads_resume_with_range_requests(tracking):
+    """`curl -C -` / `wget -c`: a Range request gets 206 with only that part; past the end, 416
+    with the size; the whole object advertises `Accept-Ranges: bytes`."""
+    import requests
+
+    url = f"{tracking.url}/api/2.0/mlflow-artifacts/artifacts/{unique('ranges')}/blob.bin"
+    data = bytes(i % 251 for i in range(100_000))
+    assert requests.put(url, data=data, timeout=30).status_code == 200
+    whole = requests.get(url, timeout=30)
+    assert whole.status_code == 200 and whole.content == data
+    assert whole.headers["Accept-Ranges"] == "bytes"
+    part = requests.get(url, headers={"Range": "bytes=40000-"}, timeout=30)
+    assert part.status_code == 206, part.text[:200]
+    assert part.content == data[40000:]
+    assert part.headers["Content-Range"] == "bytes 40000-99999/100000"
+    tail = requests.get(url, headers={"Range": "bytes=-10"}, timeout=30)
+    assert tail.status_code == 206 and tail.content == data[-10:]
+    past = requests.get(url, headers={"Range": "bytes=100000-"}, timeout=30)
+    assert past.status_code == 416 and past.headers["Content-Range"] == "bytes */100000"
+    # Several ranges, or another unit: the whole object, as HTTP allows.
+    several = requests.get(url, headers={"Range": "bytes=0-1,5-6"}, timeout=30)
+    assert several.status_code == 200 and several.content == data

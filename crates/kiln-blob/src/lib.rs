@@ -51,6 +51,66 @@ pub struct BlobObject {
     pub stream: ByteStream,
 }
 
+/// One byte range of an object, as an HTTP `Range: bytes=` header names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteRange {
+    /// `bytes=a-b`: `a` through `b`, inclusive.
+    Bounded(u64, u64),
+    /// `bytes=a-`: from `a` to the end.
+    From(u64),
+    /// `bytes=-n`: the last `n` bytes.
+    Suffix(u64),
+}
+
+impl ByteRange {
+    /// Parse a single-range `Range` header value; `None` for anything else (several ranges,
+    /// other units, malformed), which HTTP says to answer with the whole object.
+    pub fn parse(header: &str) -> Option<Self> {
+        let spec = header.trim().strip_prefix("bytes=")?.trim();
+        if spec.contains(',') {
+            return None;
+        }
+        let (a, b) = spec.split_once('-')?;
+        let (a, b) = (a.trim(), b.trim());
+        match (a.is_empty(), b.is_empty()) {
+            (true, false) => Some(Self::Suffix(b.parse().ok()?)),
+            (false, true) => Some(Self::From(a.parse().ok()?)),
+            (false, false) => {
+                let (a, b) = (a.parse().ok()?, b.parse().ok()?);
+                (a <= b).then_some(Self::Bounded(a, b))
+            }
+            (true, true) => None,
+        }
+    }
+
+    /// The `Range` header value that asks for this range.
+    pub fn header_value(self) -> String {
+        match self {
+            Self::Bounded(a, b) => format!("bytes={a}-{b}"),
+            Self::From(a) => format!("bytes={a}-"),
+            Self::Suffix(n) => format!("bytes=-{n}"),
+        }
+    }
+
+    /// The half-open `start..end` this range covers in an object of `size` bytes, or `None`
+    /// when it covers nothing (HTTP 416).
+    pub fn resolve(self, size: u64) -> Option<std::ops::Range<u64>> {
+        let (start, end) = match self {
+            Self::Bounded(a, b) => (a, b.saturating_add(1).min(size)),
+            Self::From(a) => (a, size),
+            Self::Suffix(n) => (size.saturating_sub(n), size),
+        };
+        (start < end).then_some(start..end)
+    }
+}
+
+/// A part of an object: bytes `range` of `total`.
+pub struct RangedObject {
+    pub range: std::ops::Range<u64>,
+    pub total: u64,
+    pub stream: ByteStream,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
     #[error("Invalid artifact path `{path}`: {reason}")]
@@ -93,6 +153,13 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     async fn get(&self, path: &BlobPath) -> Result<BlobObject, BlobError>;
     /// Immediate children of `dir`, sorted by path; empty when `dir` is missing or a file.
     async fn list(&self, dir: &BlobPath) -> Result<Vec<BlobEntry>, BlobError>;
+    /// Stream part of the object at `path`: `Ok(Err(total))` when `range` covers none of its
+    /// `total` bytes. Only the part is read.
+    async fn get_range(
+        &self,
+        path: &BlobPath,
+        range: ByteRange,
+    ) -> Result<Result<RangedObject, u64>, BlobError>;
     /// Remove the object at `path`, or everything under it when it is a directory/prefix.
     /// Removing nothing is not an error.
     async fn delete(&self, path: &BlobPath) -> Result<(), BlobError>;
@@ -216,4 +283,82 @@ pub fn artifact_uri_path(uri: &str) -> Option<BlobPath> {
         None => rest.strip_prefix('/').unwrap_or(rest),
     };
     BlobPath::parse(rest.trim_end_matches('/')).ok()
+}
+
+/// The bytes `want` of a stream of a whole object (for a source that cannot seek, such as a
+/// server that ignored a `Range` header); stops reading once past them.
+pub fn slice_stream(stream: ByteStream, want: std::ops::Range<u64>) -> ByteStream {
+    use futures::StreamExt as _;
+    let end = want.end;
+    stream
+        .scan(0u64, move |offset, chunk| {
+            if *offset >= end {
+                return std::future::ready(None);
+            }
+            let out = chunk.map(|bytes| {
+                let at = *offset;
+                *offset += bytes.len() as u64;
+                let len = bytes.len() as u64;
+                let lo = want.start.saturating_sub(at).min(len);
+                let hi = want.end.saturating_sub(at).min(len);
+                #[allow(clippy::cast_possible_truncation)]
+                bytes.slice(lo as usize..hi as usize)
+            });
+            std::future::ready(Some(out))
+        })
+        .filter(|chunk| std::future::ready(!matches!(chunk, Ok(b) if b.is_empty())))
+        .boxed()
+}
+
+#[cfg(test)]
+mod range_tests {
+    use super::ByteRange;
+
+    #[tokio::test]
+    async fn slicing_a_stream_keeps_only_the_range() {
+        use futures::StreamExt as _;
+        let chunks = || {
+            futures::stream::iter(
+                [&b"0123"[..], b"4567", b"89"]
+                    .map(|c| Ok::<_, std::io::Error>(bytes::Bytes::from_static(c))),
+            )
+            .boxed()
+        };
+        for (want, expect) in [
+            (0..10, &b"0123456789"[..]),
+            (3..6, b"345"),
+            (8..10, b"89"),
+            (4..8, b"4567"),
+        ] {
+            let got: Vec<u8> = super::slice_stream(chunks(), want)
+                .map(|c| c.unwrap().to_vec())
+                .concat()
+                .await;
+            assert_eq!(got, expect);
+        }
+    }
+
+    #[test]
+    fn range_headers() {
+        assert_eq!(
+            ByteRange::parse("bytes=0-99"),
+            Some(ByteRange::Bounded(0, 99))
+        );
+        assert_eq!(ByteRange::parse("bytes=100-"), Some(ByteRange::From(100)));
+        assert_eq!(ByteRange::parse("bytes=-5"), Some(ByteRange::Suffix(5)));
+        for bad in [
+            "bytes=5-1",
+            "bytes=0-1,4-5",
+            "items=0-1",
+            "bytes=-",
+            "bytes=a-b",
+            "",
+        ] {
+            assert_eq!(ByteRange::parse(bad), None, "{bad}");
+        }
+        assert_eq!(ByteRange::Bounded(5, 9).resolve(7), Some(5..7));
+        assert_eq!(ByteRange::From(7).resolve(7), None);
+        assert_eq!(ByteRange::Suffix(0).resolve(7), None);
+        assert_eq!(ByteRange::Suffix(3).resolve(0), None);
+    }
 }

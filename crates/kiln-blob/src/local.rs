@@ -15,7 +15,9 @@ use percent_encoding::{AsciiSet, CONTROLS};
 use tokio::io::AsyncWriteExt;
 use tokio_util::io::ReaderStream;
 
-use crate::{BlobEntry, BlobError, BlobObject, BlobPath, BlobStore, ByteStream};
+use crate::{
+    BlobEntry, BlobError, BlobObject, BlobPath, BlobStore, ByteRange, ByteStream, RangedObject,
+};
 
 /// Marker in the names of in-progress uploads; such files are hidden from listings.
 const TMP_MARKER: &str = ".kiln-tmp-";
@@ -262,6 +264,43 @@ impl BlobStore for LocalStore {
             size: meta.len(),
             stream: ReaderStream::with_capacity(file, READ_CHUNK).boxed(),
         })
+    }
+
+    async fn get_range(
+        &self,
+        path: &BlobPath,
+        range: ByteRange,
+    ) -> Result<Result<RangedObject, u64>, BlobError> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let not_found = || BlobError::NotFound(path.to_string());
+        if path.is_root() {
+            return Err(not_found());
+        }
+        let Some(resolved) = self.resolve_existing(path, &self.fs_path(path)).await? else {
+            return Err(not_found());
+        };
+        let mut file = match afs::File::open(&resolved).await {
+            Ok(file) => file,
+            Err(err) if is_missing(&err) => return Err(not_found()),
+            Err(err) => return Err(io_error(path, err)),
+        };
+        let meta = file.metadata().await.map_err(|err| io_error(path, err))?;
+        if !meta.is_file() {
+            return Err(not_found());
+        }
+        let total = meta.len();
+        let Some(want) = range.resolve(total) else {
+            return Ok(Err(total));
+        };
+        file.seek(std::io::SeekFrom::Start(want.start))
+            .await
+            .map_err(|err| io_error(path, err))?;
+        let part = file.take(want.end - want.start);
+        Ok(Ok(RangedObject {
+            range: want,
+            total,
+            stream: ReaderStream::with_capacity(part, READ_CHUNK).boxed(),
+        }))
     }
 
     async fn list(&self, dir: &BlobPath) -> Result<Vec<BlobEntry>, BlobError> {

@@ -16,7 +16,9 @@ use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as ObjectPath;
 use object_store::{ClientConfigKey, ObjectStore, PutPayload, PutPayloadMut};
 
-use crate::{BlobEntry, BlobError, BlobObject, BlobPath, BlobStore, ByteStream};
+use crate::{
+    BlobEntry, BlobError, BlobObject, BlobPath, BlobStore, ByteRange, ByteStream, RangedObject,
+};
 
 /// Size of each part of a multipart upload, and the largest body sent with a single `PUT`.
 pub(crate) const PART_SIZE: usize = 8 * 1024 * 1024;
@@ -278,6 +280,40 @@ impl BlobStore for S3Store {
             size: result.meta.size,
             stream: result.into_stream().map_err(std::io::Error::other).boxed(),
         })
+    }
+
+    async fn get_range(
+        &self,
+        path: &BlobPath,
+        range: ByteRange,
+    ) -> Result<Result<RangedObject, u64>, BlobError> {
+        if path.is_root() {
+            return Err(BlobError::NotFound(String::new()));
+        }
+        let key = self.object_key(path)?;
+        let total = self
+            .store
+            .head(&key)
+            .await
+            .map_err(|e| store_error(path, e))?
+            .size;
+        let Some(want) = range.resolve(total) else {
+            return Ok(Err(total));
+        };
+        let options = object_store::GetOptions {
+            range: Some(object_store::GetRange::Bounded(want.clone())),
+            ..object_store::GetOptions::default()
+        };
+        let result = self
+            .store
+            .get_opts(&key, options)
+            .await
+            .map_err(|e| store_error(path, e))?;
+        Ok(Ok(RangedObject {
+            range: want,
+            total,
+            stream: result.into_stream().map_err(std::io::Error::other).boxed(),
+        }))
     }
 
     async fn list(&self, dir: &BlobPath) -> Result<Vec<BlobEntry>, BlobError> {

@@ -3,7 +3,9 @@
 //! artifacts of runs made through a server go where the server keeps them, streamed both ways.
 
 use futures::StreamExt;
-use kiln_blob::{BlobEntry, BlobError, BlobObject, BlobPath, BlobStore, ByteStream};
+use kiln_blob::{
+    BlobEntry, BlobError, BlobObject, BlobPath, BlobStore, ByteRange, ByteStream, RangedObject,
+};
 
 use crate::encode_segment;
 
@@ -96,6 +98,75 @@ impl BlobStore for HttpBlobStore {
             .map(|c| c.map_err(std::io::Error::other))
             .boxed();
         Ok(BlobObject { size, stream })
+    }
+
+    /// A `Range` request: a 206 is the part, a 416 names the size, and a server that ignores
+    /// the header (a 200 with the whole object) is sliced here.
+    async fn get_range(
+        &self,
+        path: &BlobPath,
+        range: ByteRange,
+    ) -> Result<Result<RangedObject, u64>, BlobError> {
+        let resp = self
+            .http
+            .get(self.url(path))
+            .header(reqwest::header::RANGE, range.header_value())
+            .send()
+            .await
+            .map_err(|e| io_err(path.as_str(), e))?;
+        // `bytes a-b/total` or `bytes */total`.
+        let content_range = |resp: &reqwest::Response| -> Option<(Option<(u64, u64)>, u64)> {
+            let v = resp
+                .headers()
+                .get(reqwest::header::CONTENT_RANGE)?
+                .to_str()
+                .ok()?;
+            let (span, total) = v.strip_prefix("bytes ")?.split_once('/')?;
+            let total = total.trim().parse().ok()?;
+            if span.trim() == "*" {
+                return Some((None, total));
+            }
+            let (a, b) = span.split_once('-')?;
+            Some((
+                Some((a.trim().parse().ok()?, b.trim().parse().ok()?)),
+                total,
+            ))
+        };
+        if resp.status() == reqwest::StatusCode::RANGE_NOT_SATISFIABLE {
+            let total = content_range(&resp).map_or(0, |(_, t)| t);
+            return Ok(Err(total));
+        }
+        if resp.status() == reqwest::StatusCode::PARTIAL_CONTENT {
+            let Some((Some((a, b)), total)) = content_range(&resp) else {
+                return Err(io_err(
+                    path.as_str(),
+                    std::io::Error::other("a 206 answer without a valid Content-Range"),
+                ));
+            };
+            let stream = resp
+                .bytes_stream()
+                .map(|c| c.map_err(std::io::Error::other))
+                .boxed();
+            return Ok(Ok(RangedObject {
+                range: a..b.saturating_add(1),
+                total,
+                stream,
+            }));
+        }
+        let resp = check(path, resp).await?;
+        let total = resp.content_length().unwrap_or(0);
+        let Some(want) = range.resolve(total) else {
+            return Ok(Err(total));
+        };
+        let whole = resp
+            .bytes_stream()
+            .map(|c| c.map_err(std::io::Error::other))
+            .boxed();
+        Ok(Ok(RangedObject {
+            range: want.clone(),
+            total,
+            stream: kiln_blob::slice_stream(whole, want),
+        }))
     }
 
     async fn list(&self, dir: &BlobPath) -> Result<Vec<BlobEntry>, BlobError> {

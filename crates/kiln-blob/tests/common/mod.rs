@@ -24,7 +24,7 @@ macro_rules! blob_store_suite {
             roundtrip, overwrite, nested_list_with_sizes, list_missing_or_file_is_empty,
             delete_file, delete_dir_recursively, delete_missing_is_ok, get_missing_is_not_found,
             large_streamed_upload, failing_body_leaves_nothing, failing_large_body_leaves_nothing,
-            invalid_writes_are_refused);
+            invalid_writes_are_refused, byte_ranges);
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
         $(
@@ -273,6 +273,45 @@ async fn check_failed_upload(store: &dyn BlobStore, size: u64) {
         "{listed:?}"
     );
     assert_eq!(store.list(&p("f/new")).await.unwrap(), vec![]);
+}
+
+/// Parts of an object, as HTTP `Range` headers ask for them; a range past the end gives the size.
+pub async fn byte_ranges(store: &dyn BlobStore) {
+    use kiln_blob::ByteRange;
+    // Larger than one read chunk, so a range crosses chunk boundaries.
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    put(store, "r/blob", &data).await;
+    for (range, want) in [
+        (ByteRange::Bounded(0, 0), 0..1),
+        (ByteRange::Bounded(70_000, 140_000), 70_000..140_001),
+        (ByteRange::Bounded(199_990, 500_000), 199_990..200_000),
+        (ByteRange::From(123_456), 123_456..200_000),
+        (ByteRange::Suffix(10), 199_990..200_000),
+        (ByteRange::Suffix(1_000_000), 0..200_000),
+    ] {
+        let part = store
+            .get_range(&p("r/blob"), range)
+            .await
+            .unwrap()
+            .unwrap_or_else(|total| panic!("{range:?} unsatisfiable for {total} bytes"));
+        assert_eq!(part.range, want.start as u64..want.end as u64, "{range:?}");
+        assert_eq!(part.total, 200_000);
+        let got: Vec<u8> = part.stream.map(|c| c.unwrap().to_vec()).concat().await;
+        assert_eq!(got, &data[want.clone()], "{range:?}");
+    }
+    for range in [
+        ByteRange::From(200_000),
+        ByteRange::Bounded(300_000, 300_010),
+    ] {
+        assert!(matches!(
+            store.get_range(&p("r/blob"), range).await,
+            Ok(Err(200_000))
+        ));
+    }
+    assert!(matches!(
+        store.get_range(&p("r/missing"), ByteRange::From(0)).await,
+        Err(BlobError::NotFound(_))
+    ));
 }
 
 pub async fn failing_body_leaves_nothing(store: &dyn BlobStore) {

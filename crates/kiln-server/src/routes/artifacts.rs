@@ -65,13 +65,63 @@ async fn upload(State(s): State<AppState>, req: Request) -> ApiResult<Json<Value
     Ok(empty())
 }
 
-async fn download(State(s): State<AppState>, uri: Uri) -> ApiResult<Response> {
+/// The object, or with a single-range `Range: bytes=…` header only that part (206), so an
+/// interrupted multi-GiB download can resume (`curl -C -`, `wget -c`). A range past the end is
+/// a 416 naming the size; a header that is not one byte range gets the whole object.
+async fn download(
+    State(s): State<AppState>,
+    uri: Uri,
+    headers: axum::http::HeaderMap,
+) -> ApiResult<Response> {
     let path = request_path(&uri)?;
+    let mime = HeaderValue::from_static(guess_mime(path.as_str()));
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(kiln_blob::ByteRange::parse);
+    if let Some(range) = range {
+        return Ok(match s.blobs.get_range(&path, range).await? {
+            Ok(part) => {
+                let mut resp = Body::from_stream(part.stream).into_response();
+                *resp.status_mut() = axum::http::StatusCode::PARTIAL_CONTENT;
+                let h = resp.headers_mut();
+                h.insert(header::CONTENT_TYPE, mime);
+                h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+                let content_range = format!(
+                    "bytes {}-{}/{}",
+                    part.range.start,
+                    part.range.end - 1,
+                    part.total
+                );
+                if let Ok(v) = HeaderValue::from_str(&content_range) {
+                    h.insert(header::CONTENT_RANGE, v);
+                }
+                if let Ok(v) =
+                    HeaderValue::from_str(&(part.range.end - part.range.start).to_string())
+                {
+                    h.insert(header::CONTENT_LENGTH, v);
+                }
+                resp
+            }
+            Err(total) => {
+                let mut resp = Json(json!({
+                    "error_code": "INVALID_PARAMETER_VALUE",
+                    "message": format!("Range not satisfiable: the artifact has {total} bytes"),
+                }))
+                .into_response();
+                *resp.status_mut() = axum::http::StatusCode::RANGE_NOT_SATISFIABLE;
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{total}")) {
+                    resp.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
+                resp
+            }
+        });
+    }
     let object = s.blobs.get(&path).await?;
-    let mime = guess_mime(path.as_str());
     let mut resp = Body::from_stream(object.stream).into_response();
     let headers = resp.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
+    headers.insert(header::CONTENT_TYPE, mime);
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if let Ok(len) = HeaderValue::from_str(&object.size.to_string()) {
         headers.insert(header::CONTENT_LENGTH, len);
     }
