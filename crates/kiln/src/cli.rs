@@ -523,16 +523,36 @@ pub(crate) enum DbCommand {
     /// Apply pending schema migrations (under an advisory lock, safe with running replicas).
     Upgrade {
         #[command(flatten)]
-        store: StoreArgs,
+        store: MetadataArgs,
     },
     /// Show the applied and the latest schema version.
     Status {
         #[command(flatten)]
-        store: StoreArgs,
+        store: MetadataArgs,
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
+}
+
+/// The metadata store alone (schema commands touch no artifacts).
+#[derive(Debug, Clone, Args)]
+pub(crate) struct MetadataArgs {
+    /// Metadata store: `sqlite:///relative/kiln.db`, `sqlite:////abs/path/kiln.db` or
+    /// `postgresql://user[:pass]@host:port/db`. Default: `.kiln/kiln.db` under the current
+    /// directory.
+    #[arg(long, env = EnvVars::BACKEND_STORE_URI, value_name = "URI")]
+    pub(crate) backend_store_uri: Option<String>,
+}
+
+impl MetadataArgs {
+    /// As full store arguments (no artifact store).
+    pub(crate) fn store_args(&self) -> StoreArgs {
+        StoreArgs {
+            backend_store_uri: self.backend_store_uri.clone(),
+            artifacts_destination: None,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

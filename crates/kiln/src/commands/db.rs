@@ -11,7 +11,7 @@ use crate::printer::Printer;
 pub(super) fn run(cmd: DbCommand, printer: &Printer) -> anyhow::Result<ExitCode> {
     match cmd {
         DbCommand::Upgrade { store } => {
-            let loc = locations(&store)?;
+            let loc = locations(&store.store_args())?;
             let options = kiln_store_sql::OpenOptions {
                 migrate: true,
                 ..Default::default()
@@ -31,7 +31,7 @@ pub(super) fn run(cmd: DbCommand, printer: &Printer) -> anyhow::Result<ExitCode>
             Ok(ExitCode::SUCCESS)
         }
         DbCommand::Status { store, json } => {
-            let loc = locations(&store)?;
+            let loc = locations(&store.store_args())?;
             // Opening refuses out-of-date PostgreSQL schemas; report them instead.
             let store =
                 kiln_store_sql::SqlStore::open_unchecked(&loc.backend).with_context(|| {
