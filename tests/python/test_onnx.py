@@ -203,15 +203,15 @@ def test_csv_output_and_bad_input(tmp_path):
 
 
 @contextlib.contextmanager
-def served(path: Path, cwd: Path):
-    """`kiln serve <path>` on a free port until the block ends; yields its base URL."""
+def served(path: Path | str, cwd: Path, *extra: str):
+    """`kiln serve <path> [extra…]` on a free port until the block ends; yields its base URL."""
     import requests
 
     from conftest import free_port, kiln_bin_path
 
     port = free_port()
     proc = subprocess.Popen(
-        [str(kiln_bin_path()), "serve", str(path), "--port", str(port)],
+        [str(kiln_bin_path()), "serve", str(path), "--port", str(port), *extra],
         cwd=cwd,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -348,27 +348,7 @@ def test_an_onnx_model_logged_and_registered_through_mlflow_serves_and_copies(se
         out = json.loads(proc.stdout)
         assert np.allclose(np.asarray(out["probabilities"], dtype=float), want, atol=PROBA_ATOL), reference
 
-    from conftest import free_port, kiln_bin_path
-
-    port = free_port()
-    serve = subprocess.Popen(
-        [str(kiln_bin_path()), "serve", f"models:/{name}@champion", "--port", str(port), *srv.store_args()],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 60
-        while True:
-            try:
-                if requests.get(f"{base}/health", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert serve.poll() is None, serve.stderr.read().decode() if serve.stderr else "kiln serve exited"
-            assert time.time() < deadline, "kiln serve did not become healthy"
-            time.sleep(0.2)
+    with served(f"models:/{name}@champion", tmp_path, *srv.store_args()) as base:
         columns = [f"f{j}" for j in range(X_test.shape[1])]
         r = requests.post(
             f"{base}/invocations",
@@ -378,9 +358,3 @@ def test_an_onnx_model_logged_and_registered_through_mlflow_serves_and_copies(se
         assert r.status_code == 200, r.text
         assert r.headers["x-kiln-model-version"] == "1"
         assert np.allclose(np.asarray(r.json()["probabilities"], dtype=float), want, atol=PROBA_ATOL)
-    finally:
-        serve.send_signal(signal.SIGTERM)
-        try:
-            serve.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            serve.kill()

@@ -168,6 +168,28 @@ impl LocalStore {
         Ok(written)
     }
 
+    /// The regular file at `path` (checked against symbolic links) and its size; `NotFound` for
+    /// the root, a missing path or a directory.
+    async fn open_file(&self, path: &BlobPath) -> Result<(afs::File, u64), BlobError> {
+        let not_found = || BlobError::NotFound(path.to_string());
+        if path.is_root() {
+            return Err(not_found());
+        }
+        let Some(resolved) = self.resolve_existing(path, &self.fs_path(path)).await? else {
+            return Err(not_found());
+        };
+        let file = match afs::File::open(&resolved).await {
+            Ok(file) => file,
+            Err(err) if is_missing(&err) => return Err(not_found()),
+            Err(err) => return Err(io_error(path, err)),
+        };
+        let meta = file.metadata().await.map_err(|err| io_error(path, err))?;
+        if !meta.is_file() {
+            return Err(not_found());
+        }
+        Ok((file, meta.len()))
+    }
+
     /// Remove everything inside the root, keeping the root itself.
     async fn clear_root(&self) -> Result<(), BlobError> {
         let root = BlobPath::root();
@@ -244,24 +266,9 @@ impl BlobStore for LocalStore {
     }
 
     async fn get(&self, path: &BlobPath) -> Result<BlobObject, BlobError> {
-        let not_found = || BlobError::NotFound(path.to_string());
-        if path.is_root() {
-            return Err(not_found());
-        }
-        let Some(resolved) = self.resolve_existing(path, &self.fs_path(path)).await? else {
-            return Err(not_found());
-        };
-        let file = match afs::File::open(&resolved).await {
-            Ok(file) => file,
-            Err(err) if is_missing(&err) => return Err(not_found()),
-            Err(err) => return Err(io_error(path, err)),
-        };
-        let meta = file.metadata().await.map_err(|err| io_error(path, err))?;
-        if !meta.is_file() {
-            return Err(not_found());
-        }
+        let (file, size) = self.open_file(path).await?;
         Ok(BlobObject {
-            size: meta.len(),
+            size,
             stream: ReaderStream::with_capacity(file, READ_CHUNK).boxed(),
         })
     }
@@ -272,23 +279,7 @@ impl BlobStore for LocalStore {
         range: ByteRange,
     ) -> Result<Result<RangedObject, u64>, BlobError> {
         use tokio::io::{AsyncReadExt, AsyncSeekExt};
-        let not_found = || BlobError::NotFound(path.to_string());
-        if path.is_root() {
-            return Err(not_found());
-        }
-        let Some(resolved) = self.resolve_existing(path, &self.fs_path(path)).await? else {
-            return Err(not_found());
-        };
-        let mut file = match afs::File::open(&resolved).await {
-            Ok(file) => file,
-            Err(err) if is_missing(&err) => return Err(not_found()),
-            Err(err) => return Err(io_error(path, err)),
-        };
-        let meta = file.metadata().await.map_err(|err| io_error(path, err))?;
-        if !meta.is_file() {
-            return Err(not_found());
-        }
-        let total = meta.len();
+        let (mut file, total) = self.open_file(path).await?;
         let Some(want) = range.resolve(total) else {
             return Ok(Err(total));
         };

@@ -284,14 +284,27 @@ pub fn decode_mlflow_json(body: &[u8], encoder: &Encoder) -> Result<Batch, Decod
     }
 }
 
+/// Stamp input `i` with `mark` (a row number, or 1 for the whole request); false when it
+/// already bore that mark, i.e. the request gives the input twice.
+fn mark_once(marks: &mut [usize], i: usize, mark: usize) -> bool {
+    match marks.get_mut(i) {
+        Some(m) if *m == mark => false,
+        Some(m) => {
+            *m = mark;
+            true
+        }
+        None => true,
+    }
+}
+
 /// Map request column names to model inputs (unknown columns are ignored, as MLflow does).
 fn column_map(names: &[Name<'_>], encoder: &Encoder) -> Result<Vec<Option<usize>>, DecodeError> {
-    let mut seen = vec![false; encoder.fields().len()];
+    let mut seen = vec![0; encoder.fields().len()];
     let mut out = Vec::with_capacity(names.len());
     for n in names {
         let idx = encoder.field_index(&n.0);
         if let Some(i) = idx {
-            if std::mem::replace(&mut seen[i], true) {
+            if !mark_once(&mut seen, i, 1) {
                 return Err(DecodeError::Malformed(format!(
                     "column `{}` appears twice",
                     n.0
@@ -336,15 +349,12 @@ fn decode_rows(
                 }
                 for (k, v) in pairs {
                     if let Some(i) = encoder.field_index(&k.0) {
-                        if set_in_row.get(i).copied() == Some(r + 1) {
+                        if !mark_once(&mut set_in_row, i, r + 1) {
                             return Err(DecodeError::Malformed(format!(
                                 "row {} has column `{}` twice",
                                 r + 1,
                                 k.0
                             )));
-                        }
-                        if let Some(slot) = set_in_row.get_mut(i) {
-                            *slot = r + 1;
                         }
                         b.set(r, i, v)?;
                     }
@@ -404,19 +414,16 @@ fn decode_columns(
     budget: usize,
 ) -> Result<Batch, DecodeError> {
     let mut n_rows = None;
-    let mut given = vec![false; encoder.fields().len()];
+    let mut given = vec![0; encoder.fields().len()];
     for (name, values) in cols {
         let Some(i) = encoder.field_index(&name.0) else {
             continue;
         };
-        if given.get(i).copied().unwrap_or(false) {
+        if !mark_once(&mut given, i, 1) {
             return Err(DecodeError::Malformed(format!(
                 "column `{}` appears twice",
                 name.0
             )));
-        }
-        if let Some(g) = given.get_mut(i) {
-            *g = true;
         }
         match n_rows {
             None => n_rows = Some((values.len(), &name.0)),
@@ -652,19 +659,16 @@ pub fn decode_v2(body: &[u8], encoder: &Encoder) -> Result<(Batch, Option<String
         return Ok((b.finish()?, id));
     }
     let mut n_rows = None;
-    let mut given = vec![false; n_fields];
+    let mut given = vec![0; n_fields];
     for t in &req.inputs {
         let Some(i) = encoder.field_index(&t.name.0) else {
             continue;
         };
-        if given.get(i).copied().unwrap_or(false) {
+        if !mark_once(&mut given, i, 1) {
             return Err(DecodeError::Malformed(format!(
                 "tensor `{}` appears twice",
                 t.name.0
             )));
-        }
-        if let Some(g) = given.get_mut(i) {
-            *g = true;
         }
         let rows = match t.shape.as_slice() {
             [n] | [n, 1] => usize::try_from(*n).unwrap_or(0),

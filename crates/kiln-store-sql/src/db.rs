@@ -208,20 +208,15 @@ impl Tx for SqliteTx<'_> {
 }
 
 fn map_sqlite_err(e: rusqlite::Error) -> StoreError {
-    if let rusqlite::Error::SqliteFailure(f, message) = &e {
+    if let rusqlite::Error::SqliteFailure(f, _) = &e {
         if f.code == rusqlite::ErrorCode::ConstraintViolation {
             return StoreError::already_exists(format!("Constraint violated: {e}"));
-        }
-        if message
-            .as_deref()
-            .is_some_and(|m| m.contains("too many SQL variables"))
-        {
-            return too_many_values();
         }
     }
     db_err("running a statement", e)
 }
 
+/// SQLite refuses a statement with more parameters than it can bind when preparing it.
 fn map_prepare_err(what: &'static str, e: rusqlite::Error) -> StoreError {
     if e.to_string().contains("too many SQL variables") {
         return too_many_values();

@@ -120,6 +120,11 @@ fn is_temporal(array: &ArrayRef) -> bool {
             .is_some()
 }
 
+/// A finite number written as text (spaces around it allowed).
+fn finite_number(text: &str) -> Option<f64> {
+    text.trim().parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
 /// Why a text column is not a feature: empty, numbers spoiled by a few words, or free text.
 fn text_column_reason(arrays: &[&ArrayRef]) -> String {
     let (mut present, mut numbers, mut word) = (0usize, 0usize, None);
@@ -128,7 +133,7 @@ fn text_column_reason(arrays: &[&ArrayRef]) -> String {
             continue;
         };
         present += 1;
-        if text.trim().parse::<f64>().is_ok_and(f64::is_finite) {
+        if finite_number(&text).is_some() {
             numbers += 1;
         } else if word.is_none() {
             word = Some(text);
@@ -214,7 +219,7 @@ fn numeric_cell(
             "false" | "0" => Some(0.0),
             _ => None,
         },
-        FieldKind::Numeric => text.parse::<f64>().ok().filter(|v| v.is_finite()),
+        FieldKind::Numeric => finite_number(text),
         FieldKind::Datetime | FieldKind::Categorical => None,
     };
     parsed.ok_or_else(|| {
@@ -425,7 +430,7 @@ impl Signature {
                         return Err(missing());
                     }
                     let v = match a.as_string_opt::<i32>() {
-                        Some(texts) => texts.value(i).trim().parse::<f64>().unwrap_or(f64::NAN),
+                        Some(texts) => finite_number(texts.value(i)).unwrap_or(f64::NAN),
                         None => cell_f64(a, i),
                     };
                     if !v.is_finite() {

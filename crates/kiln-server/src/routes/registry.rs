@@ -190,22 +190,19 @@ pub(crate) async fn create_version(
     let store = s.store.clone();
     let version = blocking(move || {
         let mut new = new;
-        // MLflow 3 clients send the logged model, not the run: record the model's source run.
-        let model_id = new.model_id.clone().or_else(|| {
-            new.source
-                .strip_prefix("models:/")
-                .map(|m| m.trim_end_matches('/').to_string())
-                .filter(|m| kiln_types::is_valid_model_id(m))
-        });
-        // A copy (`models:/<name>/<version>`) must name a version that exists.
-        if let Some((src_name, src_version)) = new
-            .source
-            .strip_prefix("models:/")
-            .filter(|m| !kiln_types::is_valid_model_id(m.trim_end_matches('/')))
-            .and_then(|m| m.trim_end_matches('/').rsplit_once('/'))
-        {
-            store.get_model_version(src_name, src_version)?;
+        // `models:/m-<id>` is a logged model; any other `models:/<name>/<version>` is a copy.
+        let mut logged = None;
+        if let Some(rest) = new.source.strip_prefix("models:/") {
+            let rest = rest.trim_end_matches('/');
+            if kiln_types::is_valid_model_id(rest) {
+                logged = Some(rest.to_string());
+            } else if let Some((src_name, src_version)) = rest.rsplit_once('/') {
+                // A copy must name a version that exists.
+                store.get_model_version(src_name, src_version)?;
+            }
         }
+        // MLflow 3 clients send the logged model, not the run: record the model's source run.
+        let model_id = new.model_id.clone().or(logged);
         if let Some(model_id) = model_id {
             let model = store.get_logged_model(&model_id)?;
             if new.run_id.is_none() {
