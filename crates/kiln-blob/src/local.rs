@@ -252,6 +252,7 @@ impl BlobStore for LocalStore {
                     io_error(path, err)
                 }
             })?;
+            sync_dir(&parent).await.map_err(|err| io_error(path, err))?;
             Ok(written)
         }
         .await;
@@ -397,6 +398,16 @@ impl BlobStore for LocalStore {
 }
 
 /// Remove a file, a link (not its target) or a directory tree; missing is fine.
+/// Make a rename into `dir` durable: the file's data is synced before the rename, the directory
+/// entry that names it only once the directory itself is synced.
+async fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    afs::File::open(dir).await?.sync_all().await?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
 async fn remove_entry(path: &BlobPath, target: &Path) -> Result<(), BlobError> {
     let meta = match afs::symlink_metadata(target).await {
         Ok(meta) => meta,
