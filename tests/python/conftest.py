@@ -289,9 +289,10 @@ class Server:
         self.proc.wait(timeout=30)
         self._reap()
 
-    def stop(self) -> None:
+    def stop(self) -> int | None:
+        """SIGTERM, then wait; the exit status (None when it was not running)."""
         if self.proc is None:
-            return
+            return None
         if self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, signal.SIGTERM)
@@ -302,7 +303,9 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=15)
+        code = self.proc.returncode
         self._reap()
+        return code
 
     def restart(self, same_port: bool = False) -> "Server":
         port = self.port if same_port else None

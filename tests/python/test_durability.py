@@ -130,3 +130,17 @@ def test_acknowledged_metrics_survive_sigkill(server_factory, backend):
             total += len(steps)
     assert total > 0
     print(f"{backend}: {sum(counts)} acknowledged requests, {total} metric points, all present after SIGKILL")
+
+
+@pytest.mark.kiln_only
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_server_exits_cleanly_on_sigterm(server_factory, backend):
+    """SIGTERM (a rolling update, `kubectl delete pod`) drains and exits 0 on both stores: the
+    PostgreSQL connections used to be closed inside the async runtime, which aborted."""
+    srv = server_factory.server(backend, "file")
+    r = rest(srv, "POST", "experiments/create", json={"name": unique("sigterm")})
+    assert r.status_code == 200, r.text
+    code = srv.stop()
+    log = srv.log_path.read_text(errors="replace")
+    assert code == 0, f"exit status {code}\n{log[-4000:]}"
+    assert "panic" not in log, log[-4000:]

@@ -708,6 +708,28 @@ pub(crate) struct PoolGuard<'a, C> {
     item: Option<C>,
 }
 
+impl Drop for PgDb {
+    /// `postgres::Client` closes by running its own tokio runtime, which panics (and, in a
+    /// destructor during unwinding, aborts) on a thread inside another runtime: the server's
+    /// last reference to the store goes when its async `main` ends. So the connections are
+    /// closed on a thread of their own.
+    fn drop(&mut self) {
+        let conns = std::mem::take(
+            &mut *self
+                .pool
+                .items
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if conns.is_empty() {
+            return;
+        }
+        std::thread::scope(|s| {
+            s.spawn(move || drop(conns));
+        });
+    }
+}
+
 impl<C> Pool<C> {
     fn new(items: Vec<C>) -> Self {
         Self {
