@@ -6,7 +6,7 @@ use kiln_store::{
 };
 use kiln_types::{filter::Entity, Alias, AliasEvent, ModelVersion, RegisteredModel, Tag};
 
-use crate::db::{Row, Tx, Val};
+use crate::db::{Dialect, Row, Tx, Val};
 use crate::search::{int_condition, string_condition};
 use crate::tracking::{finish_page, limit_params, truncate, validate_key, MAX_TAG_VALUE};
 use crate::SqlStore;
@@ -51,6 +51,21 @@ fn require_model(tx: &mut dyn Tx, name: &str) -> StoreResult<()> {
     )?
     .map(|_| ())
     .ok_or_else(|| model_not_found(name))
+}
+
+/// [`require_model`], holding the model's row until the transaction ends (PostgreSQL; SQLite
+/// has one writer anyway): writes that move or drop aliases take it first, so replicas apply
+/// them one at a time. Without it, an alias set while its version was being deleted on another
+/// replica pointed at the deleted version, and two alias moves at once recorded the wrong
+/// previous holder in the history that `kiln models rollback` walks.
+fn lock_model(tx: &mut dyn Tx, name: &str) -> StoreResult<()> {
+    let sql = match tx.dialect() {
+        Dialect::Postgres => "SELECT 1 FROM registered_models WHERE name = ? FOR UPDATE",
+        Dialect::Sqlite => "SELECT 1 FROM registered_models WHERE name = ?",
+    };
+    tx.query_opt(sql, &[Val::from(name)])?
+        .map(|_| ())
+        .ok_or_else(|| model_not_found(name))
 }
 
 fn require_version(tx: &mut dyn Tx, name: &str, version: &str) -> StoreResult<i64> {
@@ -324,7 +339,7 @@ impl RegistryStore for SqlStore {
             ));
         }
         self.write(|tx| {
-            require_model(tx, name)?;
+            lock_model(tx, name)?;
             if tx
                 .query_opt(
                     "SELECT 1 FROM registered_models WHERE name = ?",
@@ -356,7 +371,7 @@ impl RegistryStore for SqlStore {
 
     fn delete_registered_model(&self, name: &str) -> StoreResult<()> {
         self.write(|tx| {
-            require_model(tx, name)?;
+            lock_model(tx, name)?;
             record_dropped_aliases(tx, name, None, "registered model deleted")?;
             for table in [
                 "registered_models",
@@ -524,6 +539,7 @@ impl RegistryStore for SqlStore {
 
     fn delete_model_version(&self, name: &str, version: &str) -> StoreResult<()> {
         self.write(|tx| {
+            lock_model(tx, name)?;
             let v = require_version(tx, name, version)?;
             record_dropped_aliases(tx, name, Some(v), &format!("model version {v} deleted"))?;
             let key = [Val::from(name), Val::Int(v)];
@@ -664,7 +680,7 @@ impl RegistryStore for SqlStore {
     ) -> StoreResult<()> {
         validate_alias(alias)?;
         self.write(|tx| {
-            require_model(tx, name)?;
+            lock_model(tx, name)?;
             let v = require_version(tx, name, version)?;
             record_alias(tx, name, alias, Some(v), actor)?;
             tx.exec(
@@ -678,7 +694,7 @@ impl RegistryStore for SqlStore {
 
     fn delete_alias(&self, name: &str, alias: &str, actor: &AliasActor) -> StoreResult<()> {
         self.write(|tx| {
-            require_model(tx, name)?;
+            lock_model(tx, name)?;
             if tx
                 .query_opt(
                     "SELECT 1 FROM registered_model_aliases WHERE name = ? AND alias = ?",

@@ -305,9 +305,23 @@ fn expand(sql: &str, dialect: Dialect) -> String {
 pub(crate) const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS kiln_migrations (\
     version BIGINT PRIMARY KEY, description TEXT NOT NULL, applied_at BIGINT NOT NULL)";
 
-/// The highest applied version, or 0 for an empty database.
+/// The highest applied version, or 0 for an empty database. Reads only: a replica that checks
+/// while another one migrates must not race it to create the table (on PostgreSQL two
+/// `CREATE TABLE IF NOT EXISTS` at once collide on the catalog's unique index).
 pub(crate) fn current_version(tx: &mut dyn Tx) -> StoreResult<i64> {
-    tx.exec(CREATE_MIGRATIONS_TABLE, &[])?;
+    let exists = match tx.dialect() {
+        Dialect::Sqlite => tx.query_opt(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'kiln_migrations'",
+            &[],
+        )?,
+        Dialect::Postgres => tx.query_opt(
+            "SELECT 1 WHERE to_regclass('kiln_migrations') IS NOT NULL",
+            &[],
+        )?,
+    };
+    if exists.is_none() {
+        return Ok(0);
+    }
     let row = tx.query_opt("SELECT MAX(version) FROM kiln_migrations", &[])?;
     Ok(row.and_then(|r| r.opt_int(0)).unwrap_or(0))
 }
@@ -326,6 +340,7 @@ pub(crate) fn check_not_newer(current: i64) -> StoreResult<()> {
 
 /// Apply every pending migration inside the caller's transaction. Returns the versions applied.
 pub(crate) fn upgrade(tx: &mut dyn Tx) -> StoreResult<Vec<i64>> {
+    tx.exec(CREATE_MIGRATIONS_TABLE, &[])?;
     let current = current_version(tx)?;
     check_not_newer(current)?;
     let dialect = tx.dialect();

@@ -714,11 +714,21 @@ fn log_params_tx(tx: &mut dyn Tx, run_id: &str, params: &[Param]) -> StoreResult
             }
             continue;
         }
-        if let Some(row) = tx.query_opt(
-            "SELECT value FROM params WHERE run_uuid = ? AND key = ?",
-            &[Val::from(run_id), Val::from(&p.key)],
-        )? {
-            let old = row.text(0);
+        // Insert first, then compare with what is there: two replicas logging the same param
+        // at once both succeed (the second waits for the first's row) instead of one of them
+        // hitting the primary key.
+        let inserted = tx.exec(
+            "INSERT INTO params (run_uuid, key, value) VALUES (?, ?, ?) ON CONFLICT (run_uuid, key) DO NOTHING",
+            &[Val::from(run_id), Val::from(&p.key), Val::from(&value)],
+        )?;
+        if inserted == 0 {
+            let old = tx
+                .query_opt(
+                    "SELECT value FROM params WHERE run_uuid = ? AND key = ?",
+                    &[Val::from(run_id), Val::from(&p.key)],
+                )?
+                .map(|row| row.text(0))
+                .unwrap_or_default();
             if old != value {
                 return Err(StoreError::invalid(format!(
                     "Changing param values is not allowed. Param with key='{}' was already logged with value='{old}' \
@@ -726,11 +736,6 @@ fn log_params_tx(tx: &mut dyn Tx, run_id: &str, params: &[Param]) -> StoreResult
                     p.key
                 )));
             }
-        } else {
-            tx.exec(
-                "INSERT INTO params (run_uuid, key, value) VALUES (?, ?, ?)",
-                &[Val::from(run_id), Val::from(&p.key), Val::from(&value)],
-            )?;
         }
         seen.insert(&p.key, value);
     }
