@@ -507,6 +507,10 @@ def test_search_runs_filters(client, search_runs_exp):
     assert s("params.model = 'svm' AND metrics.acc > 0.5 AND tags.team LIKE 'ml-%'") == {"run-0", "run-1"}
     assert s("attributes.run_name LIKE 'run-%' and params.idx = '6'") == {"run-6"}
     assert s("params.model = 'nope'") == set()
+    # Double-quoted values, as MLflow's older docs write them.
+    assert s('params.model = "svm"') == {"run-0", "run-1", "run-6"}
+    assert s('attributes.status = "FAILED"') == {"run-2"}
+    assert s(f'attributes.run_id IN ("{ids["run-1"]}", "{ids["run-5"]}")') == {"run-1", "run-5"}
     t_mid = client.get_run(ids["run-3"]).info.start_time
     assert s(f"attributes.start_time >= {t_mid}") == {"run-3", "run-4", "run-5", "run-6"}
 
@@ -819,6 +823,14 @@ def test_wrong_method_is_a_405_in_mlflows_error_shape(tracking):
 
     r = requests.delete(f"{tracking.url}/api/2.0/mlflow/experiments/search", timeout=10)
     assert r.status_code == 405 and r.json()["error_code"] == "BAD_REQUEST", r.text
+
+
+@pytest.mark.kiln_only
+def test_unknown_endpoint_is_endpoint_not_found(tracking):
+    """The client falls back to older APIs (traces v3 -> v2, ...) on ENDPOINT_NOT_FOUND, and
+    reads RESOURCE_DOES_NOT_EXIST as a missing object."""
+    r = rest(tracking, "POST", "no-such/endpoint", json={})
+    assert r.status_code == 404 and r.json()["error_code"] == "ENDPOINT_NOT_FOUND", r.text
 
 
 @pytest.mark.kiln_only

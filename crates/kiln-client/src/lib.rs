@@ -61,6 +61,7 @@ fn code_from_str(s: &str) -> ErrorCode {
         "INVALID_PARAMETER_VALUE" => ErrorCode::InvalidParameterValue,
         "RESOURCE_ALREADY_EXISTS" => ErrorCode::ResourceAlreadyExists,
         "BAD_REQUEST" => ErrorCode::BadRequest,
+        "ENDPOINT_NOT_FOUND" => ErrorCode::EndpointNotFound,
         _ => ErrorCode::InternalError,
     }
 }

@@ -44,7 +44,9 @@ impl RestStore {
 fn to_store(e: ClientError) -> StoreError {
     match &e {
         ClientError::Api(api) => match api.code {
-            ErrorCode::ResourceDoesNotExist => StoreError::NotFound(api.message.clone()),
+            ErrorCode::ResourceDoesNotExist | ErrorCode::EndpointNotFound => {
+                StoreError::NotFound(api.message.clone())
+            }
             ErrorCode::ResourceAlreadyExists => StoreError::AlreadyExists(api.message.clone()),
             ErrorCode::InvalidParameterValue | ErrorCode::BadRequest => {
                 StoreError::InvalidParameter(api.message.clone())

@@ -29,6 +29,8 @@ pub enum ErrorCode {
     ResourceAlreadyExists,
     BadRequest,
     InternalError,
+    /// No such endpoint (MLflow's client falls back to older APIs on this code).
+    EndpointNotFound,
 }
 
 impl ErrorCode {
@@ -39,13 +41,14 @@ impl ErrorCode {
             Self::ResourceAlreadyExists => "RESOURCE_ALREADY_EXISTS",
             Self::BadRequest => "BAD_REQUEST",
             Self::InternalError => "INTERNAL_ERROR",
+            Self::EndpointNotFound => "ENDPOINT_NOT_FOUND",
         }
     }
 
     /// HTTP status as MLflow's server sends it (an existing resource is 400, not 409).
     pub fn http_status(self) -> u16 {
         match self {
-            Self::ResourceDoesNotExist => 404,
+            Self::ResourceDoesNotExist | Self::EndpointNotFound => 404,
             Self::InternalError => 500,
             _ => 400,
         }

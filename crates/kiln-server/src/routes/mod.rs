@@ -162,7 +162,7 @@ async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> axum::respo
 
 async fn not_found(method: Method, uri: axum::http::Uri) -> ServerError {
     ServerError(ApiError::new(
-        ErrorCode::ResourceDoesNotExist,
+        ErrorCode::EndpointNotFound,
         format!("No endpoint for {method} {}", uri.path()),
     ))
 }

@@ -271,29 +271,18 @@ impl<'a> Cursor<'a> {
             None => Err(FilterError(
                 "Invalid filter string: a clause is missing its value".to_string(),
             )),
-            Some('\'') => Ok(Literal::Str(self.read_string()?)),
+            // MLflow takes "double-quoted" (and `backticked`) values as strings too, and its
+            // older docs show them: `params.model = "LogisticRegression"`.
+            Some(q @ ('\'' | '"' | '`')) => Ok(Literal::Str(self.read_string(q)?)),
             Some('(') => Ok(Literal::List(self.read_list()?)),
-            Some(q @ ('"' | '`')) => Err(self.quoted_value_error(q)),
             Some(_) => self.read_number(),
         }
     }
 
-    /// The error for a value quoted with double quotes or backticks.
-    fn quoted_value_error(&self, quote: char) -> FilterError {
-        let rest = self.rest();
-        let body = rest.get(1..).unwrap_or("");
-        let shown = match body.find(quote) {
-            Some(end) => rest.get(..end + 2).unwrap_or(rest),
-            None => rest,
-        };
-        FilterError(format!(
-            "Invalid string value {shown}: strings must be single-quoted ('value')"
-        ))
-    }
-
-    /// Read a 'single-quoted' string. `''` and `\'` are a literal quote and `\\` a literal
-    /// backslash; any other backslash is kept as is (so LIKE escapes such as `\%` survive).
-    fn read_string(&mut self) -> Result<String, FilterError> {
+    /// Read a string quoted with `quote`. A doubled quote and a backslash before the quote are
+    /// a literal quote, `\\` a literal backslash; any other backslash is kept as is (so LIKE
+    /// escapes such as `\%` survive).
+    fn read_string(&mut self, quote: char) -> Result<String, FilterError> {
         let start = self.pos;
         self.bump();
         let mut value = String::new();
@@ -305,10 +294,13 @@ impl<'a> Cursor<'a> {
                         self.src.get(start..).unwrap_or("")
                     )))
                 }
-                (Some('\''), Some('\'')) | (Some('\\'), Some('\'' | '\\')) => {
+                (Some(c), Some(next)) if c == quote && next == quote => {
                     value.extend(self.bump());
                 }
-                (Some('\''), _) => return Ok(value),
+                (Some('\\'), Some(next)) if next == quote || next == '\\' => {
+                    value.extend(self.bump());
+                }
+                (Some(c), _) if c == quote => return Ok(value),
                 (Some(c), _) => value.push(c),
             }
         }
@@ -363,7 +355,7 @@ impl<'a> Cursor<'a> {
                 text: text.to_string(),
             }),
             None => Err(FilterError(format!(
-                "Invalid value '{}': expected a number or a 'single-quoted' string",
+                "Invalid value '{}': expected a number or a quoted string",
                 if text.is_empty() {
                     self.peek_token_text()
                 } else {
