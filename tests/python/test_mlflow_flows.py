@@ -296,6 +296,25 @@ def test_artifacts_files_dirs_list_download(client, tmp_path):
     assert Path(again).read_text() == "v2"
 
 
+def test_artifact_names_with_percent_and_dot_paths(client, tmp_path):
+    """`acc_95%.png` is a name (only `%XX`, which reads as encoding, is refused), and `.`
+    segments mean what they mean on a filesystem, as on MLflow's server."""
+    pct = tmp_path / "acc_95%.txt"
+    pct.write_text("ninety-five")
+    mlflow.set_experiment(unique("flows-names"))
+    with mlflow.start_run() as run:
+        mlflow.log_artifact(str(pct), artifact_path="plots")
+    run_id = run.info.run_id
+    # (the client joins the names it gets back onto the path it asked for)
+    assert [f.path for f in client.list_artifacts(run_id, ".")] == ["./plots"]
+    assert [f.path for f in client.list_artifacts(run_id, "./plots")] == ["./plots/acc_95%.txt"]
+    got = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="plots/acc_95%.txt",
+                                              dst_path=str(tmp_path / "dl"))
+    assert Path(got).read_text() == "ninety-five"
+    whole = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=".", dst_path=str(tmp_path / "all")))
+    assert (whole / "plots" / "acc_95%.txt").read_text() == "ninety-five"
+
+
 def test_log_text_and_dict(client):
     mlflow.set_experiment(unique("flows-text"))
     payload = {"name": "kiln", "layers": [1, 2, 3], "nested": {"ok": True}}

@@ -14,6 +14,12 @@ pub const MAX_PATH_LEN: usize = 1024;
 /// Longest accepted path segment, in bytes.
 pub const MAX_SEGMENT_LEN: usize = 255;
 
+/// Whether `rest` (starting at a `%`) begins with `%XX`, two hex digits.
+fn looks_percent_encoded(rest: &str) -> bool {
+    let b = rest.as_bytes();
+    b.len() >= 3 && b[1].is_ascii_hexdigit() && b[2].is_ascii_hexdigit()
+}
+
 /// A validated, relative, `/`-separated path inside a store. The empty path is the root.
 ///
 /// Built only by [`BlobPath::parse`], [`BlobPath::root`] and [`BlobPath::join`], so every value
@@ -24,13 +30,15 @@ pub struct BlobPath(String);
 impl BlobPath {
     /// Validate an untrusted path (already percent-decoded once by the caller).
     ///
-    /// `""` is the root, and one trailing `/` is ignored. Rejected with
-    /// [`BlobError::InvalidPath`]:
+    /// `""` is the root, one trailing `/` is ignored and `.` segments are dropped (`./a/.` is
+    /// `a`, as MLflow's server reads it). Rejected with [`BlobError::InvalidPath`]:
     /// - absolute paths (leading `/`) and a leading `~`;
-    /// - empty segments (`a//b`), `.` and `..` segments;
+    /// - empty segments (`a//b`) and `..` segments;
     /// - Windows forms: any `\`, and drive prefixes such as `C:`;
     /// - NUL and other control characters;
-    /// - `%` (no second round of percent-decoding), `#` and `?` (fragment/query tricks);
+    /// - `%` followed by two hex digits, which reads as percent-encoding (no second round of
+    ///   decoding: `%2e%2e` stays refused; `acc_95%.png` is a name), `#` and `?`
+    ///   (fragment/query tricks);
     /// - paths over 1024 bytes and segments over 255 bytes.
     pub fn parse(raw: &str) -> Result<Self, BlobError> {
         let invalid = |reason: &'static str| BlobError::InvalidPath {
@@ -44,12 +52,14 @@ impl BlobPath {
         if raw.len() > MAX_PATH_LEN {
             return Err(invalid("path is longer than 1024 bytes"));
         }
-        for c in raw.chars() {
+        for (i, c) in raw.char_indices() {
             let reason = match c {
                 '\0' => "NUL characters are not allowed",
                 c if c.is_control() => "control characters are not allowed",
                 '\\' => "backslashes are not allowed",
-                '%' => "`%` is not allowed (paths must not be percent-encoded)",
+                '%' if looks_percent_encoded(&raw[i..]) => {
+                    "`%XX` is not allowed (paths must not be percent-encoded twice)"
+                }
                 '#' => "`#` is not allowed",
                 '?' => "`?` is not allowed",
                 _ => continue,
@@ -59,23 +69,27 @@ impl BlobPath {
         if raw.starts_with('/') {
             return Err(invalid("absolute paths are not allowed"));
         }
-        if raw.starts_with('~') {
-            return Err(invalid("paths must not start with `~`"));
-        }
 
         let trimmed = raw.strip_suffix('/').unwrap_or(raw);
+        let mut kept: Vec<&str> = Vec::new();
         for segment in trimmed.split('/') {
             let reason = match segment {
+                "." => continue,
                 "" => "empty path segments are not allowed",
-                "." => "`.` segments are not allowed",
                 ".." => "`..` segments are not allowed",
                 s if s.len() > MAX_SEGMENT_LEN => "path segment is longer than 255 bytes",
                 s if is_drive_prefix(s) => "Windows drive prefixes are not allowed",
-                _ => continue,
+                s => {
+                    kept.push(s);
+                    continue;
+                }
             };
             return Err(invalid(reason));
         }
-        Ok(Self(trimmed.to_owned()))
+        if kept.first().is_some_and(|s| s.starts_with('~')) {
+            return Err(invalid("paths must not start with `~`"));
+        }
+        Ok(Self(kept.join("/")))
     }
 
     /// The store root (the empty path).
