@@ -4,8 +4,8 @@
 //!
 //! The request path only decides whether a request is sampled (`PredictionLog::sampled`)
 //! and hands its decoded rows and predictions to a bounded queue (`PredictionLog::submit`,
-//! `try_send`: a full queue drops the record and counts it in
-//! `kiln_prediction_log_dropped_total`). One writer thread turns records into Arrow columns,
+//! `try_send`: a full queue, of [`LogConfig::queue`] records or [`QUEUE_BYTES`] of rows, drops
+//! the record and counts it in `kiln_prediction_log_dropped_total`). One writer thread turns records into Arrow columns,
 //! writes row groups to a temporary file and, when a file reaches [`LogConfig::rotate_rows`]
 //! rows or [`LogConfig::rotate_interval`] of age, closes it and moves it into place: a rename
 //! for a local directory, an upload through [`kiln_blob::BlobStore`] for `s3://…`.
@@ -16,7 +16,7 @@
 //! list in class order, null for a regression).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -95,8 +95,49 @@ impl LogRecord {
     }
 }
 
+impl LogRecord {
+    /// Roughly the memory the record holds while queued.
+    fn cost(&self) -> usize {
+        let texts: usize = self.batch.texts.iter().map(|t| t.len() + 16).sum();
+        let predictions = match &self.predictions {
+            Predictions::Proba(rows) => rows.iter().map(|r| r.len() * 8 + 24).sum(),
+            Predictions::Values(v) => v.len() * 8,
+        };
+        self.batch.values.len() * 8 + texts + predictions + 256
+    }
+}
+
+/// Bytes of queued records, at most (besides one record of any size when none is queued): the
+/// queue's record count alone would let 4,096 large requests hold gigabytes.
+pub(crate) const QUEUE_BYTES: usize = 64 << 20;
+
+/// A byte budget shared by a queue's producers and its consumer.
+#[derive(Default)]
+pub(crate) struct ByteBudget {
+    used: AtomicUsize,
+}
+
+impl ByteBudget {
+    /// Take `n` bytes if they fit under `limit` (or nothing is taken): `false` means drop.
+    pub(crate) fn try_take(&self, n: usize, limit: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used == 0 || used.saturating_add(n) <= limit).then(|| used.saturating_add(n))
+            })
+            .is_ok()
+    }
+
+    pub(crate) fn give(&self, n: usize) {
+        let _ = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                Some(used.saturating_sub(n))
+            });
+    }
+}
+
 enum Msg {
-    Record(LogRecord),
+    Record(LogRecord, usize),
     Stop,
 }
 
@@ -107,6 +148,7 @@ pub struct PredictionLog {
     threshold: Option<u64>,
     metrics: Arc<Metrics>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    budget: Arc<ByteBudget>,
 }
 
 /// Where finished files go.
@@ -144,9 +186,11 @@ impl PredictionLog {
         };
         let (tx, rx) = mpsc::sync_channel::<Msg>(config.queue.max(1));
         let writer_metrics = Arc::clone(&metrics);
+        let budget = Arc::new(ByteBudget::default());
+        let writer_budget = Arc::clone(&budget);
         let thread = std::thread::Builder::new()
             .name("kiln-prediction-log".into())
-            .spawn(move || Writer::new(config, sink, writer_metrics).run(&rx))
+            .spawn(move || Writer::new(config, sink, writer_metrics).run(&rx, &writer_budget))
             .map_err(|e| {
                 ServeError::Internal(format!("Failed to start the prediction-log thread: {e}"))
             })?;
@@ -155,6 +199,7 @@ impl PredictionLog {
             threshold,
             metrics,
             thread: Mutex::new(Some(thread)),
+            budget,
         })
     }
 
@@ -167,26 +212,54 @@ impl PredictionLog {
     /// Queue a record without waiting; a full queue drops it (counted).
     pub(crate) fn submit(&self, record: LogRecord) {
         let rows = record.batch.n_rows as u64;
-        match self.tx.try_send(Msg::Record(record)) {
+        let cost = record.cost();
+        if !self.budget.try_take(cost, QUEUE_BYTES) {
+            self.metrics.log_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        match self.tx.try_send(Msg::Record(record, cost)) {
             Ok(()) => {
                 self.metrics.log_records.fetch_add(rows, Ordering::Relaxed);
             }
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.budget.give(cost);
                 self.metrics.log_dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
 
-    /// Write what is queued, close the current file and stop the writer. Blocks.
-    pub fn finish(&self) {
-        let _ = self.tx.send(Msg::Stop);
+    /// Write what is queued, close the current file and stop the writer, waiting at most
+    /// `within` (a stalled artifact store must not hold the exit past the pod's grace period):
+    /// `false` when the writer was still busy then, and its last rows are lost.
+    pub fn finish(&self, within: Duration) -> bool {
         let handle = match self.thread.lock() {
             Ok(mut g) => g.take(),
             Err(p) => p.into_inner().take(),
         };
-        if let Some(h) = handle {
-            let _ = h.join();
+        let Some(handle) = handle else {
+            return true;
+        };
+        let tx = self.tx.clone();
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        // The send itself may wait for room in a full queue: all of it off this thread.
+        let spawned = std::thread::Builder::new()
+            .name("kiln-prediction-log-stop".into())
+            .spawn(move || {
+                let _ = tx.send(Msg::Stop);
+                let _ = handle.join();
+                let _ = done_tx.send(());
+            });
+        if spawned.is_err() {
+            return false;
         }
+        if done_rx.recv_timeout(within).is_ok() {
+            return true;
+        }
+        tracing::warn!(
+            ?within,
+            "The prediction log did not finish writing in time; its last rows are lost."
+        );
+        false
     }
 }
 
@@ -223,6 +296,8 @@ fn open_sink(destination: &str) -> Result<Sink, ServeError> {
 
 /// Rows per Parquet row group (and the most rows buffered before a write).
 const ROW_GROUP: usize = 8192;
+/// Text bytes in one column of a row group, at most (well under Arrow's 2 GiB offsets).
+const GROUP_BYTES: usize = 256 << 20;
 
 /// Columns being filled.
 struct Columns {
@@ -258,11 +333,26 @@ impl Columns {
         self.timestamp.len()
     }
 
-    fn push(&mut self, record: &LogRecord) {
+    /// Whether the buffered rows make a row group: [`ROW_GROUP`] rows, or [`GROUP_BYTES`] of
+    /// text in a column (Arrow's string offsets are 32-bit: one big request's inputs could
+    /// overflow them).
+    fn full(&self) -> bool {
+        self.len() >= ROW_GROUP
+            || self.inputs.values_slice().len() >= GROUP_BYTES
+            || self.probabilities.values_slice().len() >= GROUP_BYTES
+            || self.prediction.values_slice().len() >= GROUP_BYTES
+    }
+
+    /// Add the record's rows from `start` until the columns are [`full`](Self::full); the
+    /// next row to add (`n_rows` when all are in).
+    fn push(&mut self, record: &LogRecord, start: usize) -> usize {
         let m = &record.model;
         let signature = m.scorer.signature();
         let mut json = Vec::with_capacity(128);
-        for r in 0..record.batch.n_rows {
+        for r in start..record.batch.n_rows {
+            if r > start && self.full() {
+                return r;
+            }
             self.timestamp.push(record.timestamp_us);
             self.request_id.append_value(&*record.request_id);
             self.row.push(u32::try_from(r).unwrap_or(u32::MAX));
@@ -332,6 +422,7 @@ impl Columns {
                 }
             }
         }
+        record.batch.n_rows
     }
 
     /// The buffered rows as a batch; the columns start over.
@@ -422,7 +513,7 @@ impl Writer {
         }
     }
 
-    fn run(mut self, rx: &mpsc::Receiver<Msg>) {
+    fn run(mut self, rx: &mpsc::Receiver<Msg>, budget: &ByteBudget) {
         loop {
             let wait = self.file.as_ref().map_or(self.config.rotate_interval, |f| {
                 self.config
@@ -430,15 +521,22 @@ impl Writer {
                     .saturating_sub(f.opened.elapsed())
             });
             match rx.recv_timeout(wait.max(Duration::from_millis(10))) {
-                Ok(Msg::Record(record)) => {
-                    self.columns.push(&record);
-                    drop(record);
-                    let in_file = self.file.as_ref().map_or(0, |f| f.rows);
-                    if self.columns.len() >= ROW_GROUP
-                        || in_file + self.columns.len() >= self.config.rotate_rows
-                    {
-                        self.write_group();
+                Ok(Msg::Record(record, cost)) => {
+                    let mut next = 0;
+                    loop {
+                        next = self.columns.push(&record, next);
+                        let in_file = self.file.as_ref().map_or(0, |f| f.rows);
+                        if self.columns.full()
+                            || in_file + self.columns.len() >= self.config.rotate_rows
+                        {
+                            self.write_group();
+                        }
+                        if next >= record.batch.n_rows {
+                            break;
+                        }
                     }
+                    drop(record);
+                    budget.give(cost);
                 }
                 Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => {
                     self.write_group();
@@ -512,7 +610,17 @@ impl Writer {
                 std::process::id()
             )),
         };
-        let file = fs_err::File::create(&tmp).map_err(|e| e.to_string())?;
+        let file = match fs_err::File::create(&tmp) {
+            // The log directory was removed (a cleanup job, an operator): make it again.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Sink::Local(dir) = &self.sink {
+                    fs_err::create_dir_all(dir).map_err(|e| e.to_string())?;
+                }
+                fs_err::File::create(&tmp)
+            }
+            other => other,
+        }
+        .map_err(|e| e.to_string())?;
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_max_row_group_row_count(Some(ROW_GROUP))

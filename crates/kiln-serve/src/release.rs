@@ -16,7 +16,7 @@ use crate::decode::{decode_csv, decode_mlflow_json, decode_v2};
 use crate::encode::Batch;
 use crate::error::ServeError;
 use crate::metrics::{Endpoint, Metrics};
-use crate::predlog::{LogRecord, PredictionLog};
+use crate::predlog::{ByteBudget, LogRecord, PredictionLog};
 use crate::state::{LoadedModel, ModelSlot};
 
 /// Which role a model plays on the server.
@@ -88,7 +88,7 @@ pub fn random_u64() -> u64 {
 /// visible ASCII characters), else 32 random hex digits.
 pub(crate) fn request_id(headers: &HeaderMap) -> HeaderValue {
     if let Some(v) = headers.get("x-request-id") {
-        if !v.is_empty() && v.len() <= 128 && v.to_str().is_ok() {
+        if !v.is_empty() && v.len() <= 128 && v.as_bytes().iter().all(u8::is_ascii_graphic) {
             return v.clone();
         }
     }
@@ -162,10 +162,13 @@ pub(crate) struct ShadowQueue {
     /// Set at shutdown: copies still queued are dropped (and counted), not scored, so a slow
     /// shadow cannot hold the exit (and the prediction log's last file) past the drain deadline.
     stopping: Arc<AtomicBool>,
+    budget: Arc<ByteBudget>,
 }
 
 /// Mirrored requests waiting for the shadow model.
 const SHADOW_QUEUE: usize = 1024;
+/// Bytes of mirrored bodies waiting, at most (besides one of any size when none waits).
+const SHADOW_QUEUE_BYTES: usize = 64 << 20;
 
 impl ShadowQueue {
     pub(crate) fn start(
@@ -176,10 +179,13 @@ impl ShadowQueue {
         let (tx, rx) = mpsc::sync_channel::<ShadowMsg>(SHADOW_QUEUE);
         let stopping = Arc::new(AtomicBool::new(false));
         let (stop, counts) = (stopping.clone(), metrics.clone());
+        let budget = Arc::new(ByteBudget::default());
+        let taken = Arc::clone(&budget);
         let thread = std::thread::Builder::new()
             .name("kiln-shadow".into())
             .spawn(move || {
                 while let Ok(ShadowMsg::Job(job)) = rx.recv() {
+                    taken.give(job.body.len());
                     if stop.load(Ordering::Relaxed) {
                         counts.shadow_dropped.fetch_add(1, Ordering::Relaxed);
                     } else {
@@ -193,14 +199,22 @@ impl ShadowQueue {
             metrics,
             thread: Mutex::new(Some(thread)),
             stopping,
+            budget,
         })
     }
 
-    /// Queue a copy of a request; drops it (counted) when the shadow is behind.
+    /// Queue a copy of a request; drops it (counted) when the shadow is behind: a full queue,
+    /// or [`SHADOW_QUEUE_BYTES`] of bodies waiting.
     pub(crate) fn mirror(&self, job: ShadowJob) {
+        let cost = job.body.len();
+        if !self.budget.try_take(cost, SHADOW_QUEUE_BYTES) {
+            self.metrics.shadow_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         match self.tx.try_send(ShadowMsg::Job(job)) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.budget.give(cost);
                 self.metrics.shadow_dropped.fetch_add(1, Ordering::Relaxed);
             }
         }

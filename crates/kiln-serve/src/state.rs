@@ -139,7 +139,13 @@ impl Routes {
         let Some(canary) = &self.canary else {
             return self.main.get();
         };
-        let key = match self.sticky.as_ref().and_then(|h| headers.get(h)) {
+        // An empty value is no key: every such caller would land on one arm.
+        let key = match self
+            .sticky
+            .as_ref()
+            .and_then(|h| headers.get(h))
+            .filter(|v| !v.as_bytes().trim_ascii().is_empty())
+        {
             Some(v) => crate::release::sticky_hash(v.as_bytes()),
             None => crate::release::random_u64(),
         };
@@ -398,14 +404,14 @@ impl ServeState {
     }
 
     /// After the last request: stop the shadow worker (copies still queued are dropped and
-    /// counted), then flush the prediction log (its last file is closed and moved into place).
-    /// Blocks.
-    pub fn finish(&self) {
+    /// counted), then flush the prediction log (its last file is closed and moved into place),
+    /// waiting for the log at most `within`. Blocks.
+    pub fn finish(&self, within: Duration) {
         if let Some(s) = &self.shadow {
             s.finish();
         }
         if let Some(l) = &self.log {
-            l.finish();
+            l.finish(within);
         }
     }
 }
@@ -531,6 +537,25 @@ pub async fn watch_arm(
             Ok(r) => r,
             Err(e) => Err(ServeError::Internal(e.to_string())),
         };
+        // The alias may have moved on while this version loaded (a rollback right after a
+        // promotion): then this load is stale, and installing it would serve, until the next
+        // poll, a version the registry no longer points at.
+        if loaded.is_ok() {
+            let l = Arc::clone(&loader);
+            let now = tokio::task::spawn_blocking(move || l.current_version()).await;
+            if let Ok(Ok(Some(now))) = now {
+                if now != version {
+                    tracing::info!(
+                        model = %state.name,
+                        arm = arm.as_str(),
+                        loaded = %version,
+                        alias_now = %now,
+                        "The alias moved while the new version loaded; not swapping to it."
+                    );
+                    continue;
+                }
+            }
+        }
         match loaded {
             Ok(loaded) => {
                 let Some(old) = state.install_arm(arm, loaded) else {

@@ -776,6 +776,49 @@ async fn watch_swaps_when_the_alias_moves_and_keeps_serving_on_a_bad_version() {
     assert!(!text.contains("kiln_model_load_failures_total 0"));
 }
 
+/// A registry whose alias is rolled back from 2 to 1 while version 2 loads.
+struct RolledBackDuringLoad {
+    version: Mutex<String>,
+    loads: std::sync::atomic::AtomicUsize,
+}
+
+impl ModelLoader for RolledBackDuringLoad {
+    fn current_version(&self) -> Result<Option<String>, ServeError> {
+        Ok(Some(self.version.lock().unwrap().clone()))
+    }
+    fn load(&self, version: Option<&str>) -> Result<Loaded, ServeError> {
+        self.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if version == Some("2") {
+            *self.version.lock().unwrap() = "1".into();
+        }
+        Ok(loaded(gbdt(Task::Classification), version.unwrap_or("1")))
+    }
+}
+
+#[tokio::test]
+async fn a_rollback_during_a_load_wins_over_the_loaded_version() {
+    let state = state_with(Limits::default());
+    let registry = Arc::new(RolledBackDuringLoad {
+        version: Mutex::new("2".into()),
+        loads: Default::default(),
+    });
+    let task = tokio::spawn(watch(
+        Arc::clone(&state),
+        Arc::clone(&registry) as Arc<dyn ModelLoader>,
+        Duration::from_millis(10),
+    ));
+    for _ in 0..100 {
+        assert_eq!(
+            state.routes.pick().version,
+            "1",
+            "served a rolled-back version"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    task.abort();
+    assert!(registry.loads.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+}
+
 #[test]
 fn parses_sizes_and_durations() {
     assert_eq!(crate::parse_size("10MiB"), Ok(10 * 1024 * 1024));
@@ -927,6 +970,20 @@ async fn canary_takes_its_share_and_sticky_callers_stay_on_one_arm() {
     )
     .await;
     assert_eq!(header(&h, "x-request-id"), "abc-123");
+    // ... and replaced when it has spaces or tabs (ids are logged and joined on).
+    let (_, h, _) = call_with(&app, "/invocations", &[("x-request-id", "a b")], RECORDS).await;
+    assert_eq!(header(&h, "x-request-id").len(), 32);
+
+    // An empty sticky header is no key: such callers are split like the rest.
+    let mut on_canary = 0;
+    for _ in 0..200 {
+        let (_, h, _) = call_with(&app, "/invocations", &[("x-user-id", "")], RECORDS).await;
+        on_canary += usize::from(header(&h, "x-kiln-arm") == "canary");
+    }
+    assert!(
+        (20..=100).contains(&on_canary),
+        "{on_canary} of 200 on the canary"
+    );
 
     // /metrics: one series per version and arm.
     let (_, text) = call(&app, "GET", "/metrics", None, Body::empty()).await;
@@ -1048,7 +1105,7 @@ async fn a_broken_or_slow_shadow_never_changes_or_delays_the_answer() {
         assert_eq!(status, StatusCode::OK);
     }
     let s = Arc::clone(&state);
-    tokio::task::spawn_blocking(move || s.finish())
+    tokio::task::spawn_blocking(move || s.finish(Duration::from_secs(30)))
         .await
         .unwrap();
     let text = call(&app, "GET", "/metrics", None, Body::empty()).await.1;
@@ -1137,7 +1194,7 @@ async fn the_prediction_log_writes_rotating_parquet_files() {
     let (status, _, _) = call_with(&app, "/invocations", &[], r#"{"dataframe_records": []}"#).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let s = Arc::clone(&state);
-    tokio::task::spawn_blocking(move || s.finish())
+    tokio::task::spawn_blocking(move || s.finish(Duration::from_secs(30)))
         .await
         .unwrap();
 
@@ -1248,7 +1305,7 @@ fn a_full_prediction_log_queue_drops_and_counts() {
             predictions.clone(),
         ));
     }
-    log.finish();
+    assert!(log.finish(Duration::from_secs(30)));
     let (records, dropped, files, errors, _) = metrics.log_counts();
     assert!(dropped > 0, "a one-slot queue should overflow");
     assert_eq!(records / 2 + dropped, 2000);
@@ -1268,7 +1325,7 @@ fn a_full_prediction_log_queue_drops_and_counts() {
     )
     .unwrap();
     assert!((0..1000).all(|_| !none.sampled()));
-    none.finish();
+    assert!(none.finish(Duration::from_secs(30)));
     assert!(crate::PredictionLog::start(
         crate::LogConfig {
             sample: 1.5,
@@ -1337,4 +1394,85 @@ async fn micro_batches_answer_every_request_with_its_own_rows() {
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[test]
+fn a_big_request_is_logged_in_row_groups_and_a_removed_log_directory_comes_back() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("logs");
+    let metrics = Arc::new(crate::Metrics::default());
+    let log = crate::PredictionLog::start(
+        crate::LogConfig {
+            sample: 1.0,
+            rotate_rows: 1_000_000,
+            rotate_interval: Duration::from_millis(50),
+            ..crate::LogConfig::new(dir.display().to_string())
+        },
+        Arc::clone(&metrics),
+    )
+    .unwrap();
+    let state = state_with(Limits::default());
+    let model = state.routes.pick();
+    let row = r#"{"tenure": 3, "plan": "pro", "active": true, "signup": 1700000000}"#;
+    let body = format!(
+        r#"{{"dataframe_records": [{}]}}"#,
+        vec![row; 20_000].join(",")
+    );
+    let batch = decode_mlflow_json(body.as_bytes(), &model.encoder).unwrap();
+    let predictions = model.scorer.predict(&batch).unwrap();
+    let id = axum::http::HeaderValue::from_static("big");
+    let submit = |batch: &crate::encode::Batch| {
+        log.submit(crate::predlog::LogRecord::new(
+            Arc::clone(&model),
+            &id,
+            Duration::from_micros(5),
+            batch.clone(),
+            predictions.clone(),
+        ));
+    };
+    submit(&batch);
+    // The first file closes at its age; then the directory goes, and the next file makes it again.
+    let wait_files = |n: u64| {
+        for _ in 0..500 {
+            if metrics.log_counts().2 >= n {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("no file {n}: {:?}", metrics.log_counts());
+    };
+    wait_files(1);
+    let first: Vec<_> = fs_err::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(first.len(), 1);
+    let file = fs_err::File::open(&first[0]).unwrap().into_parts().0;
+    let groups = parquet::file::reader::SerializedFileReader::new(file)
+        .map(|r| parquet::file::reader::FileReader::metadata(&r).num_row_groups())
+        .unwrap();
+    assert_eq!(groups, 3, "20,000 rows in row groups of 8,192");
+    fs_err::remove_dir_all(&dir).unwrap();
+    submit(&batch);
+    assert!(log.finish(Duration::from_secs(30)));
+    let (records, dropped, files, errors, _) = metrics.log_counts();
+    assert_eq!((records, dropped, files, errors), (40_000, 0, 2, 0));
+    let rows: usize = fs_err::read_dir(&dir).unwrap().count();
+    assert_eq!(rows, 1, "the second file, in the directory made again");
+}
+
+#[test]
+fn queue_byte_budget_admits_one_big_item_and_bounds_the_rest() {
+    let budget = crate::predlog::ByteBudget::default();
+    assert!(
+        budget.try_take(500, 100),
+        "one item of any size when nothing waits"
+    );
+    assert!(!budget.try_take(1, 100));
+    budget.give(500);
+    assert!(budget.try_take(60, 100));
+    assert!(budget.try_take(40, 100));
+    assert!(!budget.try_take(1, 100));
+    budget.give(40);
+    assert!(budget.try_take(30, 100));
 }

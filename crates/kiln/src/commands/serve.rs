@@ -174,7 +174,7 @@ pub(super) fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode
         }
         // Mirrored requests and the prediction log's last file.
         let finishing = Arc::clone(&state);
-        let _ = tokio::task::spawn_blocking(move || finishing.finish()).await;
+        let _ = tokio::task::spawn_blocking(move || finishing.finish(drain_timeout)).await;
         served.context("Server failed")
     });
     served?;
