@@ -195,7 +195,18 @@ fn decode(blob: &[u8]) -> StoreResult<Vec<(i64, i64, f64)>> {
 /// Move everything staged into permanent history: linked points as `metrics` rows, plain ones
 /// packed into one chunk per `(run, key)`. Returns the number of points moved.
 pub(crate) fn move_staged_tx(tx: &mut dyn Tx) -> StoreResult<u64> {
-    move_staged_and_journaled_tx(tx, None, &[])
+    move_staged_and_journaled_tx(tx, None, &[]).map(|(moved, _)| moved)
+}
+
+/// Per run, the newest point of each key among the plain points a move took from the
+/// database's staging (not from the journal): a fold compares them with its own candidates,
+/// since another process may have staged some of them and died before its own fold.
+pub(crate) type StagedLatest = BTreeMap<String, Vec<Metric>>;
+
+/// Whether point `c` (step, timestamp, value) replaces `b` as the latest: [`newer`] on tuples.
+fn newer_point(c: (i64, i64, f64), b: (i64, i64, f64)) -> bool {
+    (c.0, c.1) > (b.0, b.1)
+        || ((c.0, c.1) == (b.0, b.1) && (b.2.is_nan() || (!c.2.is_nan() && c.2 >= b.2)))
 }
 
 /// `run_uuid IN` the runs of [`runs_param`] (a JSON array: no limit on how many).
@@ -213,7 +224,7 @@ pub(crate) fn move_staged_and_journaled_tx(
     tx: &mut dyn Tx,
     runs: Option<&[String]>,
     journaled: &[crate::journal::Entry],
-) -> StoreResult<u64> {
+) -> StoreResult<(u64, StagedLatest)> {
     let (only, params) = match runs {
         Some(runs) => (format!("AND run_uuid IN {RUNS_IN}"), vec![runs_param(runs)]),
         None => (String::new(), Vec::new()),
@@ -230,8 +241,10 @@ pub(crate) fn move_staged_and_journaled_tx(
     )?;
     // Sorted by (run, key), so the chunk index is written in order.
     // Nested so that the lookups borrow: a fold sees the same few keys thousands of times.
-    let mut chunks: BTreeMap<String, BTreeMap<String, (i64, Vec<u8>)>> = BTreeMap::new();
-    let mut add = |run_id: &str, key: &str, step: i64, timestamp: i64, value: f64| {
+    // Per (run, key): points, their encoding, and the newest point staged in the database.
+    type Slot = (i64, Vec<u8>, Option<(i64, i64, f64)>);
+    let mut chunks: BTreeMap<String, BTreeMap<String, Slot>> = BTreeMap::new();
+    let mut add = |run_id: &str, key: &str, step: i64, timestamp: i64, value: f64, staged: bool| {
         let run = match chunks.get_mut(run_id) {
             Some(run) => run,
             None => chunks.entry(run_id.to_string()).or_default(),
@@ -240,10 +253,17 @@ pub(crate) fn move_staged_and_journaled_tx(
             Some(slot) => slot,
             None => run
                 .entry(key.to_string())
-                .or_insert_with(|| (0, vec![FORMAT])),
+                .or_insert_with(|| (0, vec![FORMAT], None)),
         };
         slot.0 += 1;
         encode_point(&mut slot.1, step, timestamp, value);
+        if staged
+            && slot
+                .2
+                .is_none_or(|best| newer_point((step, timestamp, value), best))
+        {
+            slot.2 = Some((step, timestamp, value));
+        }
     };
     // Plain rows staged by v4 (before packed staging), then packed batches, in logging order.
     let rows = tx.query(
@@ -261,6 +281,7 @@ pub(crate) fn move_staged_and_journaled_tx(
             r.int(5),
             r.int(4),
             metric_value(r, 2, 3),
+            true,
         );
     }
     let batches = tx.query(
@@ -273,20 +294,25 @@ pub(crate) fn move_staged_and_journaled_tx(
         let run_id = b.text(0);
         decode_staged(b.blob(1), |key, step, timestamp, value| {
             moved += 1;
-            add(&run_id, key, step, timestamp, value);
+            add(&run_id, key, step, timestamp, value, true);
         })?;
     }
     for e in journaled {
         decode_staged(&e.points, |key, step, timestamp, value| {
             moved += 1;
-            add(&e.run_id, key, step, timestamp, value);
+            add(&e.run_id, key, step, timestamp, value, false);
         })?;
     }
+    let mut latest = StagedLatest::new();
     if moved == 0 {
-        return Ok(0);
+        return Ok((0, latest));
     }
     for (run_id, keys) in chunks {
-        for (key, (n, points)) in keys {
+        let mut best = Vec::new();
+        for (key, (n, points, newest)) in keys {
+            if let Some((step, timestamp, value)) = newest {
+                best.push(Metric::new(key.clone(), value, timestamp, step));
+            }
             tx.exec(
                 "INSERT INTO metric_chunks (run_uuid, key, n, points) VALUES (?, ?, ?, ?)",
                 &[
@@ -297,6 +323,9 @@ pub(crate) fn move_staged_and_journaled_tx(
                 ],
             )?;
         }
+        if !best.is_empty() {
+            latest.insert(run_id, best);
+        }
     }
     tx.exec(
         &format!("DELETE FROM metrics_staged WHERE 1 = 1 {only}"),
@@ -306,7 +335,7 @@ pub(crate) fn move_staged_and_journaled_tx(
         &format!("DELETE FROM metrics_staged_batches WHERE 1 = 1 {only}"),
         &params,
     )?;
-    Ok(moved)
+    Ok((moved, latest))
 }
 
 /// One page (`skip`, then up to `take` points) of the history of one `(run, key)`, ordered by

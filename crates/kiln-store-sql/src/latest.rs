@@ -448,10 +448,38 @@ pub(crate) fn fold_slices(db: &SqliteDb, size: SliceSize, max_slices: usize) -> 
             if let Some(last) = journaled.last() {
                 set_journal_applied_tx(tx, last.seq)?;
             }
-            crate::chunks::move_staged_and_journaled_tx(tx, Some(&runs), &journaled)?;
+            let (_, mut staged) =
+                crate::chunks::move_staged_and_journaled_tx(tx, Some(&runs), &journaled)?;
             for (run_id, run) in &pending.runs {
-                let candidates: Vec<&Metric> = run.latest.values().collect();
-                upsert_latest_tx(tx, run_id, run.experiment_id, &candidates)?;
+                let foreign = foreign_candidates(staged.remove(run_id), &run.latest);
+                if foreign.is_empty() {
+                    let candidates: Vec<&Metric> = run.latest.values().collect();
+                    upsert_latest_tx(tx, run_id, run.experiment_id, &candidates)?;
+                    continue;
+                }
+                let replaced: std::collections::HashSet<&str> =
+                    foreign.iter().map(|m| m.key.as_str()).collect();
+                let candidates: Vec<&Metric> = run
+                    .latest
+                    .values()
+                    .filter(|c| !replaced.contains(c.key.as_str()))
+                    .chain(&foreign)
+                    .collect();
+                let experiment_id = if run.latest.is_empty() {
+                    match experiment_of(tx, run_id)? {
+                        Some(e) => e,
+                        None => continue,
+                    }
+                } else {
+                    run.experiment_id
+                };
+                upsert_latest_tx(tx, run_id, experiment_id, &candidates)?;
+            }
+            for (run_id, foreign) in staged {
+                if let Some(experiment_id) = experiment_of(tx, &run_id)? {
+                    let candidates: Vec<&Metric> = foreign.iter().collect();
+                    upsert_latest_tx(tx, &run_id, experiment_id, &candidates)?;
+                }
             }
             tx.exec(
                 &format!(
@@ -460,6 +488,7 @@ pub(crate) fn fold_slices(db: &SqliteDb, size: SliceSize, max_slices: usize) -> 
                 ),
                 &[crate::chunks::runs_param(&runs)],
             )?;
+            drop_purged_runs_tx(tx, &runs)?;
             Ok(())
         });
         if result.is_err() {
@@ -471,6 +500,69 @@ pub(crate) fn fold_slices(db: &SqliteDb, size: SliceSize, max_slices: usize) -> 
             settle_journaled(journal, result.is_ok(), journaled);
         }
         result?;
+    }
+    Ok(())
+}
+
+/// The staged points (newest per key) that beat this process's candidates: ones another
+/// process staged (a second server, a CLI command) and did not fold before it died. Usually
+/// none: this process's own staged points are already among its candidates.
+fn foreign_candidates(
+    staged: Option<Vec<Metric>>,
+    latest: &HashMap<String, Metric>,
+) -> Vec<Metric> {
+    let Some(staged) = staged else {
+        return Vec::new();
+    };
+    staged
+        .into_iter()
+        .filter(|m| {
+            latest.get(&m.key).is_none_or(|c| {
+                let same = (m.step, m.timestamp) == (c.step, c.timestamp)
+                    && m.value.to_bits() == c.value.to_bits();
+                !same && newer(m, c)
+            })
+        })
+        .collect()
+}
+
+fn experiment_of(tx: &mut dyn Tx, run_id: &str) -> StoreResult<Option<i64>> {
+    Ok(tx
+        .query_opt(
+            "SELECT experiment_id FROM runs WHERE run_uuid = ?",
+            &[Val::from(run_id)],
+        )?
+        .map(|r| r.int(0)))
+}
+
+/// History and latest values just folded for runs that no longer exist: another process
+/// deleted and purged (`kiln gc`) a run this one still took metrics for (its active-run cache
+/// is up to [`ACTIVE_RUNS_TTL`] old). Nothing could ever read or collect those rows.
+fn drop_purged_runs_tx(tx: &mut dyn Tx, runs: &[String]) -> StoreResult<()> {
+    let param = [crate::chunks::runs_param(runs)];
+    let existing = tx
+        .query(
+            &format!(
+                "SELECT COUNT(*) FROM runs WHERE run_uuid IN {}",
+                crate::chunks::RUNS_IN
+            ),
+            &param,
+        )?
+        .first()
+        .map_or(0, |r| r.int(0));
+    if usize::try_from(existing).unwrap_or(0) >= runs.len() {
+        return Ok(());
+    }
+    for table in ["metric_chunks", "metrics", "latest_metrics"] {
+        tx.exec(
+            &format!(
+                "DELETE FROM {table} WHERE run_uuid IN {} \
+                 AND run_uuid NOT IN (SELECT run_uuid FROM runs WHERE run_uuid IN {})",
+                crate::chunks::RUNS_IN,
+                crate::chunks::RUNS_IN
+            ),
+            &[param[0].clone(), param[0].clone()],
+        )?;
     }
     Ok(())
 }

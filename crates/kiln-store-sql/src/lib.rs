@@ -82,6 +82,24 @@ impl SqlStore {
                     })?;
                 }
             }
+            // The journal is found by name beside the database, and its records are folded
+            // against one `journal_applied` mark: two processes that reached the same file
+            // through different names (a symlink, `..`) must find the same journal.
+            let path = match path.canonicalize() {
+                Ok(p) => p,
+                Err(_) => match (path.parent(), path.file_name()) {
+                    (Some(dir), Some(name)) => {
+                        let dir = if dir.as_os_str().is_empty() {
+                            std::path::Path::new(".")
+                        } else {
+                            dir
+                        };
+                        dir.canonicalize()
+                            .map_or_else(|_| path.clone(), |d| d.join(name))
+                    }
+                    _ => path,
+                },
+            };
             let readers = if options.pool_size == 0 {
                 4
             } else {
@@ -618,6 +636,67 @@ mod fold_tests {
         latest::SliceSize {
             keys: n,
             points: usize::MAX,
+        }
+    }
+
+    #[test]
+    fn a_fold_keeps_the_latest_of_points_another_process_staged_and_never_folded() {
+        let dir = tempfile::tempdir().expect("dir");
+        let server = open(dir.path(), true);
+        let run_id = new_runs(&server, 1).remove(0);
+        // A second process logs step 9 through SQLite (staged, marked) and dies before its
+        // fold: its candidate was only in its memory.
+        let other = open(dir.path(), false);
+        let other_db = other.sqlite().expect("sqlite");
+        other_db.latest.paused.store(true, Ordering::Release);
+        let late = Metric::new("b", 9.0, 1000, 9);
+        other.log_batch(&run_id, &[late], &[], &[]).expect("log");
+        std::mem::forget(other);
+        // The server logs an older step of the same key, then folds both together.
+        let early = Metric::new("b", 1.0, 900, 1);
+        server.log_batch(&run_id, &[early], &[], &[]).expect("log");
+        latest::flush(server.sqlite().expect("sqlite")).expect("fold");
+        let run = server.get_run(&run_id).expect("run");
+        let b = run.data.metrics.iter().find(|m| m.key == "b").expect("b");
+        assert_eq!((b.step, b.value), (9, 9.0), "latest of b");
+        let history = server
+            .get_metric_history(&run_id, "b", &PageRequest::default())
+            .expect("history");
+        assert_eq!(history.items.len(), 2);
+    }
+
+    #[test]
+    fn a_fold_drops_what_it_took_for_a_run_purged_meanwhile() {
+        let dir = tempfile::tempdir().expect("dir");
+        let server = open(dir.path(), true);
+        let run_id = new_runs(&server, 1).remove(0);
+        let db = server.sqlite().expect("sqlite");
+        db.latest.paused.store(true, Ordering::Release);
+        server
+            .log_batch(&run_id, &wide(3, 1), &[], &[])
+            .expect("log");
+        // Another process deletes and purges the run before this one folds.
+        let conn = rusqlite::Connection::open(dir.path().join("kiln.db")).expect("sqlite");
+        conn.execute("DELETE FROM runs WHERE run_uuid = ?1", [&run_id])
+            .expect("purge");
+        drop(conn);
+        latest::flush(db).expect("fold");
+        for table in [
+            "metric_chunks",
+            "metrics",
+            "latest_metrics",
+            "latest_pending",
+        ] {
+            let n = db
+                .read(|tx| {
+                    Ok(tx.query(
+                        &format!("SELECT COUNT(*) FROM {table} WHERE run_uuid = ?"),
+                        &[db::Val::from(run_id.as_str())],
+                    )?[0]
+                        .int(0))
+                })
+                .expect("count");
+            assert_eq!(n, 0, "{table} rows of the purged run");
         }
     }
 
