@@ -254,8 +254,12 @@ pub(crate) struct SqliteDb {
     readers: Pool<rusqlite::Connection>,
     /// Latest metric values committed to history but not yet folded in (see `latest.rs`).
     pub(crate) latest: crate::latest::LatestBuffer,
-    /// The metric journal, when this process owns one (see `journal.rs`).
-    pub(crate) journal: Option<crate::journal::Journal>,
+    /// The metric journal, when this process owns one (see `journal.rs`); set at open, or
+    /// later when the process that held it stops (see [`SqliteDb::journal_wanted`]).
+    pub(crate) journal: std::sync::OnceLock<crate::journal::Journal>,
+    /// The database path, when this process wants the journal and another process held it at
+    /// open: the background thread keeps trying to take it over (`latest::take_over_journal`).
+    pub(crate) journal_wanted: Option<std::path::PathBuf>,
     /// Runs known to be active, for the journal's check without a read transaction.
     pub(crate) active_runs: ActiveRuns,
 }
@@ -308,6 +312,7 @@ impl SqliteDb {
         path: &std::path::Path,
         readers: usize,
         journal: Option<crate::journal::Journal>,
+        journal_wanted: Option<std::path::PathBuf>,
     ) -> StoreResult<Self> {
         let open = || -> StoreResult<rusqlite::Connection> {
             let conn = rusqlite::Connection::open(path)
@@ -338,7 +343,8 @@ impl SqliteDb {
             writer: Mutex::new(writer),
             readers: Pool::new(pool),
             latest: crate::latest::LatestBuffer::default(),
-            journal,
+            journal: journal.map_or_else(std::sync::OnceLock::new, std::sync::OnceLock::from),
+            journal_wanted,
             active_runs: ActiveRuns::default(),
         })
     }
@@ -363,7 +369,7 @@ impl SqliteDb {
 
     /// Whether metric batches wait in the journal (appended, not yet staged or folded).
     pub(crate) fn has_journaled(&self) -> bool {
-        self.journal.as_ref().is_some_and(|j| j.has_entries())
+        self.journal.get().is_some_and(|j| j.has_entries())
     }
 
     /// Hold the writer (tests: no fold or commit can run meanwhile).
@@ -795,7 +801,7 @@ mod tests {
     /// frames any checkpoint found in the WAL.
     fn most_wal_frames_under_steady_writes(restart_frames: i64) -> i64 {
         let dir = tempfile::tempdir().expect("tempdir");
-        let db = Arc::new(SqliteDb::open(&dir.path().join("wal.db"), 2, None).expect("open"));
+        let db = Arc::new(SqliteDb::open(&dir.path().join("wal.db"), 2, None, None).expect("open"));
         db.write(|tx| tx.exec("CREATE TABLE t (x BLOB)", &[]))
             .expect("create");
         let done = Arc::new(AtomicBool::new(false));

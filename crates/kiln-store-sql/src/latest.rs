@@ -357,7 +357,7 @@ pub(crate) fn replay_journal_tx(tx: &mut dyn Tx, journal: &Journal) -> StoreResu
 /// (back-pressure that costs a short commit, not a fold), and so does a write through SQLite, so
 /// history keeps logging order.
 pub(crate) fn spill_journal(db: &SqliteDb) -> StoreResult<()> {
-    let Some(journal) = &db.journal else {
+    let Some(journal) = db.journal.get() else {
         return Ok(());
     };
     let _slice = db.latest.slice_lock();
@@ -420,7 +420,7 @@ pub(crate) fn fold_slices(db: &SqliteDb, size: SliceSize, max_slices: usize) -> 
         let _slice = buffer.slice_lock();
         // Taken under the writer lock, so no batch commits between the take and the fold.
         let result = db.write(|tx| {
-            let (runs, pending) = match (&db.journal, first) {
+            let (runs, pending) = match (db.journal.get(), first) {
                 // Appends buffer their candidates under the journal lock: take both or neither.
                 (Some(journal), true) => {
                     let mut st = journal.lock();
@@ -496,7 +496,7 @@ pub(crate) fn fold_slices(db: &SqliteDb, size: SliceSize, max_slices: usize) -> 
                 buffer.restore(pending);
             }
         }
-        if let Some(journal) = &db.journal {
+        if let Some(journal) = db.journal.get() {
             settle_journaled(journal, result.is_ok(), journaled);
         }
         result?;
@@ -608,10 +608,45 @@ pub(crate) fn recover_tx(tx: &mut dyn Tx) -> StoreResult<u64> {
     Ok(marked as u64)
 }
 
+/// How often a process that wants the journal and does not hold it tries to take it over.
+const TAKE_OVER_INTERVAL: Duration = Duration::from_secs(1);
+
+/// For a process that wanted the metric journal and found another holding it (a second server
+/// on the same file, or one started while a CLI command had it): once that process is gone, take
+/// the journal over. Its records the last owner acknowledged and never folded are replayed first
+/// (otherwise they would stay invisible until some process opened the store again), then this
+/// process journals its own writes. `true` when it took over.
+pub(crate) fn take_over_journal(db: &SqliteDb) -> StoreResult<bool> {
+    let Some(path) = &db.journal_wanted else {
+        return Ok(false);
+    };
+    if db.journal.get().is_some() {
+        return Ok(false);
+    }
+    let Some(journal) = Journal::open(path)? else {
+        return Ok(false);
+    };
+    let replayed = db.write(|tx| {
+        let replayed = replay_journal_tx(tx, &journal)?;
+        recover_tx(tx)?;
+        Ok(replayed)
+    })?;
+    journal.truncate()?;
+    if db.journal.set(journal).is_err() {
+        return Ok(false);
+    }
+    tracing::info!(
+        batches = replayed,
+        "Took over the metric journal from a process that stopped; replayed what it left."
+    );
+    Ok(true)
+}
+
 /// Start the background fold for `db`; the thread ends once the store is dropped.
 pub(crate) fn spawn_flusher(db: &Arc<SqliteDb>) {
     let weak: Weak<SqliteDb> = Arc::downgrade(db);
     let mut runs_checked = std::time::Instant::now();
+    let mut take_over_tried = std::time::Instant::now();
     let spawned = std::thread::Builder::new()
         .name("kiln-latest".into())
         .spawn(move || loop {
@@ -623,6 +658,15 @@ pub(crate) fn spawn_flusher(db: &Arc<SqliteDb>) {
             if runs_checked.elapsed() >= ACTIVE_RUNS_TTL {
                 db.active_runs.forget_all();
                 runs_checked = std::time::Instant::now();
+            }
+            if db.journal_wanted.is_some()
+                && db.journal.get().is_none()
+                && take_over_tried.elapsed() >= TAKE_OVER_INTERVAL
+            {
+                take_over_tried = std::time::Instant::now();
+                if let Err(e) = take_over_journal(&db) {
+                    tracing::warn!(error = %e, "Taking over the metric journal failed; will retry.");
+                }
             }
             {
                 let guard = db.latest.lock();

@@ -124,11 +124,12 @@ impl SqlStore {
             } else {
                 None
             };
-            let db = std::sync::Arc::new(SqliteDb::open(&path, readers, owned)?);
+            let wanted = (options.journal && owned.is_none()).then(|| path.clone());
+            let db = std::sync::Arc::new(SqliteDb::open(&path, readers, owned, wanted)?);
             // The embedded store upgrades itself: one process owns the file. Then journaled
             // metrics a crash left unfolded are staged, and latest metric values a crash left
             // unfolded are recomputed from history.
-            let replay_from = db.journal.as_ref().or(orphan.as_ref());
+            let replay_from = db.journal.get().or(orphan.as_ref());
             db.write(|tx| {
                 schema::upgrade(tx)?;
                 if let Some(j) = replay_from {
@@ -494,6 +495,64 @@ mod journal_tests {
         );
         // The original goes on, and sees the same.
         assert_eq!(steps_and_latest(&store, &run_id).0.len(), 50);
+    }
+
+    #[test]
+    fn a_second_server_takes_the_journal_over_once_its_owner_is_gone() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = open(dir.path(), true);
+        let run_id = new_run(&store);
+        let db = store.sqlite().expect("sqlite");
+        let held = db.hold_writer();
+        log_loss(&store, &run_id, 1..=20);
+        let crash = tempfile::tempdir().expect("dir");
+        copy_files(dir.path(), crash.path(), &CRASH_FILES);
+        drop(held);
+        // The owner's lock, still held: a second server starts beside it without the journal.
+        let owner = std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(crash.path().join("kiln.db-kiln-journal.0"))
+            .expect("journal");
+        owner.try_lock().expect("lock");
+        let second = open(crash.path(), true);
+        let sdb = second.sqlite().expect("sqlite");
+        assert!(sdb.journal.get().is_none());
+        let history = |s: &SqlStore| {
+            s.get_metric_history(&run_id, "loss", &PageRequest::default())
+                .expect("history")
+                .items
+                .len()
+        };
+        assert_eq!(
+            history(&second),
+            0,
+            "the owner's journaled points are not folded yet"
+        );
+        // The owner dies (its lock goes): the second server takes over and replays them.
+        drop(owner);
+        let start = std::time::Instant::now();
+        while history(&second) < 20 {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(10),
+                "no takeover"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(
+            sdb.journal.get().is_some(),
+            "it journals its own writes now"
+        );
+        // Its own records are numbered past the replayed ones, so a crash keeps them too.
+        let held = sdb.hold_writer();
+        log_loss(&second, &run_id, 21..=22);
+        let again = tempfile::tempdir().expect("dir");
+        copy_files(crash.path(), again.path(), &CRASH_FILES);
+        drop(held);
+        let reopened = open(again.path(), false);
+        let (steps, latest) = steps_and_latest(&reopened, &run_id);
+        assert_eq!(steps, (1..=22).collect::<Vec<_>>());
+        assert_eq!(latest, 22);
     }
 
     #[test]

@@ -779,7 +779,7 @@ fn journal_batch(
     params: &[Param],
     tags: &[Tag],
 ) -> Option<StoreResult<()>> {
-    let journal = db.journal.as_ref()?;
+    let journal = db.journal.get()?;
     if metrics.is_empty()
         || !params.is_empty()
         || !tags.is_empty()
