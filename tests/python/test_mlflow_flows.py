@@ -886,3 +886,20 @@ def test_artifact_downloads_resume_with_range_requests(tracking):
     # Several ranges, or another unit: the whole object, as HTTP allows.
     several = requests.get(url, headers={"Range": "bytes=0-1,5-6"}, timeout=30)
     assert several.status_code == 200 and several.content == data
+
+
+def test_prompt_registry(tracking):
+    """MLflow's prompt registry: prompts are registered models whose versions carry the prompt
+    tag and a placeholder source (no artifact to check)."""
+    name = unique("prompt")
+    p1 = mlflow.genai.register_prompt(name=name, template="Hello {{name}}!", commit_message="first")
+    p2 = mlflow.genai.register_prompt(name=name, template="Hi {{name}}, welcome!")
+    assert (p1.version, p2.version) == (1, 2)
+    mlflow.genai.set_prompt_alias(name, alias="production", version=1)
+    assert mlflow.genai.load_prompt(f"prompts:/{name}@production").format(name="kiln") == "Hello kiln!"
+    assert mlflow.genai.load_prompt(f"prompts:/{name}/2").format(name="kiln") == "Hi kiln, welcome!"
+    assert name in [p.name for p in mlflow.genai.search_prompts()]
+    # A version tagged as a prompt must still use one of MLflow's placeholders as its source.
+    r = rest(tracking, "POST", "model-versions/create", json={
+        "name": name, "source": "file:///etc", "tags": [{"key": "mlflow.prompt.is_prompt", "value": "true"}]})
+    assert r.status_code == 400 and "prompt source" in r.json()["message"], r.text

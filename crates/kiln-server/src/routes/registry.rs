@@ -166,12 +166,35 @@ pub(crate) async fn alias_history(
     Ok(Json(json!({ "events": events })))
 }
 
+/// The tag that marks a registered model or version as a prompt.
+const PROMPT_TAG: &str = "mlflow.prompt.is_prompt";
+/// The sources MLflow's client and store write for a prompt version.
+const PROMPT_SOURCES: [&str; 2] = ["dummy-source", "prompt-template"];
+
 pub(crate) async fn create_version(
     State(s): State<AppState>,
     Params(p): Params,
 ) -> ApiResult<Json<Value>> {
     let source = p.str("source")?;
-    uris::validate_source(&source, &s.blobs.uri())?;
+    let tags: Vec<kiln_types::Tag> = p.list("tags")?;
+    // A prompt (MLflow's prompt registry: `mlflow.genai.register_prompt`) is a model version
+    // tagged `mlflow.prompt.is_prompt=true` whose source is one of MLflow's placeholders; it
+    // names nothing to load, so there is no artifact path to check.
+    let is_prompt = tags
+        .iter()
+        .rev()
+        .find(|t| t.key == PROMPT_TAG)
+        .is_some_and(|t| t.value.eq_ignore_ascii_case("true"));
+    if is_prompt {
+        if !PROMPT_SOURCES.contains(&source.as_str()) {
+            return Err(ApiError::invalid(format!(
+                "Invalid prompt source: '{source}'. Prompt sources must use an MLflow placeholder."
+            ))
+            .into());
+        }
+    } else {
+        uris::validate_source(&source, &s.blobs.uri())?;
+    }
     let new = NewModelVersion {
         name: p.str("name")?,
         source,
@@ -179,7 +202,7 @@ pub(crate) async fn create_version(
         model_id: p.opt_str("model_id")?.filter(|m| !m.is_empty()),
         run_link: p.opt_str("run_link")?,
         description: p.opt_str("description")?,
-        tags: p.list("tags")?,
+        tags,
         user_id: None,
     };
     if let Some(run_id) = &new.run_id {
