@@ -899,7 +899,27 @@ def test_prompt_registry(tracking):
     assert mlflow.genai.load_prompt(f"prompts:/{name}@production").format(name="kiln") == "Hello kiln!"
     assert mlflow.genai.load_prompt(f"prompts:/{name}/2").format(name="kiln") == "Hi kiln, welcome!"
     assert name in [p.name for p in mlflow.genai.search_prompts()]
+    # Registry searches leave prompts out, as MLflow's server does.
+    client = mlflow.MlflowClient()
+    assert client.search_registered_models(filter_string=f"name = '{name}'") == []
+    assert client.search_model_versions(filter_string=f"name = '{name}'") == []
+    # `!=` on a tag matches models that have the tag with another value, not models without it.
+    plain, tagged = unique("plain"), unique("tagged")
+    client.create_registered_model(plain)
+    client.create_registered_model(tagged, tags={"team": "a"})
+    got = {m.name for m in client.search_registered_models(filter_string="tags.team != 'b'")}
+    assert tagged in got and plain not in got
     # A version tagged as a prompt must still use one of MLflow's placeholders as its source.
     r = rest(tracking, "POST", "model-versions/create", json={
         "name": name, "source": "file:///etc", "tags": [{"key": "mlflow.prompt.is_prompt", "value": "true"}]})
     assert r.status_code == 400 and "prompt source" in r.json()["message"], r.text
+
+
+def test_logged_model_params_after_creation(tracking):
+    mlflow.set_experiment(unique("lm-params"))
+    m = mlflow.initialize_logged_model(name="pm", params={"a": "1"})
+    mlflow.log_model_params({"b": "2", "c": "x"}, model_id=m.model_id)
+    got = mlflow.get_logged_model(m.model_id)
+    assert got.params == {"a": "1", "b": "2", "c": "x"}
+    found = mlflow.search_logged_models(filter_string="params.b = '2'", output_format="list")
+    assert [x.model_id for x in found] == [m.model_id]

@@ -351,6 +351,14 @@ impl LoggedModelStore for RestStore {
         self.field(v, "model")
     }
 
+    fn log_logged_model_params(&self, model_id: &str, params: &[Param]) -> StoreResult<()> {
+        self.post(
+            &format!("logged-models/{}/params", encode_segment(model_id)),
+            &json!({ "model_id": model_id, "params": params }),
+        )?;
+        Ok(())
+    }
+
     fn set_logged_model_tags(&self, model_id: &str, tags: &[Tag]) -> StoreResult<()> {
         self.send(
             reqwest::Method::PATCH,

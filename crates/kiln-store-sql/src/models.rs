@@ -207,6 +207,26 @@ impl LoggedModelStore for SqlStore {
         })
     }
 
+    fn log_logged_model_params(&self, model_id: &str, params: &[Param]) -> StoreResult<()> {
+        for p in params {
+            validate_key("param", &p.key)?;
+        }
+        self.write(|tx| {
+            require(tx, model_id)?;
+            for p in params {
+                tx.exec(
+                    "INSERT INTO logged_model_params (model_id, key, value) VALUES (?, ?, ?) ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value",
+                    &[Val::from(model_id), Val::from(&p.key), Val::from(&p.value)],
+                )?;
+            }
+            tx.exec(
+                "UPDATE logged_models SET last_updated_timestamp_ms = ? WHERE model_id = ?",
+                &[Val::Int(kiln_types::now_ms()), Val::from(model_id)],
+            )?;
+            Ok(())
+        })
+    }
+
     fn delete_logged_model_tag(&self, model_id: &str, key: &str) -> StoreResult<()> {
         self.write(|tx| {
             require(tx, model_id)?;

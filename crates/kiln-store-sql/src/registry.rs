@@ -202,6 +202,24 @@ fn model_from_row(tx: &mut dyn Tx, row: &Row) -> StoreResult<RegisteredModel> {
     })
 }
 
+/// The tag that makes a registered model (or version) a prompt of MLflow's prompt registry.
+const PROMPT_TAG: &str = "mlflow.prompt.is_prompt";
+
+/// Whether a registry search asks for prompts (`tags.\`mlflow.prompt.is_prompt\` = 'true'`, or
+/// `!= 'false'`). As in MLflow, every other search leaves prompts out, and a clause on the
+/// prompt tag is then only that choice: models do not carry the tag at all.
+fn querying_prompts(clauses: &[kiln_types::filter::Clause]) -> bool {
+    use kiln_types::filter::{Comparator, Value};
+    clauses
+        .iter()
+        .find(|c| c.entity == Entity::Tag && c.key == PROMPT_TAG)
+        .is_some_and(|c| match (&c.comparator, &c.value) {
+            (Comparator::Eq, Value::String(v)) => v.eq_ignore_ascii_case("true"),
+            (Comparator::Ne, Value::String(v)) => v.eq_ignore_ascii_case("false"),
+            _ => false,
+        })
+}
+
 fn record_alias(
     tx: &mut dyn Tx,
     name: &str,
@@ -394,19 +412,21 @@ impl RegistryStore for SqlStore {
             let dialect = tx.dialect();
             let mut sql = String::from("SELECT name, creation_timestamp, last_updated_timestamp, description FROM registered_models rm WHERE 1 = 1");
             let mut params = Vec::new();
+            let prompts = querying_prompts(&query.filter.clauses);
+            if !prompts {
+                sql.push_str(" AND NOT EXISTS (SELECT 1 FROM registered_model_tags t WHERE t.name = rm.name AND t.key = ? AND t.value = 'true')");
+                params.push(Val::from(PROMPT_TAG));
+            }
             for c in &query.filter.clauses {
+                if !prompts && c.entity == Entity::Tag && c.key == PROMPT_TAG {
+                    continue;
+                }
                 let (cond, vals) = match c.entity {
                     Entity::Tag => {
                         let (cond, vals) = string_condition(dialect, "t.value", c.comparator, &c.value)?;
                         let mut all = vec![Val::from(&c.key)];
                         all.extend(vals);
-                        // `!=` on a tag also matches models without the tag, as MLflow's
-                        // `tag.mlflow.prompt.is_prompt != 'true'` relies on.
-                        if c.comparator == kiln_types::filter::Comparator::Ne {
-                            (format!("NOT EXISTS (SELECT 1 FROM registered_model_tags t WHERE t.name = rm.name AND t.key = ? AND NOT ({cond}))"), all)
-                        } else {
-                            (format!("EXISTS (SELECT 1 FROM registered_model_tags t WHERE t.name = rm.name AND t.key = ? AND {cond})"), all)
-                        }
+                        (format!("EXISTS (SELECT 1 FROM registered_model_tags t WHERE t.name = rm.name AND t.key = ? AND {cond})"), all)
                     }
                     _ if c.key == "name" => string_condition(dialect, "rm.name", c.comparator, &c.value)?,
                     _ => return Err(StoreError::invalid(format!("Invalid filter key '{}' for registered models", c.key))),
@@ -597,7 +617,15 @@ impl RegistryStore for SqlStore {
             let dialect = tx.dialect();
             let mut sql = format!("SELECT {MV_COLS} FROM model_versions mv WHERE 1 = 1");
             let mut params = Vec::new();
+            let prompts = querying_prompts(&query.filter.clauses);
+            if !prompts {
+                sql.push_str(" AND NOT EXISTS (SELECT 1 FROM model_version_tags t WHERE t.name = mv.name AND t.version = mv.version AND t.key = ? AND t.value = 'true')");
+                params.push(Val::from(PROMPT_TAG));
+            }
             for c in &query.filter.clauses {
+                if !prompts && c.entity == Entity::Tag && c.key == PROMPT_TAG {
+                    continue;
+                }
                 let (cond, vals) = match c.entity {
                     Entity::Tag => {
                         let (cond, vals) = string_condition(dialect, "t.value", c.comparator, &c.value)?;

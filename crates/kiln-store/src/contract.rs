@@ -2329,8 +2329,10 @@ pub fn model_version_stages_and_latest(store: &dyn TrackingStore) {
     );
 }
 
-/// Registered-model search: name = LIKE ILIKE, tags, and `tag != 'x'` also matching models
-/// without the tag (the client appends `tag.mlflow.prompt.is_prompt != 'true'`); order and pages.
+/// Registered-model search: name = LIKE ILIKE, tags; prompts (tagged
+/// `mlflow.prompt.is_prompt = 'true'`) left out unless the filter asks for them, as MLflow's
+/// server does (the client appends `tag.mlflow.prompt.is_prompt != 'true'`); `tag != 'x'` on any
+/// other tag matches only models that have it; order and pages.
 pub fn search_registered_models(store: &dyn TrackingStore) {
     let prompt = |v: &str| vec![Tag::new("mlflow.prompt.is_prompt", v)];
     ok(
@@ -2362,14 +2364,13 @@ pub fn search_registered_models(store: &dyn TrackingStore) {
         .collect::<Vec<_>>()
     };
     let names = |f: &str| set(search(f));
+    assert_eq!(names("name LIKE 'alpha%'"), set(["alpha-b", "alpha-c"]));
+    assert_eq!(names("name ILIKE 'ALPHA%'"), set(["alpha-b", "alpha-c"]));
     assert_eq!(
-        names("name LIKE 'alpha%'"),
-        set(["alpha-a", "alpha-b", "alpha-c"])
+        names("name LIKE 'alpha%' AND tags.`mlflow.prompt.is_prompt` != 'false'"),
+        set(["alpha-a"])
     );
-    assert_eq!(
-        names("name ILIKE 'ALPHA%'"),
-        set(["alpha-a", "alpha-b", "alpha-c"])
-    );
+    assert_eq!(names("tags.team != 'y'"), set(["beta"]));
     assert!(names("name LIKE 'ALPHA%'").is_empty());
     assert_eq!(names("name = 'beta'"), set(["beta"]));
     assert_eq!(
@@ -2387,7 +2388,7 @@ pub fn search_registered_models(store: &dyn TrackingStore) {
     assert_eq!(names("tags.team = 'x'"), set(["beta"]));
     assert_eq!(
         search(""),
-        vec!["alpha-a", "alpha-b", "alpha-c", "beta"],
+        vec!["alpha-b", "alpha-c", "beta"],
         "default order is by name"
     );
     let desc = ok(
@@ -2399,15 +2400,15 @@ pub fn search_registered_models(store: &dyn TrackingStore) {
         "order by name desc",
     );
     let desc: Vec<String> = desc.items.into_iter().map(|m| m.name).collect();
-    assert_eq!(desc, vec!["beta", "alpha-c", "alpha-b", "alpha-a"]);
-    let (paged, pages) = all_pages(3, "registered model pages", |p| {
+    assert_eq!(desc, vec!["beta", "alpha-c", "alpha-b"]);
+    let (paged, pages) = all_pages(2, "registered model pages", |p| {
         store.search_registered_models(&NameQuery {
             page: p,
             ..NameQuery::default()
         })
     });
     let paged: Vec<String> = paged.into_iter().map(|m| m.name).collect();
-    assert_eq!(paged, vec!["alpha-a", "alpha-b", "alpha-c", "beta"]);
+    assert_eq!(paged, vec!["alpha-b", "alpha-c", "beta"]);
     assert_eq!(pages, 2);
 }
 

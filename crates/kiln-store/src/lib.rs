@@ -94,6 +94,9 @@ pub trait LoggedModelStore: Send + Sync {
         status: LoggedModelStatus,
     ) -> StoreResult<LoggedModel>;
     fn set_logged_model_tags(&self, model_id: &str, tags: &[Tag]) -> StoreResult<()>;
+    /// Add params after creation (`mlflow.log_model_params`); a key logged again takes the new
+    /// value, as at creation.
+    fn log_logged_model_params(&self, model_id: &str, params: &[Param]) -> StoreResult<()>;
     fn delete_logged_model_tag(&self, model_id: &str, key: &str) -> StoreResult<()>;
     fn delete_logged_model(&self, model_id: &str) -> StoreResult<()>;
     fn search_logged_models(&self, query: &LoggedModelQuery) -> StoreResult<Page<LoggedModel>>;

@@ -81,6 +81,17 @@ pub(crate) async fn set_tags(
     Ok(empty())
 }
 
+pub(crate) async fn log_params(
+    State(s): State<AppState>,
+    Path(model_id): Path<String>,
+    Params(p): Params,
+) -> ApiResult<Json<Value>> {
+    check_id(&model_id)?;
+    let params: Vec<kiln_types::Param> = p.list("params")?;
+    blocking(move || s.store.log_logged_model_params(&model_id, &params)).await?;
+    Ok(empty())
+}
+
 pub(crate) async fn delete_tag(
     State(s): State<AppState>,
     Path((model_id, key)): Path<(String, String)>,

@@ -88,6 +88,10 @@ fn api_routes() -> Router<AppState> {
             patch(logged_models::set_tags),
         )
         .route(
+            "/logged-models/{model_id}/params",
+            post(logged_models::log_params),
+        )
+        .route(
             "/logged-models/{model_id}/tags/{key}",
             delete(logged_models::delete_tag),
         )
