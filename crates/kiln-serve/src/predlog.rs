@@ -495,6 +495,9 @@ struct Writer {
     columns: Columns,
     file: Option<OpenFile>,
     seq: u64,
+    /// This writer's random tag in file names: replicas logging to one bucket prefix never
+    /// pick the same name.
+    tag: String,
     /// For uploads to an artifact store.
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -509,6 +512,7 @@ impl Writer {
             columns: Columns::new(),
             file: None,
             seq: 0,
+            tag: format!("{:08x}", crate::release::random_u64() >> 32),
             runtime: None,
         }
     }
@@ -599,8 +603,9 @@ impl Writer {
         let now = chrono::Utc::now();
         self.seq += 1;
         let name = format!(
-            "predictions-{}-{:05}.parquet",
+            "predictions-{}-{}-{:05}.parquet",
             now.format("%Y%m%dT%H%M%S%.3fZ"),
+            self.tag,
             self.seq
         );
         let tmp = match &self.sink {

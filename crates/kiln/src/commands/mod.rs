@@ -197,26 +197,55 @@ fn runtime_builder(workers: Option<usize>) -> tokio::runtime::Builder {
 }
 
 /// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS` (UTC).
-/// Resolves on Ctrl-C or SIGTERM: a server stops accepting, lets in-flight requests finish, then
-/// exits (`kiln server` and `kiln serve`).
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Ctrl-C and SIGTERM, listened for from [`Shutdown::listen`] on: a server stops accepting, lets
+/// in-flight requests finish, then exits (`kiln server` and `kiln serve`).
+///
+/// The handlers are installed when this is made, not when it is first awaited: a SIGTERM sent
+/// as soon as a server announces its address (a test harness, an orchestrator) used to arrive
+/// before anything listened for it, and was lost.
+pub(crate) struct Shutdown {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl Shutdown {
+    /// Start listening (inside the runtime).
+    pub(crate) fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Self {
+                term: signal(SignalKind::terminate()).ok(),
+                interrupt: signal(SignalKind::interrupt()).ok(),
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// The next Ctrl-C or SIGTERM.
+    pub(crate) async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                () = next(&mut self.term) => {},
+                () = next(&mut self.interrupt) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

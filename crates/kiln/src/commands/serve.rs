@@ -125,6 +125,7 @@ pub(super) fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode
         } else {
             format!(" version {}", current.version)
         };
+        let mut signals = super::Shutdown::listen();
         printer.status(&format!(
             "kiln serve listening on http://{addr} (model {}{version}, {}, from {})",
             current.name,
@@ -154,7 +155,7 @@ pub(super) fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode
         let app = kiln_serve::create_app(Arc::clone(&state));
         let draining = Arc::clone(&state);
         let shutdown = async move {
-            super::shutdown_signal().await;
+            signals.recv().await;
             draining.set_draining();
             if !drain_delay.is_zero() {
                 tracing::info!(
@@ -163,7 +164,7 @@ pub(super) fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode
                 );
                 tokio::select! {
                     () = tokio::time::sleep(drain_delay) => {},
-                    () = super::shutdown_signal() => {},
+                    () = signals.recv() => {},
                 }
             }
             tracing::info!("Shutting down: finishing in-flight requests.");

@@ -29,12 +29,13 @@ pub(super) fn run(args: ServerArgs, printer: &Printer) -> anyhow::Result<ExitCod
         let addr = listener
             .local_addr()
             .context("Failed to read the bound address")?;
+        let mut shutdown = super::Shutdown::listen();
         printer.status(&format!(
             "kiln server listening on http://{addr} (store: {}, artifacts: {})",
             crate::tracking::redact(&loc.backend),
             loc.artifacts
         ));
-        kiln_server::serve(listener, app, super::shutdown_signal())
+        kiln_server::serve(listener, app, async move { shutdown.recv().await })
             .await
             .context("Server failed")?;
         printer.status("kiln server stopped");
