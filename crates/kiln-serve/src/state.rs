@@ -482,9 +482,13 @@ pub trait ModelLoader: Send + Sync + 'static {
     fn load(&self, version: Option<&str>) -> Result<Loaded, ServeError>;
 }
 
+/// The longest pause before loading a version that failed to load again.
+const MAX_LOAD_BACKOFF: Duration = Duration::from_secs(300);
+
 /// Poll `loader` every `interval`; when the version changes, load it fully, then swap it in.
-/// A failed load keeps the current model (and is retried at the next poll); a repeated failure
-/// is logged once. Runs until the task is dropped.
+/// A failed load keeps the current model and is retried with a growing pause (the poll interval,
+/// doubling up to [`MAX_LOAD_BACKOFF`]: a broken version is not downloaded again on every poll);
+/// a repeated failure is logged once. Runs until the task is dropped.
 pub async fn watch(state: Arc<ServeState>, loader: Arc<dyn ModelLoader>, interval: Duration) {
     watch_arm(state, Arm::Main, loader, interval).await;
 }
@@ -500,7 +504,8 @@ pub async fn watch_arm(
     if state.routes.slot(arm).is_none() {
         return;
     }
-    let mut failed: Option<String> = None;
+    // The version whose load failed, when to try it again, and the pause after that.
+    let mut failed: Option<(String, Instant, Duration)> = None;
     let mut resolve_error: Option<String> = None;
     loop {
         tokio::time::sleep(interval).await;
@@ -530,6 +535,11 @@ pub async fn watch_arm(
         if current.version == version {
             failed = None;
             continue;
+        }
+        if let Some((v, retry_at, _)) = &failed {
+            if *v == version && Instant::now() < *retry_at {
+                continue;
+            }
         }
         let l = Arc::clone(&loader);
         let v = version.clone();
@@ -572,7 +582,11 @@ pub async fn watch_arm(
             }
             Err(err) => {
                 state.metrics.load_failed();
-                if failed.as_deref() != Some(version.as_str()) {
+                let pause = match &failed {
+                    Some((v, _, pause)) if *v == version => (*pause * 2).min(MAX_LOAD_BACKOFF),
+                    _ => interval,
+                };
+                if failed.as_ref().map(|f| f.0.as_str()) != Some(version.as_str()) {
                     tracing::warn!(
                         model = %state.name,
                         arm = arm.as_str(),
@@ -581,7 +595,7 @@ pub async fn watch_arm(
                         "Failed to load the new model version; keeping the current one."
                     );
                 }
-                failed = Some(version);
+                failed = Some((version, Instant::now() + pause, pause));
             }
         }
     }

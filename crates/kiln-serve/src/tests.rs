@@ -819,6 +819,44 @@ async fn a_rollback_during_a_load_wins_over_the_loaded_version() {
     assert!(registry.loads.load(std::sync::atomic::Ordering::SeqCst) >= 1);
 }
 
+/// A registry whose alias points at a version that never loads; counts the tries.
+struct AlwaysBroken {
+    loads: std::sync::atomic::AtomicUsize,
+}
+
+impl ModelLoader for AlwaysBroken {
+    fn current_version(&self) -> Result<Option<String>, ServeError> {
+        Ok(Some("broken".into()))
+    }
+    fn load(&self, _version: Option<&str>) -> Result<Loaded, ServeError> {
+        self.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Err(ServeError::Internal("corrupt model".into()))
+    }
+}
+
+#[tokio::test]
+async fn a_version_that_fails_to_load_is_retried_with_backoff() {
+    let state = state_with(Limits::default());
+    let registry = Arc::new(AlwaysBroken {
+        loads: Default::default(),
+    });
+    let task = tokio::spawn(watch(
+        Arc::clone(&state),
+        Arc::clone(&registry) as Arc<dyn ModelLoader>,
+        Duration::from_millis(10),
+    ));
+    // About 40 polls: tries after 1, 2, 4, 8, 16 intervals (and a first one), not one per poll.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    task.abort();
+    let loads = registry.loads.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((2..=8).contains(&loads), "{loads} loads in about 40 polls");
+    assert_eq!(
+        state.routes.pick().version,
+        "1",
+        "still serving the loaded version"
+    );
+}
+
 #[test]
 fn parses_sizes_and_durations() {
     assert_eq!(crate::parse_size("10MiB"), Ok(10 * 1024 * 1024));
