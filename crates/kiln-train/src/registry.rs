@@ -591,6 +591,10 @@ pub fn promote(tracker: &Tracker, req: &PromoteRequest) -> Result<PromoteOutcome
         ));
     }
     let previous = holder(store, name, alias)?;
+    let beat_before = match must_beat {
+        Some(beat) => holder(store, name, beat)?.map(|h| h.version),
+        None => None,
+    };
     let mut notes = Vec::new();
 
     let table = match on {
@@ -735,6 +739,25 @@ pub fn promote(tracker: &Tracker, req: &PromoteRequest) -> Result<PromoteOutcome
             candidate_mv.version
         ));
     } else if passed {
+        // The gates judged the holders read before the evaluation: if another promotion or a
+        // rollback moved them meanwhile, this one would override a version it never compared
+        // with. Refuse, and let the caller run it again against the new holder.
+        for (watched, before) in [
+            (Some(alias), &previous_version),
+            (must_beat.as_ref(), &beat_before),
+        ] {
+            let Some(watched) = watched else { continue };
+            let now = holder(store, name, watched)?.map(|h| h.version);
+            if now != *before {
+                return Err(input(format!(
+                    "`{watched}` of `{name}` moved from {} to {} while v{} was being evaluated; nothing changed. \
+                     Run the promotion again to judge it against the new holder.",
+                    before.as_deref().map_or("none".to_string(), |v| format!("v{v}")),
+                    now.as_deref().map_or("none".to_string(), |v| format!("v{v}")),
+                    candidate_mv.version
+                )));
+            }
+        }
         store.set_alias(
             name,
             alias,

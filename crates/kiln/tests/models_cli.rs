@@ -676,3 +676,93 @@ fn walk(dir: &Path) -> Vec<String> {
     }
     out
 }
+
+/// A promotion judges the holder it read before the evaluation: when the alias moves while the
+/// candidate is evaluated (here the evaluation data comes through a FIFO, written only after
+/// another promotion moved `champion`), it refuses instead of overriding a version it never
+/// compared with.
+#[cfg(unix)]
+#[test]
+fn a_promotion_refuses_when_the_alias_moved_during_its_evaluation() {
+    let dir = setup();
+    let d = dir.path();
+    assert_eq!(train(d, WEAK), "1");
+    assert_eq!(train(d, GOOD), "2");
+    assert_eq!(train(d, BAD), "3");
+    json(
+        d,
+        &[
+            "models", "promote", "churn", "1", "--alias", "champion", "--json",
+        ],
+        0,
+    );
+    let fifo = d.join("holdout.csv");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let gated = common::command(
+        d,
+        &[
+            "models",
+            "promote",
+            "churn",
+            "2",
+            "--alias",
+            "champion",
+            "--must-beat",
+            "champion",
+            "--on",
+            "holdout.csv",
+        ],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("spawn");
+    // Opening the FIFO's writing end waits for the promotion to open its reading end, which
+    // it does after reading the holder (v1); then champion moves to v3, then the data flows.
+    // (Non-blocking, so that a promotion that failed before opening it fails the test instead of
+    // hanging it; the data then fits the pipe's 64 KiB buffer.)
+    let mut gated = gated;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut writer = loop {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        const O_NONBLOCK: i32 = 0o4000;
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(O_NONBLOCK)
+            .open(&fifo)
+        {
+            Ok(w) => break w,
+            Err(e) if e.raw_os_error() == Some(6) => {
+                // ENXIO: no reader yet.
+                if let Some(status) = gated.try_wait().expect("try_wait") {
+                    panic!("the gated promotion exited early: {status}");
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the promotion never opened its data"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("open fifo: {e}"),
+        }
+    };
+    let data = std::fs::read(d.join("test.csv")).expect("test.csv");
+    assert!(data.len() < 60_000, "fits the pipe buffer");
+    json(
+        d,
+        &[
+            "models", "promote", "churn", "3", "--alias", "champion", "--json",
+        ],
+        0,
+    );
+    std::io::Write::write_all(&mut writer, &data).expect("fifo");
+    drop(writer);
+    let o = gated.wait_with_output().expect("wait");
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert!(text(&o).contains("moved from v1 to v3"), "{}", text(&o));
+    assert_eq!(champion(d), "3", "the gated promotion changed nothing");
+}
