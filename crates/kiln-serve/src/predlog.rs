@@ -174,6 +174,7 @@ impl PredictionLog {
             ));
         }
         let sink = open_sink(&config.destination)?;
+        sweep_abandoned(&sink);
         let threshold = if config.sample >= 1.0 {
             None
         } else {
@@ -260,6 +261,68 @@ impl PredictionLog {
             "The prediction log did not finish writing in time; its last rows are lost."
         );
         false
+    }
+}
+
+/// How old a temporary log file in the log directory must be to count as abandoned: a live
+/// writer (another replica sharing the directory included) writes to its file at least every
+/// rotation interval.
+const ABANDONED_AFTER: Duration = Duration::from_secs(3600);
+
+/// Remove the temporary files a killed server left: `.predictions-….parquet.tmp` in a log
+/// directory untouched for an hour, and this machine's `kiln-predictions-<pid>-….tmp` upload
+/// staging files of processes that are gone. They lack Parquet's footer: nothing can read them.
+fn sweep_abandoned(sink: &Sink) {
+    let remove = |path: &Path| {
+        if let Err(e) = fs_err::remove_file(path) {
+            tracing::debug!(error = %e, "could not remove an abandoned prediction-log file");
+        } else {
+            tracing::info!(file = %path.display(), "Removed a prediction-log file a stopped server left unfinished.");
+        }
+    };
+    match sink {
+        Sink::Local(dir) => {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if !(name.starts_with(".predictions-") && name.ends_with(".parquet.tmp")) {
+                    continue;
+                }
+                let old = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age >= ABANDONED_AFTER);
+                if old {
+                    remove(&entry.path());
+                }
+            }
+        }
+        Sink::Store(_) => {
+            let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+                return;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                let Some(rest) = name.strip_prefix("kiln-predictions-") else {
+                    continue;
+                };
+                let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+                    continue;
+                };
+                let gone = pid != std::process::id()
+                    && cfg!(target_os = "linux")
+                    && !Path::new(&format!("/proc/{pid}")).exists();
+                if gone && name.ends_with(".tmp") {
+                    remove(&entry.path());
+                }
+            }
+        }
     }
 }
 

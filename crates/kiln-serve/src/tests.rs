@@ -1514,3 +1514,36 @@ fn queue_byte_budget_admits_one_big_item_and_bounds_the_rest() {
     budget.give(40);
     assert!(budget.try_take(30, 100));
 }
+
+#[test]
+fn starting_the_log_removes_files_a_killed_server_left_unfinished() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir
+        .path()
+        .join(".predictions-20260101T000000.000Z-00001.parquet.tmp");
+    let fresh = dir
+        .path()
+        .join(".predictions-20260101T000000.000Z-00002.parquet.tmp");
+    let other = dir.path().join("notes.tmp");
+    for f in [&old, &fresh, &other] {
+        fs_err::write(f, b"PAR1 no footer").unwrap();
+    }
+    let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
+    for f in [&old, &other] {
+        std::fs::File::options()
+            .write(true)
+            .open(f)
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap();
+    }
+    let log = crate::PredictionLog::start(
+        crate::LogConfig::new(dir.path().display().to_string()),
+        Arc::new(crate::Metrics::default()),
+    )
+    .unwrap();
+    assert!(!old.exists(), "an hour-old unfinished file is removed");
+    assert!(fresh.exists(), "a recent one may belong to a live replica");
+    assert!(other.exists(), "only the log's own files");
+    assert!(log.finish(Duration::from_secs(30)));
+}
