@@ -112,3 +112,29 @@ def test_alias_history_is_one_chain_under_concurrent_moves(replicas):
         assert event["previous_version"] == prev["version"], (prev, event)
     current = rest(a, "GET", "registered-models/alias", params={"name": name, "alias": "champion"})
     assert current.json()["model_version"]["version"] == str(events[-1]["version"])
+
+
+@pytest.mark.kiln_only
+def test_stage_change_and_version_delete_at_once_never_deadlock(replicas):
+    """A stage change (archiving the others) and a version delete on two replicas took their
+    row locks in opposite orders: PostgreSQL aborted one with a deadlock, a 500."""
+    a, b = replicas
+    run_id = _new_run(a)
+    name = unique("stages")
+    assert rest(a, "POST", "registered-models/create", json={"name": name}).status_code == 200
+    for _ in range(ROUNDS):
+        versions = []
+        for _ in range(2):
+            r = rest(a, "POST", "model-versions/create",
+                     json={"name": name, "source": f"runs:/{run_id}/model", "run_id": run_id})
+            versions.append(r.json()["model_version"]["version"])
+        rest(a, "POST", "model-versions/transition-stage",
+             json={"name": name, "version": versions[1], "stage": "Production", "archive_existing_versions": False})
+        ra, rb = _at_once(
+            lambda: rest(a, "POST", "model-versions/transition-stage",
+                         json={"name": name, "version": versions[0], "stage": "Production",
+                               "archive_existing_versions": True}),
+            lambda: requests.delete(f"{b.url}/api/2.0/mlflow/model-versions/delete",
+                                    json={"name": name, "version": versions[1]}, timeout=30),
+        )
+        assert ra.status_code < 500 and rb.status_code < 500, (ra.text, rb.text)

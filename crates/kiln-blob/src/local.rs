@@ -397,7 +397,6 @@ impl BlobStore for LocalStore {
     }
 }
 
-/// Remove a file, a link (not its target) or a directory tree; missing is fine.
 /// Make a rename into `dir` durable: the file's data is synced before the rename, the directory
 /// entry that names it only once the directory itself is synced.
 async fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -408,6 +407,7 @@ async fn sync_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Remove a file, a link (not its target) or a directory tree; missing is fine.
 async fn remove_entry(path: &BlobPath, target: &Path) -> Result<(), BlobError> {
     let meta = match afs::symlink_metadata(target).await {
         Ok(meta) => meta,

@@ -174,7 +174,7 @@ impl PredictionLog {
             ));
         }
         let sink = open_sink(&config.destination)?;
-        sweep_abandoned(&sink);
+        sweep_abandoned(&sink, ABANDONED_AFTER.max(config.rotate_interval * 2));
         let threshold = if config.sample >= 1.0 {
             None
         } else {
@@ -251,6 +251,7 @@ impl PredictionLog {
                 let _ = done_tx.send(());
             });
         if spawned.is_err() {
+            let _ = self.tx.try_send(Msg::Stop);
             return false;
         }
         if done_rx.recv_timeout(within).is_ok() {
@@ -264,15 +265,15 @@ impl PredictionLog {
     }
 }
 
-/// How old a temporary log file in the log directory must be to count as abandoned: a live
-/// writer (another replica sharing the directory included) writes to its file at least every
-/// rotation interval.
+/// How old a temporary log file in the log directory must be to count as abandoned (or twice
+/// the rotation interval, if longer): a live writer (another replica sharing the directory
+/// included) closes its file within one rotation interval.
 const ABANDONED_AFTER: Duration = Duration::from_secs(3600);
 
 /// Remove the temporary files a killed server left: `.predictions-….parquet.tmp` in a log
-/// directory untouched for an hour, and this machine's `kiln-predictions-<pid>-….tmp` upload
+/// directory untouched for `abandoned_after`, and this machine's `kiln-predictions-<pid>-….tmp` upload
 /// staging files of processes that are gone. They lack Parquet's footer: nothing can read them.
-fn sweep_abandoned(sink: &Sink) {
+fn sweep_abandoned(sink: &Sink, abandoned_after: Duration) {
     let remove = |path: &Path| {
         if let Err(e) = fs_err::remove_file(path) {
             tracing::debug!(error = %e, "could not remove an abandoned prediction-log file");
@@ -296,7 +297,7 @@ fn sweep_abandoned(sink: &Sink) {
                     .and_then(|m| m.modified())
                     .ok()
                     .and_then(|t| t.elapsed().ok())
-                    .is_some_and(|age| age >= ABANDONED_AFTER);
+                    .is_some_and(|age| age >= abandoned_after);
                 if old {
                     remove(&entry.path());
                 }

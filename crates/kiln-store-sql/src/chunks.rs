@@ -229,6 +229,19 @@ pub(crate) fn move_staged_and_journaled_tx(
         Some(runs) => (format!("AND run_uuid IN {RUNS_IN}"), vec![runs_param(runs)]),
         None => (String::new(), Vec::new()),
     };
+    // The newest linked point per (run, key), before they move (see [`StagedLatest`]).
+    let newest_linked = tx.query(
+        &format!(
+            "SELECT run_uuid, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest FROM ( \
+                 SELECT run_uuid, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest, \
+                     ROW_NUMBER() OVER (PARTITION BY run_uuid, key \
+                         ORDER BY step DESC, timestamp DESC, value IS NULL, value DESC) AS rn \
+                 FROM metrics_staged \
+                 WHERE (model_id IS NOT NULL OR dataset_name IS NOT NULL OR dataset_digest IS NOT NULL) {only}) s \
+             WHERE rn = 1"
+        ),
+        &params,
+    )?;
     let linked = tx.exec(
         &format!(
             "INSERT INTO metrics (run_uuid, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest) \
@@ -325,6 +338,18 @@ pub(crate) fn move_staged_and_journaled_tx(
         }
         if !best.is_empty() {
             latest.insert(run_id, best);
+        }
+    }
+    for r in &newest_linked {
+        let mut m = Metric::new(r.text(1), metric_value(r, 2, 3), r.int(4), r.int(5));
+        m.model_id = r.opt_text(6);
+        m.dataset_name = r.opt_text(7);
+        m.dataset_digest = r.opt_text(8);
+        let best = latest.entry(r.text(0)).or_default();
+        match best.iter_mut().find(|b| b.key == m.key) {
+            Some(b) if newer(&m, b) => *b = m,
+            Some(_) => {}
+            None => best.push(m),
         }
     }
     tx.exec(

@@ -60,6 +60,15 @@ pub(crate) struct Entry {
     pub(crate) points: Vec<u8>,
 }
 
+/// What [`Journal::try_open`] found.
+pub(crate) enum Opened {
+    Held(Journal),
+    /// Another process holds the journal.
+    Busy,
+    /// The file system cannot lock files.
+    NoLocks,
+}
+
 pub(crate) struct Journal {
     paths: [PathBuf; 2],
     state: Mutex<State>,
@@ -140,19 +149,28 @@ impl Journal {
     /// Open (creating) and lock the journal beside `db`. `None` when another process holds it
     /// (or the file system cannot lock).
     pub(crate) fn open(db: &Path) -> StoreResult<Option<Journal>> {
+        Ok(match Self::try_open(db)? {
+            Opened::Held(j) => Some(j),
+            Opened::Busy | Opened::NoLocks => None,
+        })
+    }
+
+    /// [`Journal::open`], saying why there is none: another process holds it, or the file
+    /// system cannot lock (then there will never be one: no point in trying again).
+    pub(crate) fn try_open(db: &Path) -> StoreResult<Opened> {
         let paths = paths_for(db);
         let first = open_half(&paths[0])?;
         match first.file.try_lock() {
             Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(Opened::Busy),
             Err(std::fs::TryLockError::Error(e)) => {
                 // A file system without locks: no journal, writes go through SQLite.
                 tracing::warn!(error = %e, path = %paths[0].display(), "Cannot lock the metric journal; writing metrics through SQLite.");
-                return Ok(None);
+                return Ok(Opened::NoLocks);
             }
         }
         let second = open_half(&paths[1])?;
-        Ok(Some(Journal {
+        Ok(Opened::Held(Journal {
             paths,
             state: Mutex::new(State {
                 halves: [first, second],

@@ -107,16 +107,19 @@ impl SqlStore {
             };
             // The journal, if this process is to own one; else a journal a stopped server left
             // behind is replayed (when no live process holds it) and let go.
-            let owned = if options.journal {
-                let j = journal::Journal::open(&path)?;
-                if j.is_none() {
-                    tracing::warn!(
-                        "Another process holds this database's metric journal; writing metrics through SQLite."
-                    );
+            let (owned, busy) = if options.journal {
+                match journal::Journal::try_open(&path)? {
+                    journal::Opened::Held(j) => (Some(j), false),
+                    journal::Opened::Busy => {
+                        tracing::warn!(
+                            "Another process holds this database's metric journal; writing metrics through SQLite until it stops."
+                        );
+                        (None, true)
+                    }
+                    journal::Opened::NoLocks => (None, false),
                 }
-                j
             } else {
-                None
+                (None, false)
             };
             let orphan = if owned.is_none() && journal::paths_for(&path).iter().any(|p| p.exists())
             {
@@ -124,7 +127,7 @@ impl SqlStore {
             } else {
                 None
             };
-            let wanted = (options.journal && owned.is_none()).then(|| path.clone());
+            let wanted = busy.then(|| path.clone());
             let db = std::sync::Arc::new(SqliteDb::open(&path, readers, owned, wanted)?);
             // The embedded store upgrades itself: one process owns the file. Then journaled
             // metrics a crash left unfolded are staged, and latest metric values a crash left
@@ -709,15 +712,22 @@ mod fold_tests {
         let other_db = other.sqlite().expect("sqlite");
         other_db.latest.paused.store(true, Ordering::Release);
         let late = Metric::new("b", 9.0, 1000, 9);
-        other.log_batch(&run_id, &[late], &[], &[]).expect("log");
+        // ... and one linked to a logged model (MLflow 3 links metrics to the active model).
+        let mut linked = Metric::new("c", 0.9, 1000, 9);
+        linked.model_id = Some("m-0123456789abcdef0123456789abcdef".into());
+        other
+            .log_batch(&run_id, &[late, linked], &[], &[])
+            .expect("log");
         std::mem::forget(other);
-        // The server logs an older step of the same key, then folds both together.
-        let early = Metric::new("b", 1.0, 900, 1);
-        server.log_batch(&run_id, &[early], &[], &[]).expect("log");
+        // The server logs an older step of the same keys, then folds both together.
+        let early = [Metric::new("b", 1.0, 900, 1), Metric::new("c", 0.1, 900, 1)];
+        server.log_batch(&run_id, &early, &[], &[]).expect("log");
         latest::flush(server.sqlite().expect("sqlite")).expect("fold");
         let run = server.get_run(&run_id).expect("run");
         let b = run.data.metrics.iter().find(|m| m.key == "b").expect("b");
         assert_eq!((b.step, b.value), (9, 9.0), "latest of b");
+        let c = run.data.metrics.iter().find(|m| m.key == "c").expect("c");
+        assert_eq!((c.step, c.value), (9, 0.9), "latest of the linked c");
         let history = server
             .get_metric_history(&run_id, "b", &PageRequest::default())
             .expect("history");

@@ -54,8 +54,9 @@ fn require_model(tx: &mut dyn Tx, name: &str) -> StoreResult<()> {
 }
 
 /// [`require_model`], holding the model's row until the transaction ends (PostgreSQL; SQLite
-/// has one writer anyway): writes that move or drop aliases take it first, so replicas apply
-/// them one at a time. Without it, an alias set while its version was being deleted on another
+/// has one writer anyway): every registry write that touches the model row takes it first
+/// (alias moves, deletes, stage changes, model tags; a new version bumps its counter first),
+/// so replicas apply them one at a time and never lock in opposite orders. Without it, an alias set while its version was being deleted on another
 /// replica pointed at the deleted version, and two alias moves at once recorded the wrong
 /// previous holder in the history that `kiln models rollback` walks.
 fn lock_model(tx: &mut dyn Tx, name: &str) -> StoreResult<()> {
@@ -414,7 +415,7 @@ impl RegistryStore for SqlStore {
             let mut params = Vec::new();
             let prompts = querying_prompts(&query.filter.clauses);
             if !prompts {
-                sql.push_str(" AND NOT EXISTS (SELECT 1 FROM registered_model_tags t WHERE t.name = rm.name AND t.key = ? AND t.value = 'true')");
+                sql.push_str(" AND NOT EXISTS (SELECT 1 FROM registered_model_tags t WHERE t.name = rm.name AND t.key = ? AND LOWER(t.value) = 'true')");
                 params.push(Val::from(PROMPT_TAG));
             }
             for c in &query.filter.clauses {
@@ -460,7 +461,9 @@ impl RegistryStore for SqlStore {
     fn set_registered_model_tag(&self, name: &str, tag: &Tag) -> StoreResult<()> {
         validate_key("tag", &tag.key)?;
         self.write(|tx| {
-            require_model(tx, name)?;
+            // The model row first, as every registry write that touches it: no lock cycle with
+            // a concurrent delete of the model (which takes the row, then the tags).
+            lock_model(tx, name)?;
             tx.exec(
                 "INSERT INTO registered_model_tags (name, key, value) VALUES (?, ?, ?) ON CONFLICT (name, key) DO UPDATE SET value = excluded.value",
                 &[Val::from(name), Val::from(&tag.key), Val::Text(truncate(&tag.value, MAX_TAG_VALUE))],
@@ -588,6 +591,9 @@ impl RegistryStore for SqlStore {
     ) -> StoreResult<ModelVersion> {
         let stage = canonical_stage(stage)?;
         self.write(|tx| {
+            // The model row before the version rows, as `delete_model_version` takes them: the
+            // other order deadlocked a stage change against a delete on another replica.
+            lock_model(tx, name)?;
             let v = require_version(tx, name, version)?;
             let now = kiln_types::now_ms();
             if archive_existing && matches!(stage, "Staging" | "Production") {
@@ -619,7 +625,7 @@ impl RegistryStore for SqlStore {
             let mut params = Vec::new();
             let prompts = querying_prompts(&query.filter.clauses);
             if !prompts {
-                sql.push_str(" AND NOT EXISTS (SELECT 1 FROM model_version_tags t WHERE t.name = mv.name AND t.version = mv.version AND t.key = ? AND t.value = 'true')");
+                sql.push_str(" AND NOT EXISTS (SELECT 1 FROM model_version_tags t WHERE t.name = mv.name AND t.version = mv.version AND t.key = ? AND LOWER(t.value) = 'true')");
                 params.push(Val::from(PROMPT_TAG));
             }
             for c in &query.filter.clauses {

@@ -154,6 +154,10 @@ pub(super) fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode
             .collect();
         let app = kiln_serve::create_app(Arc::clone(&state));
         let draining = Arc::clone(&state);
+        // When the drain began: the prediction log's last file gets what is left of
+        // --drain-timeout after the requests, and at least LOG_FLUSH_FLOOR.
+        let drain_started: Arc<std::sync::OnceLock<std::time::Instant>> = Arc::default();
+        let started = Arc::clone(&drain_started);
         let shutdown = async move {
             signals.recv().await;
             draining.set_draining();
@@ -168,6 +172,7 @@ pub(super) fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode
                 }
             }
             tracing::info!("Shutting down: finishing in-flight requests.");
+            let _ = started.set(std::time::Instant::now());
         };
         let served = kiln_serve::serve(listener, app, shutdown, drain_timeout).await;
         for w in watchers {
@@ -175,13 +180,22 @@ pub(super) fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode
         }
         // Mirrored requests and the prediction log's last file.
         let finishing = Arc::clone(&state);
-        let _ = tokio::task::spawn_blocking(move || finishing.finish(drain_timeout)).await;
+        let spent = drain_started
+            .get()
+            .map_or(std::time::Duration::ZERO, std::time::Instant::elapsed);
+        let log_within = drain_timeout.saturating_sub(spent).max(LOG_FLUSH_FLOOR);
+        let _ = tokio::task::spawn_blocking(move || finishing.finish(log_within)).await;
         served.context("Server failed")
     });
     served?;
     printer.status("kiln serve stopped");
     Ok(ExitCode::SUCCESS)
 }
+
+/// The least time the prediction log gets to write its last file at shutdown, even when the
+/// drain used all of `--drain-timeout` (or it is 0): `kiln deploy k8s` leaves a 5 s margin in
+/// the pod's grace period beyond the drain.
+const LOG_FLUSH_FLOOR: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// `<alias>=<percent>` (or `<reference>=<percent>`) of `--canary`.
 fn parse_canary(spec: &str, main: &ModelRef) -> anyhow::Result<(ModelRef, f64)> {
