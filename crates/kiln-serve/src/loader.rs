@@ -121,7 +121,10 @@ impl ModelLoader for TrackerLoader {
         let mv = t
             .store
             .get_model_version_by_alias(name, alias)
-            .map_err(|e| self.load_err(e.into()))?;
+            .map_err(|e| match e {
+                kiln_store::StoreError::NotFound(m) => ServeError::NotFound(m),
+                e => self.load_err(e.into()),
+            })?;
         Ok(Some(mv.version))
     }
 

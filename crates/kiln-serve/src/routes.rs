@@ -23,7 +23,7 @@ use crate::encode::Batch;
 use crate::error::{DecodeError, ServeError};
 use crate::metrics::Endpoint;
 use crate::predlog::LogRecord;
-use crate::release::{decode, request_id, BodyFormat, ShadowJob};
+use crate::release::{decode, request_id, Arm, BodyFormat, ShadowJob};
 use crate::state::{LoadedModel, ServeState};
 
 type AppState = State<Arc<ServeState>>;
@@ -532,11 +532,17 @@ async fn health(State(state): AppState) -> Response {
         "source": model.source,
         "run_id": model.run_id,
         "loaded_at_ms": model.loaded_at_ms,
-        "arms": state.routes.arms().iter().map(|m| serde_json::json!({
-            "arm": m.arm.as_str(),
-            "version": m.version,
-            "source": m.source,
-        })).collect::<Vec<_>>(),
+        "arms": state.routes.arms().iter().map(|m| {
+            let mut arm = serde_json::json!({
+                "arm": m.arm.as_str(),
+                "version": m.version,
+                "source": m.source,
+            });
+            if m.arm == Arm::Canary && state.routes.canary_withdrawn() {
+                arm["withdrawn"] = serde_json::Value::Bool(true);
+            }
+            arm
+        }).collect::<Vec<_>>(),
     });
     let status = if state.is_ready() {
         StatusCode::OK

@@ -107,6 +107,20 @@ impl ModelSlot {
 struct Canary {
     slot: Arc<ModelSlot>,
     basis_points: u64,
+    /// Its alias was removed from the registry (an aborted canary): it gets no traffic until
+    /// the alias is set again.
+    withdrawn: std::sync::atomic::AtomicBool,
+}
+
+impl Canary {
+    /// Its share, in basis points: none while withdrawn.
+    fn share(&self) -> u64 {
+        if self.withdrawn.load(std::sync::atomic::Ordering::Relaxed) {
+            0
+        } else {
+            self.basis_points
+        }
+    }
 }
 
 /// Which slot answers a request: the main arm, or the canary arm for its share of requests
@@ -149,7 +163,7 @@ impl Routes {
             Some(v) => crate::release::sticky_hash(v.as_bytes()),
             None => crate::release::random_u64(),
         };
-        if key % 10_000 < canary.basis_points {
+        if key % 10_000 < canary.share() {
             canary.slot.get()
         } else {
             self.main.get()
@@ -182,13 +196,29 @@ impl Routes {
     /// The arm a routing key (see [`crate::release::sticky_hash`]) lands on.
     pub fn arm_for_key(&self, key: u64) -> Arm {
         match &self.canary {
-            Some(c) if key % 10_000 < c.basis_points => Arm::Canary,
+            Some(c) if key % 10_000 < c.share() => Arm::Canary,
             _ => Arm::Main,
         }
     }
 
     pub fn primary(&self) -> &Arc<ModelSlot> {
         &self.main
+    }
+
+    /// Take the canary out of (`true`) or back into rotation; whether that changed anything.
+    pub fn withdraw_canary(&self, withdrawn: bool) -> bool {
+        self.canary.as_ref().is_some_and(|c| {
+            c.withdrawn
+                .swap(withdrawn, std::sync::atomic::Ordering::Relaxed)
+                != withdrawn
+        })
+    }
+
+    /// Whether the canary is out of rotation (its alias was removed).
+    pub fn canary_withdrawn(&self) -> bool {
+        self.canary
+            .as_ref()
+            .is_some_and(|c| c.withdrawn.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// The slot of `arm`, when the server has that arm.
@@ -328,6 +358,7 @@ impl ServeState {
                 Some(Canary {
                     slot: slot(Arm::Canary, loaded),
                     basis_points,
+                    withdrawn: std::sync::atomic::AtomicBool::new(false),
                 })
             }
             None => None,
@@ -517,9 +548,20 @@ pub async fn watch_arm(
         let version = match resolved {
             Ok(Some(v)) => {
                 resolve_error = None;
+                if arm == Arm::Canary && state.routes.withdraw_canary(false) {
+                    tracing::info!(model = %state.name, version = %v, "The canary alias is set again: the canary takes its share of traffic again.");
+                }
                 v
             }
             Ok(None) => continue,
+            // The canary's alias was removed: an aborted canary. Its share goes back to the main
+            // arm (the main arm's alias going missing keeps the current model: safer).
+            Err(ServeError::NotFound(message)) if arm == Arm::Canary => {
+                if state.routes.withdraw_canary(true) {
+                    tracing::warn!(model = %state.name, %message, "The canary alias is gone: all traffic goes to the main arm until it is set again.");
+                }
+                continue;
+            }
             Err(err) => {
                 let message = error_chain(&err);
                 if resolve_error.as_deref() != Some(message.as_str()) {

@@ -1547,3 +1547,65 @@ fn starting_the_log_removes_files_a_killed_server_left_unfinished() {
     assert!(other.exists(), "only the log's own files");
     assert!(log.finish(Duration::from_secs(30)));
 }
+
+/// The canary's alias: `None` once it was removed from the registry.
+struct CanaryAlias {
+    version: Mutex<Option<String>>,
+}
+
+impl ModelLoader for CanaryAlias {
+    fn current_version(&self) -> Result<Option<String>, ServeError> {
+        match self.version.lock().unwrap().clone() {
+            Some(v) => Ok(Some(v)),
+            None => Err(ServeError::NotFound(
+                "Registered model alias challenger not found.".into(),
+            )),
+        }
+    }
+    fn load(&self, version: Option<&str>) -> Result<Loaded, ServeError> {
+        Ok(loaded(logistic(), version.unwrap_or("2")))
+    }
+}
+
+#[tokio::test]
+async fn removing_the_canary_alias_sends_all_traffic_to_the_main_arm_until_it_is_back() {
+    let state = canary_state(50.0, None);
+    let app = create_app(Arc::clone(&state));
+    let alias = Arc::new(CanaryAlias {
+        version: Mutex::new(Some("2".into())),
+    });
+    let task = tokio::spawn(crate::watch_arm(
+        Arc::clone(&state),
+        crate::Arm::Canary,
+        Arc::clone(&alias) as Arc<dyn ModelLoader>,
+        Duration::from_millis(10),
+    ));
+    let canary_share = |state: &Arc<ServeState>| {
+        (0..400)
+            .filter(|_| state.routes.route(&axum::http::HeaderMap::new()).arm == crate::Arm::Canary)
+            .count()
+    };
+    assert!(canary_share(&state) > 100, "a 50 % canary");
+    *alias.version.lock().unwrap() = None;
+    let mut withdrawn = false;
+    for _ in 0..200 {
+        if state.routes.canary_withdrawn() {
+            withdrawn = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(withdrawn, "the watcher did not withdraw the canary");
+    assert_eq!(canary_share(&state), 0);
+    let (_, body) = call(&app, "GET", "/health", None, Body::empty()).await;
+    assert_eq!(json(&body)["arms"][1]["withdrawn"], true, "{body:?}");
+    *alias.version.lock().unwrap() = Some("2".into());
+    for _ in 0..200 {
+        if !state.routes.canary_withdrawn() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    task.abort();
+    assert!(canary_share(&state) > 100, "back to its share");
+}
