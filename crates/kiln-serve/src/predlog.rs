@@ -174,7 +174,12 @@ impl PredictionLog {
             ));
         }
         let sink = open_sink(&config.destination)?;
-        sweep_abandoned(&sink, ABANDONED_AFTER.max(config.rotate_interval * 2));
+        let tag = format!("{:08x}", crate::release::random_u64() >> 32);
+        sweep_abandoned(
+            &sink,
+            ABANDONED_AFTER.max(config.rotate_interval.saturating_mul(2)),
+            &tag,
+        );
         let threshold = if config.sample >= 1.0 {
             None
         } else {
@@ -191,7 +196,7 @@ impl PredictionLog {
         let writer_budget = Arc::clone(&budget);
         let thread = std::thread::Builder::new()
             .name("kiln-prediction-log".into())
-            .spawn(move || Writer::new(config, sink, writer_metrics).run(&rx, &writer_budget))
+            .spawn(move || Writer::new(config, sink, writer_metrics, tag).run(&rx, &writer_budget))
             .map_err(|e| {
                 ServeError::Internal(format!("Failed to start the prediction-log thread: {e}"))
             })?;
@@ -271,9 +276,19 @@ impl PredictionLog {
 const ABANDONED_AFTER: Duration = Duration::from_secs(3600);
 
 /// Remove the temporary files a killed server left: `.predictions-….parquet.tmp` in a log
-/// directory untouched for `abandoned_after`, and this machine's `kiln-predictions-<pid>-….tmp` upload
-/// staging files of processes that are gone. They lack Parquet's footer: nothing can read them.
-fn sweep_abandoned(sink: &Sink, abandoned_after: Duration) {
+/// directory untouched for `abandoned_after`, and this machine's `kiln-predictions-<pid>-….tmp`
+/// upload staging files of processes that are gone, or of an earlier process with this one's
+/// pid (a restarted container's kiln is pid 1 again) untouched for `abandoned_after`. They lack
+/// Parquet's footer: nothing can read them. `tag` is this writer's, in its file names.
+fn sweep_abandoned(sink: &Sink, abandoned_after: Duration, tag: &str) {
+    let is_old = |entry: &std::fs::DirEntry| {
+        entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= abandoned_after)
+    };
     let remove = |path: &Path| {
         if let Err(e) = fs_err::remove_file(path) {
             tracing::debug!(error = %e, "could not remove an abandoned prediction-log file");
@@ -292,13 +307,7 @@ fn sweep_abandoned(sink: &Sink, abandoned_after: Duration) {
                 if !(name.starts_with(".predictions-") && name.ends_with(".parquet.tmp")) {
                     continue;
                 }
-                let old = entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .is_some_and(|age| age >= abandoned_after);
-                if old {
+                if is_old(&entry) {
                     remove(&entry.path());
                 }
             }
@@ -316,10 +325,15 @@ fn sweep_abandoned(sink: &Sink, abandoned_after: Duration) {
                 let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
                     continue;
                 };
-                let gone = pid != std::process::id()
-                    && cfg!(target_os = "linux")
-                    && !Path::new(&format!("/proc/{pid}")).exists();
-                if gone && name.ends_with(".tmp") {
+                if !name.ends_with(".tmp") {
+                    continue;
+                }
+                let abandoned = if pid == std::process::id() {
+                    !name.contains(&format!("-{tag}-")) && is_old(&entry)
+                } else {
+                    cfg!(target_os = "linux") && !Path::new(&format!("/proc/{pid}")).exists()
+                };
+                if abandoned {
                     remove(&entry.path());
                 }
             }
@@ -567,7 +581,7 @@ struct Writer {
 }
 
 impl Writer {
-    fn new(config: LogConfig, sink: Sink, metrics: Arc<Metrics>) -> Self {
+    fn new(config: LogConfig, sink: Sink, metrics: Arc<Metrics>, tag: String) -> Self {
         Self {
             config,
             sink,
@@ -576,7 +590,7 @@ impl Writer {
             columns: Columns::new(),
             file: None,
             seq: 0,
-            tag: format!("{:08x}", crate::release::random_u64() >> 32),
+            tag,
             runtime: None,
         }
     }

@@ -548,9 +548,6 @@ pub async fn watch_arm(
         let version = match resolved {
             Ok(Some(v)) => {
                 resolve_error = None;
-                if arm == Arm::Canary && state.routes.withdraw_canary(false) {
-                    tracing::info!(model = %state.name, version = %v, "The canary alias is set again: the canary takes its share of traffic again.");
-                }
                 v
             }
             Ok(None) => continue,
@@ -576,6 +573,7 @@ pub async fn watch_arm(
         };
         if current.version == version {
             failed = None;
+            restore_canary(&state, arm, &version);
             continue;
         }
         if let Some((v, retry_at, _)) = &failed {
@@ -614,6 +612,7 @@ pub async fn watch_arm(
                     return;
                 };
                 failed = None;
+                restore_canary(&state, arm, &version);
                 tracing::info!(
                     model = %state.name,
                     arm = arm.as_str(),
@@ -640,6 +639,14 @@ pub async fn watch_arm(
                 failed = Some((version, Instant::now() + pause, pause));
             }
         }
+    }
+}
+
+/// A withdrawn canary (its alias was removed) takes its share again once its slot serves the
+/// version the alias points at now: not while that version loads, nor if it fails to.
+fn restore_canary(state: &ServeState, arm: Arm, version: &str) {
+    if arm == Arm::Canary && state.routes.withdraw_canary(false) {
+        tracing::info!(model = %state.name, %version, "The canary alias is set again: the canary takes its share of traffic again.");
     }
 }
 

@@ -107,6 +107,7 @@ impl SqlStore {
             };
             // The journal, if this process is to own one; else a journal a stopped server left
             // behind is replayed (when no live process holds it) and let go.
+            let mut no_locks = false;
             let (owned, busy) = if options.journal {
                 match journal::Journal::try_open(&path)? {
                     journal::Opened::Held(j) => (Some(j), false),
@@ -116,12 +117,17 @@ impl SqlStore {
                         );
                         (None, true)
                     }
-                    journal::Opened::NoLocks => (None, false),
+                    journal::Opened::NoLocks => {
+                        no_locks = true;
+                        (None, false)
+                    }
                 }
             } else {
                 (None, false)
             };
-            let orphan = if owned.is_none() && journal::paths_for(&path).iter().any(|p| p.exists())
+            let orphan = if owned.is_none()
+                && !no_locks
+                && journal::paths_for(&path).iter().any(|p| p.exists())
             {
                 journal::Journal::open(&path)?
             } else {

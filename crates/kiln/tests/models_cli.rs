@@ -681,7 +681,7 @@ fn walk(dir: &Path) -> Vec<String> {
 /// candidate is evaluated (here the evaluation data comes through a FIFO, written only after
 /// another promotion moved `champion`), it refuses instead of overriding a version it never
 /// compared with.
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 #[test]
 fn a_promotion_refuses_when_the_alias_moved_during_its_evaluation() {
     let dir = setup();
