@@ -198,7 +198,7 @@ pub struct Metrics {
     pub(crate) log_dropped: AtomicU64,
     /// Prediction-log files written (renamed into place or uploaded).
     pub(crate) log_files: AtomicU64,
-    /// Prediction-log files that could not be written.
+    /// Prediction-log write failures (a file or a group of rows lost).
     pub(crate) log_errors: AtomicU64,
     /// Shadow predictions dropped because the shadow queue was full.
     pub(crate) shadow_dropped: AtomicU64,
@@ -376,7 +376,7 @@ impl Metrics {
             ),
             (
                 "kiln_prediction_log_write_errors_total",
-                "Prediction-log files that could not be written.",
+                "Prediction-log write failures: a file or a group of rows that could not be written or stored.",
                 &self.log_errors,
             ),
             (
