@@ -726,6 +726,38 @@ impl RegistryStore for SqlStore {
         })
     }
 
+    fn set_alias_if(
+        &self,
+        name: &str,
+        alias: &str,
+        version: &str,
+        expected: Option<&str>,
+        actor: &AliasActor,
+    ) -> StoreResult<bool> {
+        validate_alias(alias)?;
+        self.write(|tx| {
+            lock_model(tx, name)?;
+            let v = require_version(tx, name, version)?;
+            let now = tx
+                .query_opt(
+                    "SELECT version FROM registered_model_aliases WHERE name = ? AND alias = ?",
+                    &[Val::from(name), Val::from(alias)],
+                )?
+                .map(|r| r.int(0).to_string());
+            if now.as_deref() != expected {
+                return Ok(false);
+            }
+            record_alias(tx, name, alias, Some(v), actor)?;
+            tx.exec(
+                "INSERT INTO registered_model_aliases (name, alias, version) VALUES (?, ?, ?) \
+                 ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version",
+                &[Val::from(name), Val::from(alias), Val::Int(v)],
+            )?;
+            touch_model(tx, name, kiln_types::now_ms())?;
+            Ok(true)
+        })
+    }
+
     fn delete_alias(&self, name: &str, alias: &str, actor: &AliasActor) -> StoreResult<()> {
         self.write(|tx| {
             lock_model(tx, name)?;

@@ -97,6 +97,7 @@ macro_rules! __contract_cases {
             search_model_versions
             aliases
             alias_history
+            set_alias_if_moves_only_from_the_expected_holder
             gc_collectable_runs_and_cutoff
             gc_experiments_and_logged_models
             gc_purge
@@ -2560,6 +2561,49 @@ pub fn aliases(store: &dyn TrackingStore) {
 
 /// The alias history is append-only, oldest first, recording version, previous version, user
 /// and reason; a rollback is a move back; deletion is an event with no version.
+/// `set_alias_if` moves an alias only while it points at the expected version (or at nothing),
+/// and records only the moves it makes.
+pub fn set_alias_if_moves_only_from_the_expected_holder(store: &dyn TrackingStore) {
+    create_model(store, "cas");
+    for _ in 0..3 {
+        new_version(store, "cas", None, None);
+    }
+    let who = actor("ci", "gate passed");
+    assert!(ok(
+        store.set_alias_if("cas", "champion", "1", None, &who),
+        "from nothing"
+    ));
+    assert!(
+        !ok(
+            store.set_alias_if("cas", "champion", "3", None, &who),
+            "stale: nothing"
+        ),
+        "the alias points at v1 now"
+    );
+    assert!(
+        !ok(
+            store.set_alias_if("cas", "champion", "3", Some("2"), &who),
+            "stale: v2"
+        ),
+        "the alias points at v1, not v2"
+    );
+    assert!(ok(
+        store.set_alias_if("cas", "champion", "2", Some("1"), &who),
+        "from v1"
+    ));
+    let now = ok(store.get_model_version_by_alias("cas", "champion"), "get");
+    assert_eq!(now.version, "2");
+    let events = ok(store.alias_history("cas", "champion"), "history");
+    let versions: Vec<Option<String>> = events.iter().map(|e| e.version.clone()).collect();
+    assert_eq!(versions, vec![Some("1".to_string()), Some("2".to_string())]);
+    assert!(
+        store
+            .set_alias_if("cas", "champion", "9", Some("2"), &who)
+            .is_err(),
+        "an unknown version is still an error"
+    );
+}
+
 pub fn alias_history(store: &dyn TrackingStore) {
     create_model(store, "history");
     new_version(store, "history", None, None);

@@ -151,6 +151,31 @@ pub trait RegistryStore: Send + Sync {
         version: &str,
         actor: &AliasActor,
     ) -> StoreResult<()>;
+    /// [`set_alias`](Self::set_alias) only while `alias` still points at version `expected`
+    /// (`None`: at nothing): `Ok(false)`, and nothing changed, when it has moved. A store that
+    /// can checks and sets in one transaction; this default checks, then sets.
+    fn set_alias_if(
+        &self,
+        name: &str,
+        alias: &str,
+        version: &str,
+        expected: Option<&str>,
+        actor: &AliasActor,
+    ) -> StoreResult<bool> {
+        // (From the model's alias list: a missing alias is an error of its own over MLflow's
+        // REST API, INVALID_PARAMETER_VALUE.)
+        let now = self
+            .get_registered_model(name)?
+            .aliases
+            .into_iter()
+            .find(|a| a.alias == alias)
+            .map(|a| a.version);
+        if now.as_deref() != expected {
+            return Ok(false);
+        }
+        self.set_alias(name, alias, version, actor)?;
+        Ok(true)
+    }
     fn delete_alias(&self, name: &str, alias: &str, actor: &AliasActor) -> StoreResult<()>;
     fn get_model_version_by_alias(&self, name: &str, alias: &str) -> StoreResult<ModelVersion>;
     /// Alias history, oldest first.

@@ -758,15 +758,28 @@ pub fn promote(tracker: &Tracker, req: &PromoteRequest) -> Result<PromoteOutcome
                 )));
             }
         }
-        store.set_alias(
+        // ... and the alias moves only if it still points at the holder judged (one
+        // transaction on the SQL stores), so a promotion landing in between is not overridden.
+        let set = store.set_alias_if(
             name,
             alias,
             &candidate_mv.version,
+            previous_version.as_deref(),
             &AliasActor {
                 user_id: user.clone(),
                 reason: Some(reason.clone()),
             },
         )?;
+        if !set {
+            let now = holder(store, name, alias)?.map(|h| h.version);
+            return Err(input(format!(
+                "`{alias}` of `{name}` moved from {} to {} while v{} was being promoted; nothing changed. \
+                 Run the promotion again to judge it against the new holder.",
+                previous_version.as_deref().map_or("none".to_string(), |v| format!("v{v}")),
+                now.as_deref().map_or("none".to_string(), |v| format!("v{v}")),
+                candidate_mv.version
+            )));
+        }
         moved = true;
     }
     Ok(PromoteOutcome {
