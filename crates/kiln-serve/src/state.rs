@@ -540,12 +540,7 @@ pub async fn watch_arm(
     let mut resolve_error: Option<String> = None;
     loop {
         tokio::time::sleep(interval).await;
-        let l = Arc::clone(&loader);
-        let resolved = match tokio::task::spawn_blocking(move || l.current_version()).await {
-            Ok(r) => r,
-            Err(e) => Err(ServeError::Internal(e.to_string())),
-        };
-        let version = match resolved {
+        let version = match on_blocking(&loader, |l| l.current_version()).await {
             Ok(Some(v)) => {
                 resolve_error = None;
                 v
@@ -581,19 +576,13 @@ pub async fn watch_arm(
                 continue;
             }
         }
-        let l = Arc::clone(&loader);
         let v = version.clone();
-        let loaded = match tokio::task::spawn_blocking(move || l.load(Some(&v))).await {
-            Ok(r) => r,
-            Err(e) => Err(ServeError::Internal(e.to_string())),
-        };
+        let loaded = on_blocking(&loader, move |l| l.load(Some(&v))).await;
         // The alias may have moved on while this version loaded (a rollback right after a
         // promotion): then this load is stale, and installing it would serve, until the next
         // poll, a version the registry no longer points at.
         if loaded.is_ok() {
-            let l = Arc::clone(&loader);
-            let now = tokio::task::spawn_blocking(move || l.current_version()).await;
-            if let Ok(Ok(Some(now))) = now {
+            if let Ok(Some(now)) = on_blocking(&loader, |l| l.current_version()).await {
                 if now != version {
                     tracing::info!(
                         model = %state.name,
@@ -640,6 +629,17 @@ pub async fn watch_arm(
             }
         }
     }
+}
+
+/// Call the loader on a blocking thread (it reads the registry and downloads artifacts).
+async fn on_blocking<T: Send + 'static>(
+    loader: &Arc<dyn ModelLoader>,
+    f: impl FnOnce(&dyn ModelLoader) -> Result<T, ServeError> + Send + 'static,
+) -> Result<T, ServeError> {
+    let l = Arc::clone(loader);
+    tokio::task::spawn_blocking(move || f(l.as_ref()))
+        .await
+        .unwrap_or_else(|e| Err(ServeError::Internal(e.to_string())))
 }
 
 /// A withdrawn canary (its alias was removed) takes its share again once its slot serves the

@@ -21,7 +21,7 @@ use kiln_store::{StoreError, StoreResult};
 use kiln_types::Metric;
 
 use crate::db::{Tx, Val};
-use crate::tracking::{insert_history_into_tx, metric_value, newer, upsert_latest_tx};
+use crate::tracking::{insert_history_into_tx, metric_value, newer, newer_point, upsert_latest_tx};
 
 /// The first byte of every chunk: its layout, so a later one can change it.
 const FORMAT: u8 = 1;
@@ -198,16 +198,10 @@ pub(crate) fn move_staged_tx(tx: &mut dyn Tx) -> StoreResult<u64> {
     move_staged_and_journaled_tx(tx, None, &[]).map(|(moved, _)| moved)
 }
 
-/// Per run, the newest point of each key among the plain points a move took from the
-/// database's staging (not from the journal): a fold compares them with its own candidates,
+/// Per run, the newest point of each key among the points (plain or linked) a move took from
+/// the database's staging (not from the journal): a fold compares them with its own candidates,
 /// since another process may have staged some of them and died before its own fold.
 pub(crate) type StagedLatest = BTreeMap<String, Vec<Metric>>;
-
-/// Whether point `c` (step, timestamp, value) replaces `b` as the latest: [`newer`] on tuples.
-fn newer_point(c: (i64, i64, f64), b: (i64, i64, f64)) -> bool {
-    (c.0, c.1) > (b.0, b.1)
-        || ((c.0, c.1) == (b.0, b.1) && (b.2.is_nan() || (!c.2.is_nan() && c.2 >= b.2)))
-}
 
 /// `run_uuid IN` the runs of [`runs_param`] (a JSON array: no limit on how many).
 pub(crate) const RUNS_IN: &str = "(SELECT value FROM json_each(?))";

@@ -100,6 +100,26 @@ fn get_tx(tx: &mut dyn Tx, model_id: &str) -> StoreResult<LoggedModel> {
     load(tx, &rows)?.pop().ok_or_else(|| not_found(model_id))
 }
 
+/// Set params of a logged model; a key logged again takes the new value.
+fn upsert_params_tx(tx: &mut dyn Tx, model_id: &str, params: &[Param]) -> StoreResult<()> {
+    for p in params {
+        tx.exec(
+            "INSERT INTO logged_model_params (model_id, key, value) VALUES (?, ?, ?) ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value",
+            &[Val::from(model_id), Val::from(&p.key), Val::from(&p.value)],
+        )?;
+    }
+    Ok(())
+}
+
+/// Mark a logged model updated now.
+fn touch_tx(tx: &mut dyn Tx, model_id: &str) -> StoreResult<()> {
+    tx.exec(
+        "UPDATE logged_models SET last_updated_timestamp_ms = ? WHERE model_id = ?",
+        &[Val::Int(kiln_types::now_ms()), Val::from(model_id)],
+    )?;
+    Ok(())
+}
+
 fn require(tx: &mut dyn Tx, model_id: &str) -> StoreResult<()> {
     tx.query_opt(
         "SELECT 1 FROM logged_models WHERE model_id = ?",
@@ -152,12 +172,7 @@ impl LoggedModelStore for SqlStore {
                     Val::from(new.model_type.clone()),
                 ],
             )?;
-            for p in &new.params {
-                tx.exec(
-                    "INSERT INTO logged_model_params (model_id, key, value) VALUES (?, ?, ?) ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value",
-                    &[Val::from(&model_id), Val::from(&p.key), Val::from(&p.value)],
-                )?;
-            }
+            upsert_params_tx(tx, &model_id, &new.params)?;
             for t in &new.tags {
                 tx.exec(
                     "INSERT INTO logged_model_tags (model_id, key, value) VALUES (?, ?, ?) ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value",
@@ -199,11 +214,7 @@ impl LoggedModelStore for SqlStore {
                     &[Val::from(model_id), Val::from(&t.key), Val::Text(truncate(&t.value, MAX_TAG_VALUE))],
                 )?;
             }
-            tx.exec(
-                "UPDATE logged_models SET last_updated_timestamp_ms = ? WHERE model_id = ?",
-                &[Val::Int(kiln_types::now_ms()), Val::from(model_id)],
-            )?;
-            Ok(())
+            touch_tx(tx, model_id)
         })
     }
 
@@ -213,17 +224,8 @@ impl LoggedModelStore for SqlStore {
         }
         self.write(|tx| {
             require(tx, model_id)?;
-            for p in params {
-                tx.exec(
-                    "INSERT INTO logged_model_params (model_id, key, value) VALUES (?, ?, ?) ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value",
-                    &[Val::from(model_id), Val::from(&p.key), Val::from(&p.value)],
-                )?;
-            }
-            tx.exec(
-                "UPDATE logged_models SET last_updated_timestamp_ms = ? WHERE model_id = ?",
-                &[Val::Int(kiln_types::now_ms()), Val::from(model_id)],
-            )?;
-            Ok(())
+            upsert_params_tx(tx, model_id, params)?;
+            touch_tx(tx, model_id)
         })
     }
 

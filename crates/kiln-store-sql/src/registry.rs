@@ -221,6 +221,40 @@ fn querying_prompts(clauses: &[kiln_types::filter::Clause]) -> bool {
         })
 }
 
+/// Point `alias` at `version`, recording the move in its history, under the model-row lock.
+/// With `expected`, only while the alias points at that version (`Some(None)`: at nothing);
+/// whether it moved.
+fn move_alias_tx(
+    tx: &mut dyn Tx,
+    name: &str,
+    alias: &str,
+    version: &str,
+    expected: Option<Option<&str>>,
+    actor: &AliasActor,
+) -> StoreResult<bool> {
+    lock_model(tx, name)?;
+    let v = require_version(tx, name, version)?;
+    if let Some(expected) = expected {
+        let now = tx
+            .query_opt(
+                "SELECT version FROM registered_model_aliases WHERE name = ? AND alias = ?",
+                &[Val::from(name), Val::from(alias)],
+            )?
+            .map(|r| r.int(0).to_string());
+        if now.as_deref() != expected {
+            return Ok(false);
+        }
+    }
+    record_alias(tx, name, alias, Some(v), actor)?;
+    tx.exec(
+        "INSERT INTO registered_model_aliases (name, alias, version) VALUES (?, ?, ?) \
+         ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version",
+        &[Val::from(name), Val::from(alias), Val::Int(v)],
+    )?;
+    touch_model(tx, name, kiln_types::now_ms())?;
+    Ok(true)
+}
+
 fn record_alias(
     tx: &mut dyn Tx,
     name: &str,
@@ -713,17 +747,8 @@ impl RegistryStore for SqlStore {
         actor: &AliasActor,
     ) -> StoreResult<()> {
         validate_alias(alias)?;
-        self.write(|tx| {
-            lock_model(tx, name)?;
-            let v = require_version(tx, name, version)?;
-            record_alias(tx, name, alias, Some(v), actor)?;
-            tx.exec(
-                "INSERT INTO registered_model_aliases (name, alias, version) VALUES (?, ?, ?) \
-                 ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version",
-                &[Val::from(name), Val::from(alias), Val::Int(v)],
-            )?;
-            touch_model(tx, name, kiln_types::now_ms())
-        })
+        self.write(|tx| move_alias_tx(tx, name, alias, version, None, actor))
+            .map(|_| ())
     }
 
     fn set_alias_if(
@@ -735,27 +760,7 @@ impl RegistryStore for SqlStore {
         actor: &AliasActor,
     ) -> StoreResult<bool> {
         validate_alias(alias)?;
-        self.write(|tx| {
-            lock_model(tx, name)?;
-            let v = require_version(tx, name, version)?;
-            let now = tx
-                .query_opt(
-                    "SELECT version FROM registered_model_aliases WHERE name = ? AND alias = ?",
-                    &[Val::from(name), Val::from(alias)],
-                )?
-                .map(|r| r.int(0).to_string());
-            if now.as_deref() != expected {
-                return Ok(false);
-            }
-            record_alias(tx, name, alias, Some(v), actor)?;
-            tx.exec(
-                "INSERT INTO registered_model_aliases (name, alias, version) VALUES (?, ?, ?) \
-                 ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version",
-                &[Val::from(name), Val::from(alias), Val::Int(v)],
-            )?;
-            touch_model(tx, name, kiln_types::now_ms())?;
-            Ok(true)
-        })
+        self.write(|tx| move_alias_tx(tx, name, alias, version, Some(expected), actor))
     }
 
     fn delete_alias(&self, name: &str, alias: &str, actor: &AliasActor) -> StoreResult<()> {

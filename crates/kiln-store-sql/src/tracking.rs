@@ -590,9 +590,16 @@ const METRIC_ROWS_PER_INSERT: usize = 100;
 /// Whether `c` replaces `b` as the latest value of a metric: higher step, then later timestamp,
 /// then the larger value (a NaN never replaces a number). Mirrors the SQL upsert condition.
 pub(crate) fn newer(c: &Metric, b: &Metric) -> bool {
-    (c.step, c.timestamp) > (b.step, b.timestamp)
-        || ((c.step, c.timestamp) == (b.step, b.timestamp)
-            && (b.value.is_nan() || (!c.value.is_nan() && c.value >= b.value)))
+    newer_point(
+        (c.step, c.timestamp, c.value),
+        (b.step, b.timestamp, b.value),
+    )
+}
+
+/// [`newer`] on `(step, timestamp, value)` points.
+pub(crate) fn newer_point(c: (i64, i64, f64), b: (i64, i64, f64)) -> bool {
+    (c.0, c.1) > (b.0, b.1)
+        || ((c.0, c.1) == (b.0, b.1) && (b.2.is_nan() || (!c.2.is_nan() && c.2 >= b.2)))
 }
 
 /// History rows into `table` (`metrics`, or SQLite's `metrics_staged` for points linked to a

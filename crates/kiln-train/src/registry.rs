@@ -741,25 +741,26 @@ pub fn promote(tracker: &Tracker, req: &PromoteRequest) -> Result<PromoteOutcome
     } else if passed {
         // The gates judged the holders read before the evaluation: if another promotion or a
         // rollback moved them meanwhile, this one would override a version it never compared
-        // with. Refuse, and let the caller run it again against the new holder.
-        for (watched, before) in [
-            (Some(alias), &previous_version),
-            (must_beat.as_ref(), &beat_before),
-        ] {
-            let Some(watched) = watched else { continue };
+        // with. Refuse, and let the caller run it again against the new holder. The alias
+        // itself moves only if it still points at the holder judged (one transaction on the
+        // SQL stores); a different `--must-beat` alias is checked just before.
+        let moved_away = |watched: &str,
+                          before: &Option<String>|
+         -> Result<TrainError, TrainError> {
             let now = holder(store, name, watched)?.map(|h| h.version);
-            if now != *before {
-                return Err(input(format!(
-                    "`{watched}` of `{name}` moved from {} to {} while v{} was being evaluated; nothing changed. \
-                     Run the promotion again to judge it against the new holder.",
-                    before.as_deref().map_or("none".to_string(), |v| format!("v{v}")),
-                    now.as_deref().map_or("none".to_string(), |v| format!("v{v}")),
-                    candidate_mv.version
-                )));
+            Ok(input(format!(
+                "`{watched}` of `{name}` moved from {} to {} while v{} was being evaluated; nothing changed. \
+                 Run the promotion again to judge it against the new holder.",
+                before.as_deref().map_or("none".to_string(), |v| format!("v{v}")),
+                now.as_deref().map_or("none".to_string(), |v| format!("v{v}")),
+                candidate_mv.version
+            )))
+        };
+        if let Some(beat) = must_beat.as_ref().filter(|b| *b != alias) {
+            if holder(store, name, beat)?.map(|h| h.version) != beat_before {
+                return Err(moved_away(beat, &beat_before)?);
             }
         }
-        // ... and the alias moves only if it still points at the holder judged (one
-        // transaction on the SQL stores), so a promotion landing in between is not overridden.
         let set = store.set_alias_if(
             name,
             alias,
@@ -771,14 +772,7 @@ pub fn promote(tracker: &Tracker, req: &PromoteRequest) -> Result<PromoteOutcome
             },
         )?;
         if !set {
-            let now = holder(store, name, alias)?.map(|h| h.version);
-            return Err(input(format!(
-                "`{alias}` of `{name}` moved from {} to {} while v{} was being promoted; nothing changed. \
-                 Run the promotion again to judge it against the new holder.",
-                previous_version.as_deref().map_or("none".to_string(), |v| format!("v{v}")),
-                now.as_deref().map_or("none".to_string(), |v| format!("v{v}")),
-                candidate_mv.version
-            )));
+            return Err(moved_away(alias, &previous_version)?);
         }
         moved = true;
     }
