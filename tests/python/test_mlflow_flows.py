@@ -923,3 +923,18 @@ def test_logged_model_params_after_creation(tracking):
     assert got.params == {"a": "1", "b": "2", "c": "x"}
     found = mlflow.search_logged_models(filter_string="params.b = '2'", output_format="list")
     assert [x.model_id for x in found] == [m.model_id]
+
+
+def test_deleted_logged_model_is_not_found_unless_asked(tracking):
+    mlflow.set_experiment(unique("lm-delete"))
+    m = mlflow.initialize_logged_model(name="gone")
+    client = mlflow.MlflowClient()
+    client.delete_logged_model(m.model_id)
+    with pytest.raises(MlflowException) as e:
+        client.get_logged_model(m.model_id)
+    assert e.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+    r = rest(tracking, "GET", f"logged-models/{m.model_id}", params={"allow_deleted": "true"})
+    assert r.status_code == 200, r.text
+    assert r.json()["model"]["info"]["model_id"] == m.model_id
+    found = mlflow.search_logged_models(output_format="list")
+    assert m.model_id not in [x.model_id for x in found]

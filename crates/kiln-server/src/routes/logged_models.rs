@@ -1,12 +1,12 @@
 //! MLflow 3 `logged-models` endpoints.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::Json;
 use kiln_api::ApiError;
-use kiln_store::{LoggedModelQuery, NewLoggedModel};
+use kiln_store::{LoggedModelQuery, NewLoggedModel, StoreError};
 use kiln_types::{
     filter::{Entity, OrderBy, Target},
-    LoggedModelStatus, Param, Tag,
+    LifecycleStage, LoggedModelStatus, Param, Tag,
 };
 use serde_json::{json, Value};
 
@@ -37,13 +37,33 @@ pub(crate) async fn create(State(s): State<AppState>, Params(p): Params) -> ApiR
     Ok(Json(json!({ "model": model })))
 }
 
+/// `GET logged-models/{id}`: a deleted model is not found unless `?allow_deleted=true`, as on
+/// MLflow's server (its client asks for that when it resolves a deleted model's artifacts).
 pub(crate) async fn get(
     State(s): State<AppState>,
     Path(model_id): Path<String>,
+    Query(q): Query<AllowDeleted>,
 ) -> ApiResult<Json<Value>> {
     check_id(&model_id)?;
-    let model = blocking(move || s.store.get_logged_model(&model_id)).await?;
+    let allow_deleted = q
+        .allow_deleted
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let model = blocking(move || {
+        let model = s.store.get_logged_model(&model_id)?;
+        if model.info.lifecycle_stage == LifecycleStage::Deleted && !allow_deleted {
+            return Err(StoreError::not_found(format!(
+                "Logged model with ID '{model_id}' not found."
+            )));
+        }
+        Ok(model)
+    })
+    .await?;
     Ok(Json(json!({ "model": model })))
+}
+
+#[derive(serde::Deserialize)]
+pub(crate) struct AllowDeleted {
+    allow_deleted: Option<String>,
 }
 
 pub(crate) async fn finalize(
