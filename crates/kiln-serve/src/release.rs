@@ -5,9 +5,9 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderValue};
 use bytes::Bytes;
@@ -158,7 +158,8 @@ enum ShadowMsg {
 pub(crate) struct ShadowQueue {
     tx: SyncSender<ShadowMsg>,
     metrics: Arc<Metrics>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Disconnected when the thread has ended (it holds the sender).
+    ended: Mutex<Option<mpsc::Receiver<()>>>,
     /// Set at shutdown: copies still queued are dropped (and counted), not scored, so a slow
     /// shadow cannot hold the exit (and the prediction log's last file) past the drain deadline.
     stopping: Arc<AtomicBool>,
@@ -181,23 +182,32 @@ impl ShadowQueue {
         let (stop, counts) = (stopping.clone(), metrics.clone());
         let budget = Arc::new(ByteBudget::default());
         let taken = Arc::clone(&budget);
-        let thread = std::thread::Builder::new()
+        let (alive, ended) = mpsc::channel::<()>();
+        std::thread::Builder::new()
             .name("kiln-shadow".into())
             .spawn(move || {
+                let _alive = alive;
                 while let Ok(ShadowMsg::Job(job)) = rx.recv() {
-                    taken.give(job.body.len());
                     if stop.load(Ordering::Relaxed) {
-                        counts.shadow_dropped.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        run_shadow(&slot, log.as_deref(), job);
+                        // Shutting down: this copy and those still queued are dropped.
+                        let queued = rx
+                            .try_iter()
+                            .filter(|m| matches!(m, ShadowMsg::Job(_)))
+                            .count();
+                        counts
+                            .shadow_dropped
+                            .fetch_add(1 + queued as u64, Ordering::Relaxed);
+                        break;
                     }
+                    taken.give(job.body.len());
+                    run_shadow(&slot, log.as_deref(), job);
                 }
             })
             .map_err(|e| ServeError::Internal(format!("Failed to start the shadow thread: {e}")))?;
         Ok(Self {
             tx,
             metrics,
-            thread: Mutex::new(Some(thread)),
+            ended: Mutex::new(Some(ended)),
             stopping,
             budget,
         })
@@ -220,16 +230,30 @@ impl ShadowQueue {
         }
     }
 
-    /// Stop the thread once the copy in progress is scored; queued copies are dropped. Blocks.
-    pub(crate) fn finish(&self) {
+    /// Stop the thread once the copy in progress is scored (queued copies are dropped),
+    /// waiting for that copy at most `within`: a slow shadow must not hold the exit past the
+    /// pod's grace period. `false` when it was still scoring then.
+    pub(crate) fn finish(&self, within: Duration) -> bool {
         self.stopping.store(true, Ordering::Relaxed);
-        let _ = self.tx.send(ShadowMsg::Stop);
-        let handle = match self.thread.lock() {
+        // Never blocks: the queue may be full, and the stop flag alone ends the copies queued.
+        let _ = self.tx.try_send(ShadowMsg::Stop);
+        let ended = match self.ended.lock() {
             Ok(mut g) => g.take(),
             Err(p) => p.into_inner().take(),
         };
-        if let Some(h) = handle {
-            let _ = h.join();
+        let Some(ended) = ended else {
+            return true;
+        };
+        match ended.recv_timeout(within) {
+            Err(RecvTimeoutError::Timeout) => {
+                tracing::warn!(
+                    ?within,
+                    "The shadow model was still scoring a mirrored request at the drain deadline; \
+                     leaving it."
+                );
+                false
+            }
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => true,
         }
     }
 }

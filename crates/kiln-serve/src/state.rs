@@ -435,14 +435,16 @@ impl ServeState {
     }
 
     /// After the last request: stop the shadow worker (copies still queued are dropped and
-    /// counted), then flush the prediction log (its last file is closed and moved into place),
-    /// waiting for the log at most `within`. Blocks.
+    /// counted; the copy being scored gets at most half of `within`), then flush the
+    /// prediction log (its last file is closed and moved into place) in what is left of
+    /// `within`. Blocks at most `within`.
     pub fn finish(&self, within: Duration) {
+        let started = Instant::now();
         if let Some(s) = &self.shadow {
-            s.finish();
+            s.finish(within / 2);
         }
         if let Some(l) = &self.log {
-            l.finish(within);
+            l.finish(within.saturating_sub(started.elapsed()));
         }
     }
 }

@@ -1169,6 +1169,47 @@ async fn a_broken_or_slow_shadow_never_changes_or_delays_the_answer() {
     assert!(dropped >= 1, "finish scored the whole backlog: {text}");
 }
 
+#[tokio::test]
+async fn shutdown_does_not_wait_for_a_stuck_shadow_past_the_deadline() {
+    let state = ServeState::with_arms(
+        crate::Arms {
+            main: loaded(gbdt(Task::Classification), "1"),
+            canary: None,
+            shadow: Some(Loaded {
+                scorer: Arc::new(OddScorer {
+                    signature: signature(Task::Classification),
+                    sleep: Duration::from_secs(20),
+                }),
+                name: Some("churn".into()),
+                version: Some("9".into()),
+                run_id: None,
+                source: "models:/churn/9".into(),
+            }),
+            sticky_header: None,
+        },
+        None,
+        Limits::default(),
+        None,
+    )
+    .unwrap();
+    let app = create_app(Arc::clone(&state));
+    for _ in 0..3 {
+        let (status, _, _) = call_with(&app, "/invocations", &[], RECORDS).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    // The shadow is 20 s into its first copy; the exit leaves it after its share of the deadline.
+    let s = Arc::clone(&state);
+    let started = std::time::Instant::now();
+    tokio::task::spawn_blocking(move || s.finish(Duration::from_millis(400)))
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "finish waited for the stuck shadow: {:?}",
+        started.elapsed()
+    );
+}
+
 fn read_log(dir: &std::path::Path) -> Vec<arrow_array::RecordBatch> {
     let mut files: Vec<_> = fs_err::read_dir(dir)
         .unwrap()
