@@ -282,6 +282,44 @@ def test_kiln_serve_int64_input_takes_whole_numbers_only(tmp_path):
         assert "f0" in msg and "row 2" in msg and "int64" in msg, msg
 
 
+def test_kiln_serve_v2_and_openapi_hold_to_their_specs(tmp_path):
+    """The Open Inference Protocol through kiln serve on an ONNX model: a NaN output (a missing
+    value a linear model cannot take) is a 400 naming the row, not `null` and a made-up label;
+    a value its FP32 tensor cannot hold is a 400; `outputs` picks what comes back; the
+    versioned readiness route answers; /openapi.json is a valid OpenAPI 3.1 document."""
+    import requests
+    from openapi_spec_validator import validate
+
+    X, y = load_iris(return_X_y=True)
+    model = LogisticRegression(max_iter=500).fit(X, y)
+    path = export(model, X.shape[1], tmp_path / "iris.onnx")
+    infer = lambda base, body: requests.post(f"{base}/v2/models/iris/infer", json=body, timeout=30)  # noqa: E731
+    tensor = lambda data, datatype="FP32": {"name": "X", "shape": [len(data) // 4, 4], "datatype": datatype, "data": data}  # noqa: E731
+    with served(path, tmp_path, "--name", "iris") as base:
+        row = X[0].tolist()
+        r = infer(base, {"inputs": [tensor(row)]})
+        assert r.status_code == 200, r.text
+        assert [o["name"] for o in r.json()["outputs"]] == ["predictions", "probabilities"]
+        r = infer(base, {"inputs": [tensor(row)], "outputs": [{"name": "probabilities"}]})
+        assert [o["name"] for o in r.json()["outputs"]] == ["probabilities"], r.text
+        assert np.allclose(r.json()["outputs"][0]["data"], model.predict_proba(X[:1]).ravel(), atol=PROBA_ATOL)
+
+        r = infer(base, {"inputs": [tensor(row + [None, 3.5, 1.0, 2.0])]})
+        assert r.status_code == 400, r.text
+        assert "row 2 is NaN" in r.json()["error"], r.text
+        r = infer(base, {"inputs": [tensor([1e39, 3.5, 1.0, 2.0])]})
+        assert r.status_code == 400 and "FP32" in r.json()["error"], r.text
+
+        r = requests.get(f"{base}/v2/models/iris/versions/1/ready", timeout=30)
+        assert r.status_code == 404 and "error" in r.json(), r.text
+        r = requests.get(f"{base}/v2/models/iris/nope", timeout=30)
+        assert r.status_code == 404 and "error" in r.json(), r.text
+
+        doc = requests.get(f"{base}/openapi.json", timeout=30).json()
+        validate(doc)
+        assert doc["openapi"].startswith("3.1")
+
+
 def test_kiln_evaluate_scores_an_onnx_model_like_scikit_learn(tmp_path):
     """`kiln evaluate` on an ONNX export: the same ROC-AUC and accuracy as scikit-learn computes
     on the same rows; gates apply; the label column comes from --target."""

@@ -564,13 +564,92 @@ struct Tensor<'a> {
     data: TensorData<'a>,
 }
 
-/// An Open Inference Protocol v2 request (`parameters` and `outputs` are accepted and ignored).
+/// One entry of a request's `outputs` (its `parameters` are accepted and ignored).
+#[derive(Debug, Deserialize)]
+struct OutputRequest<'a> {
+    #[serde(borrow)]
+    name: Name<'a>,
+}
+
+/// An Open Inference Protocol v2 request (`parameters` is accepted and ignored).
 #[derive(Debug, Deserialize)]
 struct InferRequest<'a> {
     #[serde(borrow, default)]
     id: Option<Name<'a>>,
     #[serde(borrow)]
     inputs: Vec<Tensor<'a>>,
+    #[serde(borrow, default)]
+    outputs: Option<Vec<OutputRequest<'a>>>,
+}
+
+/// What an inference request asks of the answer besides the inputs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct V2Request {
+    /// The request's `id`, echoed in the response.
+    pub id: Option<String>,
+    /// The outputs asked for by name, in the request's order; `None` (or an empty list) for
+    /// all of them.
+    pub outputs: Option<Vec<String>>,
+}
+
+/// A shape for an error message: a long one is cut after 8 dimensions.
+fn show_shape(shape: &[i64]) -> String {
+    const SHOWN: usize = 8;
+    if shape.len() <= SHOWN {
+        return format!("{shape:?}");
+    }
+    let head: Vec<String> = shape[..SHOWN].iter().map(i64::to_string).collect();
+    format!("[{}, … ({} dimensions)]", head.join(", "), shape.len())
+}
+
+/// The range of whole numbers an integer datatype holds (as doubles: the JSON numbers).
+#[allow(clippy::cast_precision_loss)]
+fn integer_range(datatype: &str) -> Option<(f64, f64)> {
+    Some(match datatype {
+        "INT8" => (f64::from(i8::MIN), f64::from(i8::MAX)),
+        "INT16" => (f64::from(i16::MIN), f64::from(i16::MAX)),
+        "INT32" => (f64::from(i32::MIN), f64::from(i32::MAX)),
+        "INT64" => (i64::MIN as f64, i64::MAX as f64),
+        "UINT8" => (0.0, f64::from(u8::MAX)),
+        "UINT16" => (0.0, f64::from(u16::MAX)),
+        "UINT32" => (0.0, f64::from(u32::MAX)),
+        "UINT64" => (0.0, u64::MAX as f64),
+        _ => return None,
+    })
+}
+
+/// Check each value against the tensor's `datatype`: booleans for `BOOL`, whole numbers in
+/// range for the integer types, numbers the float width holds for `FP16`/`FP32`/`FP64`.
+/// `null` (a missing value) is accepted in any tensor, and `BYTES` takes any scalar (a single
+/// `[rows, inputs]` tensor of mixed columns is sent as `BYTES`).
+fn check_data(t: &Tensor<'_>) -> Result<(), DecodeError> {
+    let datatype = t.datatype.0.as_ref();
+    let float_max = match datatype {
+        "FP16" => Some(65504.0),
+        "FP32" => Some(f64::from(f32::MAX)),
+        "FP64" => Some(f64::MAX),
+        _ => None,
+    };
+    let ints = integer_range(datatype);
+    for (k, v) in t.data.0.iter().enumerate() {
+        let expected = match (v, datatype, float_max, ints) {
+            (Cell::Null, ..) | (_, "BYTES", ..) | (Cell::Bool(_), "BOOL", ..) => continue,
+            (Cell::Num(x), _, Some(max), _) if x.abs() <= max => continue,
+            (Cell::Num(x), _, _, Some((lo, hi))) if x.fract() == 0.0 && (lo..=hi).contains(x) => {
+                continue
+            }
+            (_, "BOOL", ..) => "true or false".to_string(),
+            (_, _, Some(_), _) => format!("a number that {datatype} holds"),
+            (_, _, _, Some((lo, hi))) => format!("a whole number from {lo} to {hi}"),
+            _ => continue,
+        };
+        return Err(DecodeError::Malformed(format!(
+            "tensor `{}` is {datatype}: its value {} (index {k} of data) is not {expected}",
+            t.name.0,
+            v.describe()
+        )));
+    }
+    Ok(())
 }
 
 const DATATYPES: &[&str] = &[
@@ -583,8 +662,9 @@ fn shape_len(t: &Tensor<'_>) -> Result<usize, DecodeError> {
     for &d in &t.shape {
         let d = usize::try_from(d).map_err(|_| {
             DecodeError::Malformed(format!(
-                "tensor `{}` has a negative dimension in shape {:?}",
-                t.name.0, t.shape
+                "tensor `{}` has a negative dimension in shape {}",
+                t.name.0,
+                show_shape(&t.shape)
             ))
         })?;
         n = n.checked_mul(d).ok_or_else(|| {
@@ -593,9 +673,9 @@ fn shape_len(t: &Tensor<'_>) -> Result<usize, DecodeError> {
     }
     if n != t.data.0.len() {
         return Err(DecodeError::Malformed(format!(
-            "tensor `{}` has shape {:?} ({n} values) but {} data values",
+            "tensor `{}` has shape {} ({n} values) but {} data values",
             t.name.0,
-            t.shape,
+            show_shape(&t.shape),
             t.data.0.len()
         )));
     }
@@ -607,16 +687,23 @@ fn shape_len(t: &Tensor<'_>) -> Result<usize, DecodeError> {
             DATATYPES.join(", ")
         )));
     }
+    check_data(t)?;
     Ok(n)
 }
 
 /// Decode an inference request: one tensor per model input (named like the column, shape `[n]`
 /// or `[n, 1]`), or a single `[n, inputs]` tensor with the columns in signature order. Returns
-/// the batch and the request id.
-pub fn decode_v2(body: &[u8], encoder: &Encoder) -> Result<(Batch, Option<String>), DecodeError> {
+/// the batch, and the request's id and outputs asked for.
+pub fn decode_v2(body: &[u8], encoder: &Encoder) -> Result<(Batch, V2Request), DecodeError> {
     let req: InferRequest<'_> = serde_json::from_slice(body).map_err(|e| json_error(&e))?;
     let budget = value_budget(body.len());
-    let id = req.id.map(|n| n.0.into_owned());
+    let id = V2Request {
+        id: req.id.map(|n| n.0.into_owned()),
+        outputs: req
+            .outputs
+            .filter(|o| !o.is_empty())
+            .map(|o| o.into_iter().map(|o| o.name.0.into_owned()).collect()),
+    };
     let n_fields = encoder.fields().len();
     if req.inputs.is_empty() {
         return Err(DecodeError::Empty);
@@ -642,9 +729,9 @@ pub fn decode_v2(body: &[u8], encoder: &Encoder) -> Result<(Batch, Option<String
         };
         if cols != n_fields {
             return Err(DecodeError::Malformed(format!(
-                "tensor `{}` has shape {:?}; expected [rows, {n_fields}] with the inputs in this order: {}",
+                "tensor `{}` has shape {}; expected [rows, {n_fields}] with the inputs in this order: {}",
                 t.name.0,
-                t.shape,
+                show_shape(&t.shape),
                 encoder.names()
             )));
         }
@@ -662,7 +749,11 @@ pub fn decode_v2(body: &[u8], encoder: &Encoder) -> Result<(Batch, Option<String
     let mut given = vec![0; n_fields];
     for t in &req.inputs {
         let Some(i) = encoder.field_index(&t.name.0) else {
-            continue;
+            return Err(DecodeError::Malformed(format!(
+                "tensor `{}` is not a model input; the inputs are {}",
+                t.name.0,
+                encoder.names()
+            )));
         };
         if !mark_once(&mut given, i, 1) {
             return Err(DecodeError::Malformed(format!(
@@ -674,8 +765,9 @@ pub fn decode_v2(body: &[u8], encoder: &Encoder) -> Result<(Batch, Option<String
             [n] | [n, 1] => usize::try_from(*n).unwrap_or(0),
             _ => {
                 return Err(DecodeError::Malformed(format!(
-                    "tensor `{}` has shape {:?}; a per-column tensor has shape [rows] or [rows, 1]",
-                    t.name.0, t.shape
+                    "tensor `{}` has shape {}; a per-column tensor has shape [rows] or [rows, 1]",
+                    t.name.0,
+                    show_shape(&t.shape)
                 )))
             }
         };

@@ -36,6 +36,8 @@ pub enum DecodeError {
         inputs: usize,
         budget: usize,
     },
+    #[error("the model's output for row {row} is {value}, not a number: its inputs are outside what the model handles (a missing value it cannot take, or a number too large for it)")]
+    NonFiniteOutput { row: usize, value: String },
     #[error("Unsupported content type `{0}`: send application/json or text/csv")]
     UnsupportedMediaType(String),
 }

@@ -65,8 +65,10 @@ impl Histogram {
         }
     }
 
+    /// Count `v`; a NaN or an infinity is skipped (it would turn `_sum` into NaN or ±Inf for
+    /// the rest of the process).
     pub(crate) fn observe(&self, v: f64) {
-        if v.is_nan() {
+        if !v.is_finite() {
             return;
         }
         let i = self.bounds.partition_point(|b| *b < v);
@@ -99,8 +101,19 @@ impl Histogram {
             let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
         }
         let sum = f64::from_bits(self.sum_bits.load(Ordering::Relaxed));
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", prom_f64(sum));
         let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+    }
+}
+
+/// A sample value in the text exposition format's spelling (`+Inf`, `-Inf`, `NaN`).
+fn prom_f64(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else {
+        v.to_string()
     }
 }
 
@@ -419,5 +432,25 @@ impl Metrics {
             spins.ready, spins.work, spins.expired
         );
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_finite_values_leave_the_sum_alone() {
+        let h = Histogram::new(&[1.0, 10.0]);
+        for v in [2.0, f64::INFINITY, f64::NEG_INFINITY, f64::NAN, 3.0] {
+            h.observe(v);
+        }
+        let mut out = String::new();
+        h.write(&mut out, "x", "a=\"b\"");
+        assert!(out.contains("x_sum{a=\"b\"} 5\n"), "{out}");
+        assert!(out.contains("x_count{a=\"b\"} 2\n"), "{out}");
+        assert_eq!(prom_f64(f64::INFINITY), "+Inf");
+        assert_eq!(prom_f64(f64::NEG_INFINITY), "-Inf");
+        assert_eq!(prom_f64(f64::NAN), "NaN");
     }
 }

@@ -1,4 +1,5 @@
-//! The OpenAPI 3 document of the server, with the loaded model's inputs as a JSON schema.
+//! The OpenAPI 3.1 document of the server, with the loaded model's inputs as a JSON schema
+//! (3.1: its schemas are JSON Schema, so a nullable input is `"type": ["number", "null"]`).
 
 use kiln_train::frame::FieldKind;
 use serde_json::{json, Value};
@@ -41,6 +42,14 @@ fn input_schema(model: &LoadedModel) -> Value {
     })
 }
 
+/// A response with the Open Inference Protocol's `{"error": …}` body.
+fn v2_error(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/InferError" } } },
+    })
+}
+
 fn error_response(description: &str) -> Value {
     json!({
         "description": description,
@@ -71,10 +80,15 @@ pub(crate) fn document(model: &LoadedModel) -> Value {
         json!({
             "type": "object",
             "properties": {
-                "predictions": { "type": "array", "items": { "type": ["number", "null"] } },
+                "predictions": { "type": "array", "items": { "type": "number" } },
             },
             "required": ["predictions"],
         })
+    };
+    let output_names: Vec<&str> = if model.classification() {
+        vec!["predictions", "probabilities"]
+    } else {
+        vec!["predictions"]
     };
     let text = |description: &str| json!({ "description": description, "content": { "text/plain": { "schema": { "type": "string" } } } });
     let ok_json = |description: &str| json!({ "description": description, "content": { "application/json": { "schema": { "type": "object" } } } });
@@ -93,15 +107,15 @@ pub(crate) fn document(model: &LoadedModel) -> Value {
         "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/InferRequest" } } } },
         "responses": {
             "200": { "description": "Outputs", "headers": predict_headers, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/InferResponse" } } } },
-            "400": { "description": "Invalid input", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/InferError" } } } },
-            "404": { "description": "Unknown model or version" },
-            "413": { "description": "Body too large" },
+            "400": v2_error("Invalid input: the message names the tensor, the value and what was expected"),
+            "404": v2_error("Unknown model or version"),
+            "413": v2_error("Body larger than --max-body"),
         },
     });
     let mut infer_version = infer.clone();
     infer_version["parameters"] = json!([name_param, version_param, request_id_param]);
     json!({
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {
             "title": format!("kiln serve: {}", model.name),
             "version": env!("CARGO_PKG_VERSION"),
@@ -129,9 +143,10 @@ pub(crate) fn document(model: &LoadedModel) -> Value {
             },
             "/v2/models/{name}/infer": { "post": infer },
             "/v2/models/{name}/versions/{version}/infer": { "post": infer_version },
-            "/v2/models/{name}": { "get": { "summary": "Model metadata", "parameters": [name_param], "responses": { "200": ok_json("Name, versions, platform, inputs, outputs") } } },
-            "/v2/models/{name}/versions/{version}": { "get": { "summary": "Model version metadata", "parameters": [name_param, version_param], "responses": { "200": ok_json("Metadata of the loaded version") } } },
-            "/v2/models/{name}/ready": { "get": { "summary": "Model readiness", "parameters": [name_param], "responses": { "200": ok_json("Ready") } } },
+            "/v2/models/{name}": { "get": { "summary": "Model metadata", "parameters": [name_param], "responses": { "200": ok_json("Name, versions, platform, inputs, outputs"), "404": v2_error("Unknown model") } } },
+            "/v2/models/{name}/versions/{version}": { "get": { "summary": "Model version metadata", "parameters": [name_param, version_param], "responses": { "200": ok_json("Metadata of the loaded version"), "404": v2_error("Unknown model, or the version is not loaded") } } },
+            "/v2/models/{name}/ready": { "get": { "summary": "Model readiness", "parameters": [name_param], "responses": { "200": ok_json("Ready"), "503": ok_json("Draining"), "404": v2_error("Unknown model") } } },
+            "/v2/models/{name}/versions/{version}/ready": { "get": { "summary": "Model version readiness", "parameters": [name_param, version_param], "responses": { "200": ok_json("Ready"), "503": ok_json("Draining"), "404": v2_error("Unknown model, or the version is not loaded") } } },
             "/v2": { "get": { "summary": "Server metadata", "responses": { "200": ok_json("Name, version, extensions") } } },
             "/v2/health/live": { "get": { "summary": "Liveness", "responses": { "200": ok_json("Live") } } },
             "/v2/health/ready": { "get": { "summary": "Readiness (503 while draining)", "responses": { "200": ok_json("Ready"), "503": ok_json("Draining") } } },
@@ -139,7 +154,7 @@ pub(crate) fn document(model: &LoadedModel) -> Value {
             "/ping": { "get": { "summary": "MLflow's liveness check", "responses": { "200": text("A newline") } } },
             "/version": { "get": { "summary": "kiln's version", "responses": { "200": text("Version") } } },
             "/metrics": { "get": { "summary": "Prometheus metrics", "responses": { "200": text("Text exposition format 0.0.4") } } },
-            "/openapi.json": { "get": { "summary": "This document", "responses": { "200": ok_json("OpenAPI 3") } } },
+            "/openapi.json": { "get": { "summary": "This document", "responses": { "200": ok_json("OpenAPI 3.1") } } },
         },
         "components": {
             "schemas": {
@@ -185,6 +200,12 @@ pub(crate) fn document(model: &LoadedModel) -> Value {
                     "properties": {
                         "id": { "type": "string" },
                         "inputs": { "type": "array", "items": { "$ref": "#/components/schemas/Tensor" } },
+                        "outputs": {
+                            "type": "array",
+                            "description": "The outputs to return, by name (all when absent or empty).",
+                            "items": { "type": "object", "properties": { "name": { "type": "string", "enum": output_names }, "parameters": { "type": "object" } }, "required": ["name"] },
+                        },
+                        "parameters": { "type": "object", "description": "Accepted and ignored." },
                     },
                     "required": ["inputs"],
                 },
@@ -197,7 +218,7 @@ pub(crate) fn document(model: &LoadedModel) -> Value {
                         "outputs": { "type": "array", "items": { "$ref": "#/components/schemas/Tensor" } },
                     },
                 },
-                "InferError": { "type": "object", "properties": { "error": { "type": "string" } } },
+                "InferError": { "type": "object", "properties": { "error": { "type": "string" } }, "required": ["error"] },
             },
         },
     })

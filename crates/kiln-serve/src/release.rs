@@ -264,6 +264,7 @@ fn run_shadow(slot: &ModelSlot, log: Option<&PredictionLog>, job: ShadowJob) {
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let batch = decode(job.format, &job.body, &model)?;
         let predictions = model.scorer.predict(&batch)?;
+        crate::routes::check_finite(&predictions)?;
         Ok::<_, ServeError>((batch, predictions))
     }))
     .unwrap_or_else(|_| Err(ServeError::Internal("shadow prediction panicked".into())));

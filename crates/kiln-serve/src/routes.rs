@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -18,7 +18,7 @@ use bytes::Bytes;
 use kiln_train::artifact::Predictions;
 use kiln_train::frame::FieldKind;
 
-use crate::decode::decode_v2;
+use crate::decode::{decode_v2, V2Request};
 use crate::encode::Batch;
 use crate::error::{DecodeError, ServeError};
 use crate::metrics::Endpoint;
@@ -51,6 +51,10 @@ pub fn create_app(state: Arc<ServeState>) -> Router {
             get(v2_version_metadata),
         )
         .route(
+            "/v2/models/{name}/versions/{version}/ready",
+            get(v2_version_ready),
+        )
+        .route(
             "/v2/models/{name}/versions/{version}/infer",
             post(v2_version_infer),
         )
@@ -76,17 +80,28 @@ fn v2_error(err: &ServeError) -> Response {
     json_response(err.status(), body.to_string().into_bytes())
 }
 
-async fn not_found() -> Response {
-    mlflow_error(&ServeError::NotFound(
-        "No such endpoint; see GET /openapi.json".into(),
-    ))
+/// Whether `uri` is under the Open Inference Protocol's `/v2`, whose errors are `{"error"}`.
+fn is_v2(uri: &Uri) -> bool {
+    let path = uri.path();
+    path == "/v2" || path.starts_with("/v2/")
 }
 
-async fn method_not_allowed() -> Response {
-    let body = serde_json::json!({
-        "error_code": "BAD_REQUEST",
-        "message": "Method not allowed for this endpoint; see GET /openapi.json",
-    });
+async fn not_found(uri: Uri) -> Response {
+    let err = ServeError::NotFound("No such endpoint; see GET /openapi.json".into());
+    if is_v2(&uri) {
+        v2_error(&err)
+    } else {
+        mlflow_error(&err)
+    }
+}
+
+async fn method_not_allowed(uri: Uri) -> Response {
+    const MESSAGE: &str = "Method not allowed for this endpoint; see GET /openapi.json";
+    let body = if is_v2(&uri) {
+        serde_json::json!({ "error": MESSAGE })
+    } else {
+        serde_json::json!({ "error_code": "BAD_REQUEST", "message": MESSAGE })
+    };
     json_response(
         StatusCode::METHOD_NOT_ALLOWED,
         body.to_string().into_bytes(),
@@ -132,10 +147,32 @@ fn decode_any(
     format: BodyFormat,
     body: &[u8],
     model: &LoadedModel,
-) -> Result<(Batch, Option<String>), ServeError> {
+) -> Result<(Batch, V2Request), ServeError> {
     match format {
-        BodyFormat::V2 => Ok(decode_v2(body, &model.encoder)?),
-        _ => Ok((decode(format, body, model)?, None)),
+        BodyFormat::V2 => {
+            let (batch, req) = decode_v2(body, &model.encoder)?;
+            if let Some(asked) = &req.outputs {
+                let known = output_names(model);
+                if let Some(bad) = asked.iter().find(|o| !known.contains(&o.as_str())) {
+                    return Err(DecodeError::Malformed(format!(
+                        "unknown output `{bad}`; this model's outputs are {}",
+                        known.join(", ")
+                    ))
+                    .into());
+                }
+            }
+            Ok((batch, req))
+        }
+        _ => Ok((decode(format, body, model)?, V2Request::default())),
+    }
+}
+
+/// The outputs of an inference response, in order.
+fn output_names(model: &LoadedModel) -> &'static [&'static str] {
+    if model.classification() {
+        &["predictions", "probabilities"]
+    } else {
+        &["predictions"]
     }
 }
 
@@ -143,10 +180,10 @@ fn write_body(
     model: &LoadedModel,
     format: BodyFormat,
     predictions: &Predictions,
-    id: Option<&str>,
+    req: &V2Request,
 ) -> Vec<u8> {
     match format {
-        BodyFormat::V2 => write_v2(model, predictions, id),
+        BodyFormat::V2 => write_v2(model, predictions, req),
         BodyFormat::Json | BodyFormat::Csv => write_mlflow(model, predictions),
     }
 }
@@ -156,10 +193,11 @@ fn score_inline(
     format: BodyFormat,
     body: &[u8],
 ) -> Result<Scored, ServeError> {
-    let (batch, id) = decode_any(format, body, model)?;
+    let (batch, req) = decode_any(format, body, model)?;
     let predictions = model.scorer.predict(&batch)?;
+    check_finite(&predictions)?;
     record(model, &predictions);
-    let body = write_body(model, format, &predictions, id.as_deref());
+    let body = write_body(model, format, &predictions, &req);
     Ok(Scored {
         body,
         batch,
@@ -194,11 +232,12 @@ async fn score(
         decode_any(format, &body, model)
     }))
     .unwrap_or_else(|_| Err(ServeError::Internal("decoding panicked".into())));
-    let (batch, id) = decoded?;
+    let (batch, req) = decoded?;
     let (batch, predictions) = queue.predict(&*model.scorer, batch, arrival).await;
     let predictions = predictions?;
+    check_finite(&predictions)?;
     record(model, &predictions);
-    let body = write_body(model, format, &predictions, id.as_deref());
+    let body = write_body(model, format, &predictions, &req);
     Ok(Scored {
         body,
         batch,
@@ -378,6 +417,36 @@ pub(crate) fn argmax(p: &[f64]) -> usize {
     best
 }
 
+/// Refuse an answer with a NaN or infinite output (JSON has no spelling for them, and the
+/// label of a NaN row is meaningless): a 400 naming the first such row.
+pub(crate) fn check_finite(predictions: &Predictions) -> Result<(), DecodeError> {
+    let bad = match predictions {
+        Predictions::Proba(rows) => rows
+            .iter()
+            .enumerate()
+            .find_map(|(i, p)| p.iter().find(|v| !v.is_finite()).map(|v| (i, *v))),
+        Predictions::Values(values) => values
+            .iter()
+            .enumerate()
+            .find(|(_, v)| !v.is_finite())
+            .map(|(i, v)| (i, *v)),
+    };
+    match bad {
+        None => Ok(()),
+        Some((i, v)) => Err(DecodeError::NonFiniteOutput {
+            row: i + 1,
+            value: if v.is_nan() {
+                "NaN"
+            } else if v > 0.0 {
+                "+Inf"
+            } else {
+                "-Inf"
+            }
+            .into(),
+        }),
+    }
+}
+
 pub(crate) fn record(model: &LoadedModel, predictions: &Predictions) {
     let m = &model.metrics;
     match predictions {
@@ -450,45 +519,32 @@ fn push_json_str(out: &mut Vec<u8>, s: &str) {
 
 /// An inference response: `predictions` (labels as `BYTES`, or `FP64` values) and, for
 /// classifiers, `probabilities` (`FP64`, `[rows, classes]`).
-fn write_v2(model: &LoadedModel, predictions: &Predictions, id: Option<&str>) -> Vec<u8> {
+/// Only the outputs `req` asks for, in its order, when it names any.
+fn write_v2(model: &LoadedModel, predictions: &Predictions, req: &V2Request) -> Vec<u8> {
     let mut out = Vec::with_capacity(128);
     out.extend_from_slice(b"{\"model_name\":");
     push_json_str(&mut out, &model.name);
     out.extend_from_slice(b",\"model_version\":");
     push_json_str(&mut out, &model.version);
-    if let Some(id) = id {
+    if let Some(id) = &req.id {
         out.extend_from_slice(b",\"id\":");
         push_json_str(&mut out, id);
     }
     out.extend_from_slice(b",\"outputs\":[");
     match predictions {
         Predictions::Proba(rows) => {
-            let k = model.label_text.len();
-            let _ = write!(
-                Adapter(&mut out),
-                "{{\"name\":\"predictions\",\"shape\":[{}],\"datatype\":\"BYTES\",\"data\":",
-                rows.len()
-            );
-            push_list(&mut out, rows, |o, p| {
-                let label = model.label_text.get(argmax(p)).map_or("", String::as_str);
-                push_json_str(o, label);
-            });
-            let _ = write!(
-                Adapter(&mut out),
-                "}},{{\"name\":\"probabilities\",\"shape\":[{},{k}],\"datatype\":\"FP64\",\"data\":[",
-                rows.len()
-            );
-            let mut first = true;
-            for p in rows {
-                for v in p {
-                    if !first {
-                        out.push(b',');
-                    }
-                    first = false;
-                    push_f64(&mut out, *v);
+            let all = ["predictions", "probabilities"].map(String::from);
+            let wanted = req.outputs.as_deref().unwrap_or(&all);
+            for (i, name) in wanted.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                if name == "predictions" {
+                    write_labels(&mut out, model, rows);
+                } else {
+                    write_probabilities(&mut out, model, rows);
                 }
             }
-            out.extend_from_slice(b"]}");
         }
         Predictions::Values(values) => {
             let _ = write!(
@@ -502,6 +558,41 @@ fn write_v2(model: &LoadedModel, predictions: &Predictions, id: Option<&str>) ->
     }
     out.extend_from_slice(b"]}");
     out
+}
+
+/// The `predictions` output of a classifier: the labels, as `BYTES`.
+fn write_labels(out: &mut Vec<u8>, model: &LoadedModel, rows: &[Vec<f64>]) {
+    let _ = write!(
+        Adapter(out),
+        "{{\"name\":\"predictions\",\"shape\":[{}],\"datatype\":\"BYTES\",\"data\":",
+        rows.len()
+    );
+    push_list(out, rows, |o, p| {
+        let label = model.label_text.get(argmax(p)).map_or("", String::as_str);
+        push_json_str(o, label);
+    });
+    out.push(b'}');
+}
+
+/// The `probabilities` output: `FP64`, `[rows, classes]`, row-major.
+fn write_probabilities(out: &mut Vec<u8>, model: &LoadedModel, rows: &[Vec<f64>]) {
+    let k = model.label_text.len();
+    let _ = write!(
+        Adapter(out),
+        "{{\"name\":\"probabilities\",\"shape\":[{},{k}],\"datatype\":\"FP64\",\"data\":[",
+        rows.len()
+    );
+    let mut first = true;
+    for p in rows {
+        for v in p {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            push_f64(out, *v);
+        }
+    }
+    out.extend_from_slice(b"]}");
 }
 
 /// `fmt::Write` into a byte buffer.
@@ -615,6 +706,27 @@ async fn v2_model_ready(State(state): AppState, Path(name): Path<String>) -> Res
     }
     let body = serde_json::json!({ "name": name, "ready": state.is_ready() });
     let status = if state.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json_response(status, body.to_string().into_bytes())
+}
+
+async fn v2_version_ready(
+    State(state): AppState,
+    Path((name, version)): Path<(String, String)>,
+) -> Response {
+    let model = state
+        .routes
+        .by_version(&version)
+        .unwrap_or_else(|| state.routes.pick());
+    if let Err(e) = check_model(&state, &model, &name, Some(&version)) {
+        return v2_error(&e);
+    }
+    let ready = state.is_ready();
+    let body = serde_json::json!({ "name": name, "version": version, "ready": ready });
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

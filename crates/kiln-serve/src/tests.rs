@@ -198,15 +198,15 @@ fn decodes_csv_and_v2() {
         {"name": "plan", "shape": [2, 1], "datatype": "BYTES", "data": [["pro"], ["basic"]]},
         {"name": "active", "shape": [2], "datatype": "BOOL", "data": [true, false]},
         {"name": "signup", "shape": [2], "datatype": "FP64", "data": [1700000000, 1704067200]}]}"#;
-    let (batch, id) = decode_v2(per_column.as_bytes(), &enc).unwrap();
+    let (batch, req) = decode_v2(per_column.as_bytes(), &enc).unwrap();
     assert_eq!(batch, expected_batch());
-    assert_eq!(id.as_deref(), Some("r1"));
+    assert_eq!(req.id.as_deref(), Some("r1"));
 
     let matrix = r#"{"inputs": [{"name": "input-0", "shape": [2, 4], "datatype": "BYTES",
         "data": [[3, "pro", true, 1700000000], [40, "basic", false, "2024-01-01"]]}]}"#;
-    let (batch, id) = decode_v2(matrix.as_bytes(), &enc).unwrap();
+    let (batch, req) = decode_v2(matrix.as_bytes(), &enc).unwrap();
     assert_eq!(batch, expected_batch());
-    assert_eq!(id, None);
+    assert_eq!(req, crate::decode::V2Request::default());
 }
 
 #[test]
@@ -584,7 +584,7 @@ async fn invocations_and_v2_answer_with_the_model_predictions() {
     let (status, body) = call(&app, "GET", "/openapi.json", None, Body::empty()).await;
     assert_eq!(status, StatusCode::OK);
     let doc = json(&body);
-    assert_eq!(doc["openapi"], "3.0.3");
+    assert_eq!(doc["openapi"], "3.1.0");
     assert!(doc["paths"]["/invocations"]["post"].is_object());
     for path in ["/invocations", "/v2/models/{name}/infer"] {
         let headers = &doc["paths"][path]["post"]["responses"]["200"]["headers"];
@@ -933,6 +933,214 @@ async fn call_with(
 
 fn header<'a>(h: &'a axum::http::HeaderMap, name: &str) -> &'a str {
     h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+const INFER: &str = r#"{"id": "7", "inputs": [
+    {"name": "tenure", "shape": [2], "datatype": "FP64", "data": [3, 70]},
+    {"name": "plan", "shape": [2], "datatype": "BYTES", "data": ["pro", "basic"]},
+    {"name": "active", "shape": [2], "datatype": "BOOL", "data": [true, false]},
+    {"name": "signup", "shape": [2], "datatype": "INT64", "data": [1700000000, 1704067200]}]"#;
+
+#[tokio::test]
+async fn v2_follows_the_open_inference_protocol() {
+    let app = create_app(state_with(Limits::default()));
+    let infer = |extra: &str| format!("{INFER}{extra}}}");
+
+    // `outputs` picks the tensors returned, in the asked order; an unknown one is a 400.
+    let body = infer(r#", "outputs": [{"name": "probabilities"}]"#);
+    let (status, text) = call(&app, "POST", "/v2/models/churn/infer", None, body).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let r = json(&text);
+    assert_eq!(r["outputs"].as_array().unwrap().len(), 1, "{text}");
+    assert_eq!(r["outputs"][0]["name"], "probabilities");
+    let body = infer(r#", "outputs": [{"name": "probabilities"}, {"name": "predictions"}]"#);
+    let r = json(
+        &call(&app, "POST", "/v2/models/churn/infer", None, body)
+            .await
+            .1,
+    );
+    assert_eq!(r["outputs"][1]["name"], "predictions");
+    let (status, text) = call(
+        &app,
+        "POST",
+        "/v2/models/churn/infer",
+        None,
+        infer(r#", "outputs": [{"name": "nope"}]"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        json(&text)["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown output `nope`; this model's outputs are predictions, probabilities"),
+        "{text}"
+    );
+
+    // Values must be what the tensor's datatype says.
+    for (tensor, expected) in [
+        (
+            r#"{"name": "tenure", "shape": [1], "datatype": "INT64", "data": [1.5]}"#,
+            "is INT64: its value 1.5 (index 0 of data) is not a whole number",
+        ),
+        (
+            r#"{"name": "tenure", "shape": [1], "datatype": "UINT8", "data": [-3]}"#,
+            "is not a whole number from 0 to 255",
+        ),
+        (
+            r#"{"name": "tenure", "shape": [1], "datatype": "FP64", "data": ["3"]}"#,
+            "is not a number that FP64 holds",
+        ),
+        (
+            r#"{"name": "tenure", "shape": [1], "datatype": "FP32", "data": [1e39]}"#,
+            "is not a number that FP32 holds",
+        ),
+        (
+            r#"{"name": "active", "shape": [1], "datatype": "BOOL", "data": [1]}"#,
+            "is not true or false",
+        ),
+        (
+            r#"{"name": "bogus", "shape": [3], "datatype": "FP64", "data": [1, 2, 3]}"#,
+            "tensor `bogus` is not a model input; the inputs are tenure, plan, active, signup",
+        ),
+    ] {
+        let body = format!(
+            r#"{{"inputs": [{{"name": "plan", "shape": [1], "datatype": "BYTES", "data": ["pro"]}}, {tensor}]}}"#
+        );
+        let (status, text) = call(&app, "POST", "/v2/models/churn/infer", None, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{tensor}: {text}");
+        assert!(
+            json(&text)["error"].as_str().unwrap().contains(expected),
+            "{tensor}: {text}"
+        );
+    }
+    // A long shape is not echoed whole.
+    let shape = vec!["1"; 5000].join(",");
+    let body = format!(
+        r#"{{"inputs": [{{"name": "tenure", "shape": [{shape}], "datatype": "FP64", "data": [1, 2]}}]}}"#
+    );
+    let (status, text) = call(&app, "POST", "/v2/models/churn/infer", None, body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        text.len() < 500 && text.contains("(5000 dimensions)"),
+        "{text}"
+    );
+
+    // Versioned readiness, and the protocol's error body on unknown paths and methods.
+    let (status, text) = call(
+        &app,
+        "GET",
+        "/v2/models/churn/versions/1/ready",
+        None,
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert_eq!(json(&text)["ready"], true);
+    let (status, text) = call(
+        &app,
+        "GET",
+        "/v2/models/churn/versions/2/ready",
+        None,
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(json(&text)["error"].is_string(), "{text}");
+    let (status, text) = call(&app, "GET", "/v2/models/churn/foo", None, Body::empty()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(json(&text)["error"].is_string(), "{text}");
+    let (status, text) = call(&app, "GET", "/v2/models/churn/infer", None, Body::empty()).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(json(&text)["error"].is_string(), "{text}");
+    let (status, text) = call(&app, "GET", "/nope", None, Body::empty()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        json(&text)["error_code"],
+        "RESOURCE_DOES_NOT_EXIST",
+        "{text}"
+    );
+}
+
+/// A classifier whose second row comes out as NaN.
+struct NanScorer {
+    signature: Signature,
+}
+
+impl Scorer for NanScorer {
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn flavor(&self) -> &str {
+        "test/nan"
+    }
+    fn predict(&self, batch: &Batch) -> Result<Predictions, ServeError> {
+        Ok(Predictions::Proba(
+            (0..batch.n_rows)
+                .map(|i| {
+                    if i == 1 {
+                        vec![f64::NAN, f64::NAN]
+                    } else {
+                        vec![0.25, 0.75]
+                    }
+                })
+                .collect(),
+        ))
+    }
+}
+
+#[tokio::test]
+async fn a_nan_output_is_a_400_naming_the_row_and_keeps_metrics_finite() {
+    let state = ServeState::new(
+        Loaded {
+            scorer: Arc::new(NanScorer {
+                signature: signature(Task::Classification),
+            }),
+            name: Some("churn".into()),
+            version: Some("1".into()),
+            run_id: None,
+            source: "models:/churn/1".into(),
+        },
+        None,
+        Limits::default(),
+    );
+    let app = create_app(state);
+    let (status, text) = call(
+        &app,
+        "POST",
+        "/invocations",
+        Some("application/json"),
+        RECORDS,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    let v = json(&text);
+    assert_eq!(v["error_code"], "BAD_REQUEST");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("output for row 2 is NaN"),
+        "{text}"
+    );
+    let (status, text) = call(
+        &app,
+        "POST",
+        "/v2/models/churn/infer",
+        None,
+        format!("{INFER}}}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(
+        json(&text)["error"].as_str().unwrap().contains("row 2"),
+        "{text}"
+    );
+    let metrics = call(&app, "GET", "/metrics", None, Body::empty()).await.1;
+    for line in metrics.lines().filter(|l| !l.starts_with('#')) {
+        let value = line.rsplit(' ').next().unwrap_or_default();
+        assert!(value.parse::<f64>().is_ok_and(f64::is_finite), "{line}");
+    }
 }
 
 /// A scorer that fails, or sleeps, for the shadow arm.
