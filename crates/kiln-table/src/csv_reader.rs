@@ -141,6 +141,90 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Remembers where the quote characters of the record being read are, so that a quoted field
+/// still open at the end of the file can be told from one that closed there.
+///
+/// The `csv` crate ends an unclosed quoted field at end of file without an error. When the
+/// quote opens in the last column, every later line becomes part of that one field and the file
+/// reads as short but well-formed: rows silently lost. A record's quote characters come in pairs
+/// when its quoted fields are closed (`""` inside one stands for a quote), so an odd count in a
+/// final record whose last field spans lines means it ran to the end of the file.
+struct QuoteTracker<R> {
+    inner: R,
+    quote: u8,
+    /// Bytes read so far.
+    offset: u64,
+    /// Offsets of the quote characters at or after `keep_from`.
+    quotes: std::collections::VecDeque<u64>,
+}
+
+impl<R: Read> Read for QuoteTracker<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for (i, b) in buf[..n].iter().enumerate() {
+            if *b == self.quote {
+                self.quotes.push_back(self.offset + i as u64);
+            }
+        }
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R> QuoteTracker<R> {
+    /// Forget the quotes before `offset` (the start of the record just read).
+    fn keep_from(&mut self, offset: u64) {
+        while self.quotes.front().is_some_and(|q| *q < offset) {
+            self.quotes.pop_front();
+        }
+    }
+}
+
+/// Where a record starts, and whether its last field spans lines (as one swallowing the rest
+/// of the file does).
+struct RecordEnd {
+    line: Option<u64>,
+    spans_lines: bool,
+}
+
+impl RecordEnd {
+    fn of(record: &csv::ByteRecord) -> Self {
+        Self {
+            line: record.position().map(csv::Position::line),
+            spans_lines: record
+                .iter()
+                .last()
+                .is_some_and(|f| f.contains(&b'\n') || f.contains(&b'\r')),
+        }
+    }
+}
+
+/// After the last record: an error when it ends in a quoted field left open (see
+/// [`QuoteTracker`]).
+fn check_closed<R: Read>(
+    rdr: &csv::Reader<QuoteTracker<R>>,
+    last: &RecordEnd,
+    source: &str,
+) -> Result<(), TableError> {
+    if !last.spans_lines || rdr.get_ref().quotes.len() % 2 == 0 {
+        return Ok(());
+    }
+    Err(TableError::Malformed {
+        path: source.to_owned(),
+        at: Position {
+            line: last.line,
+            row: None,
+            column: None,
+        },
+        message: format!(
+            "a quoted field in the record starting here is never closed: it takes in every \
+             line to the end of the file. Close the field with `{q}` (a `{q}` inside a quoted \
+             field is written twice)",
+            q = char::from(rdr.get_ref().quote)
+        ),
+    })
+}
+
 fn read_record<R: Read>(
     rdr: &mut csv::Reader<R>,
     record: &mut csv::ByteRecord,
@@ -225,13 +309,21 @@ pub(crate) fn read<R: Read>(
         .quote(options.quote)
         .has_headers(false)
         .flexible(true)
-        .from_reader(input);
+        .from_reader(QuoteTracker {
+            inner: input,
+            quote: options.quote,
+            offset: 0,
+            quotes: std::collections::VecDeque::new(),
+        });
     let mut record = csv::ByteRecord::new();
     if !read_record(&mut rdr, &mut record, source)? {
         return Err(TableError::Empty {
             path: source.to_owned(),
         });
     }
+    let mut last_start = record.position().map_or(0, csv::Position::byte);
+    rdr.get_mut().keep_from(last_start);
+    let mut last = RecordEnd::of(&record);
     let names = if options.has_header {
         header_names(&record, source)?
     } else {
@@ -262,8 +354,12 @@ pub(crate) fn read<R: Read>(
         reader.push(&record, delimiter)?;
     }
     while read_record(&mut rdr, &mut record, source)? {
+        last_start = record.position().map_or(last_start, csv::Position::byte);
+        rdr.get_mut().keep_from(last_start);
+        last = RecordEnd::of(&record);
         reader.push(&record, delimiter)?;
     }
+    check_closed(&rdr, &last, source)?;
     reader.flush();
     let Reader {
         names,

@@ -92,6 +92,32 @@ fn quoted_fields_keep_delimiters_quotes_and_newlines() {
 }
 
 #[test]
+fn an_unclosed_quote_in_the_last_column_is_an_error_not_lost_rows() {
+    // `"0` opens a quoted field that the csv crate would close at end of file, taking every
+    // later line into it: 2 rows read out of 5, and no error.
+    let text = "id,churned\n1,0\n2,\"0\n3,1\n4,0\n5,1\n";
+    let err = csv(text).unwrap_err();
+    let TableError::Malformed { at, message, .. } = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(at.line, Some(3), "{err}");
+    assert!(message.contains("never closed"), "{message}");
+    // Closed multi-line fields at the end of the file, quotes doubled inside them, and a bare
+    // quote in an unquoted field are all fine.
+    for ok in [
+        "id,note\n1,\"a\nb\"\n",
+        "id,note\n1,\"a\nb\"",
+        "id,note\n1,\"say \"\"hi\"\"\nbye\"\n",
+        "id,size\n1,5\" screen\n2,7\"\n",
+    ] {
+        let t = csv(ok).unwrap_or_else(|e| panic!("{ok:?}: {e}"));
+        assert!(t.num_rows() >= 1, "{ok:?}");
+    }
+    // The header itself.
+    assert!(csv("id,\"note\n1,2\n").is_err());
+}
+
+#[test]
 fn null_tokens_and_custom_nulls() {
     let t = csv("a,b\n1,x\nNA,\n3,null\n,N/A\n").unwrap();
     assert_eq!(t.null_count(0), 2);
