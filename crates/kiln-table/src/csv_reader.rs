@@ -206,7 +206,7 @@ fn check_closed<R: Read>(
     last: &RecordEnd,
     source: &str,
 ) -> Result<(), TableError> {
-    if !last.spans_lines || rdr.get_ref().quotes.len() % 2 == 0 {
+    if !last.spans_lines || rdr.get_ref().quotes.len().is_multiple_of(2) {
         return Ok(());
     }
     Err(TableError::Malformed {
