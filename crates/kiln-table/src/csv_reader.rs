@@ -193,7 +193,7 @@ impl RecordEnd {
             line: record.position().map(csv::Position::line),
             spans_lines: record
                 .iter()
-                .last()
+                .next_back()
                 .is_some_and(|f| f.contains(&b'\n') || f.contains(&b'\r')),
         }
     }
