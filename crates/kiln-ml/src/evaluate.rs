@@ -52,7 +52,7 @@ use serde::Serialize;
 pub use classification::{
     classification_metrics, Calibration, CalibrationBin, ClassMetrics, ClassificationReport,
 };
-pub use gates::{all_passed, check_gates, Gate, GateOp, GateResult, METRIC_NAMES};
+pub use gates::{all_passed, check_gates, unknown_metric, Gate, GateOp, GateResult, METRIC_NAMES};
 pub use regression::{regression_metrics, RegressionReport};
 pub use render::{render_junit, render_markdown, render_text};
 

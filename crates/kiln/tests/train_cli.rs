@@ -539,3 +539,100 @@ fn plots_are_written_and_logged() {
     }
     assert!(!dir.path().join("reg-plots/roc.svg").exists());
 }
+
+/// The runs in the store, as `kiln runs list --json` gives them.
+fn runs(dir: &Path) -> Vec<serde_json::Value> {
+    let out = kiln(dir, &["runs", "list", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    common::parse_json(&out).as_array().expect("runs").clone()
+}
+
+fn tag_of<'a>(run: &'a serde_json::Value, key: &str) -> Option<&'a str> {
+    run["data"]["tags"]
+        .as_array()?
+        .iter()
+        .find(|t| t["key"] == key)
+        .and_then(|t| t["value"].as_str())
+}
+
+#[test]
+fn a_run_whose_recording_fails_ends_failed_with_the_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_churn(dir.path(), "churn.csv", 400);
+    // The Default experiment's artifact directory is a file: the model cannot be stored once
+    // training is done.
+    std::fs::create_dir(dir.path().join("arts")).expect("mkdir");
+    std::fs::write(dir.path().join("arts/0"), "x").expect("write");
+    let out = kiln(
+        dir.path(),
+        &[
+            "train",
+            "--data",
+            "churn.csv",
+            "--target",
+            "churned",
+            "--exclude",
+            "customer_id",
+            "--task",
+            "classification",
+            "--artifacts-destination",
+            "arts",
+        ],
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    let all = runs(dir.path());
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0]["info"]["status"], "FAILED", "{:?}", all[0]);
+    assert!(tag_of(&all[0], "kiln.error").is_some(), "{:?}", all[0]);
+}
+
+#[test]
+fn evaluate_refuses_typos_and_unwritable_reports_before_recording_anything() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_churn(dir.path(), "churn.csv", 600);
+    let out = kiln(
+        dir.path(),
+        &[
+            "train",
+            "--data",
+            "churn.csv",
+            "--target",
+            "churned",
+            "--task",
+            "classification",
+            "--exclude",
+            "customer_id",
+            "--output",
+            "m",
+            "--no-track",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let evaluate = |extra: &[&str]| {
+        let mut args = vec!["evaluate", "--model", "m", "--data", "churn.csv"];
+        args.extend_from_slice(extra);
+        kiln(dir.path(), &args)
+    };
+    // A misspelled metric is a usage error (2), not a failed gate (1).
+    let out = evaluate(&["--require", "ROC_AUC>=0.5"]);
+    assert_eq!(common::code(&out), 2, "{}", text(&out));
+    assert!(
+        text(&out).contains("did you mean `roc_auc`?"),
+        "{}",
+        text(&out)
+    );
+    // An empty report path (an unset $GITHUB_STEP_SUMMARY) names its flag.
+    let out = evaluate(&["--require", "roc_auc>=0.5", "--markdown", ""]);
+    assert_eq!(common::code(&out), 2, "{}", text(&out));
+    assert!(text(&out).contains("--markdown is empty"), "{}", text(&out));
+    let out = evaluate(&["--junit", "no/such/dir/gates.xml"]);
+    assert_eq!(common::code(&out), 2, "{}", text(&out));
+    assert!(text(&out).contains("--junit"), "{}", text(&out));
+    assert!(
+        runs(dir.path()).is_empty(),
+        "nothing is recorded for a refused command"
+    );
+    // A known metric the data cannot give still fails the gate (exit 1).
+    let out = evaluate(&["--require", "rmse<=0.5"]);
+    assert_eq!(common::code(&out), 1, "{}", text(&out));
+}

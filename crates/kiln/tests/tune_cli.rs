@@ -320,3 +320,64 @@ fn malformed_specs_are_usage_errors() {
         assert_eq!(runs.as_array().map_or(0, Vec::len), 0, "{runs}");
     }
 }
+
+#[test]
+#[cfg(unix)]
+fn sigterm_ends_the_parent_and_its_trials_killed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    common::write_churn(dir.path(), "churn.csv", 20_000);
+    // Enough trials that the tune is still running when the signal comes.
+    let mut cmd = common::command(
+        dir.path(),
+        &args(&[
+            "--param",
+            "n_trees=200",
+            "--random",
+            "num_leaves=int(8,64)",
+            "--trials",
+            "400",
+            "--parallel",
+            "1",
+        ]),
+    );
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    // Wait for a trial to be running.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let out = kiln(dir.path(), &["runs", "list", "--json"]);
+        if out.status.success() {
+            let list = common::parse_json(&out);
+            if list.as_array().is_some_and(|r| r.len() >= 2) {
+                break;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no trial started");
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "tune ended early"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let pid = child.id().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(143), "{status:?}");
+    let list = json(&kiln(dir.path(), &["runs", "list", "--json"]));
+    let runs = list.as_array().expect("runs");
+    assert!(runs.len() >= 2, "{list}");
+    for r in runs {
+        assert_ne!(r["info"]["status"], "RUNNING", "{r}");
+    }
+    assert!(
+        runs.iter().any(|r| r["info"]["status"] == "KILLED"),
+        "{list}"
+    );
+}

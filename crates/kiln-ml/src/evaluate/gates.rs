@@ -269,6 +269,26 @@ pub(super) fn fmt_actual(op: GateOp, actual: f64, threshold: f64) -> String {
     }
 }
 
+/// When `metric` is not a name any evaluation report produces ([`METRIC_NAMES`]): the error
+/// for a gate on it, with the closest name. For commands whose gates only read a report (`kiln
+/// evaluate`), such a gate is a typo to refuse up front, not a failed gate.
+pub fn unknown_metric(metric: &str) -> Option<String> {
+    if METRIC_NAMES.contains(&metric) {
+        return None;
+    }
+    let suggestion = METRIC_NAMES
+        .iter()
+        .map(|&name| (edit_distance(&metric.to_ascii_lowercase(), name), name))
+        .filter(|&(d, name)| d <= 2.max(name.len() / 3))
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, name)| format!(" (did you mean `{name}`?)"))
+        .unwrap_or_default();
+    Some(format!(
+        "unknown metric `{metric}`{suggestion}; the metrics are {}",
+        METRIC_NAMES.join(", ")
+    ))
+}
+
 fn missing_message(metric: &str, metrics: &[(String, f64)]) -> String {
     let available: Vec<&str> = metrics.iter().map(|(n, _)| n.as_str()).collect();
     let listing = if available.is_empty() {

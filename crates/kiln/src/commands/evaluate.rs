@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use kiln_ml::evaluate::{
-    all_passed, check_gates, render_junit, render_markdown, render_text, Gate,
+    all_passed, check_gates, render_junit, render_markdown, render_text, unknown_metric, Gate,
 };
 use kiln_train::model::Model;
 use kiln_train::plots::{evaluation_plots, feature_importance, write_plots};
@@ -11,7 +11,7 @@ use kiln_train::train::evaluate;
 use kiln_types::{RunStatus, Tag};
 
 use super::data::read_options;
-use super::train::tracker;
+use super::train::{end_run, start_run, tracker};
 use super::InputError;
 use crate::cli::EvaluateArgs;
 use crate::printer::Printer;
@@ -19,8 +19,31 @@ use crate::printer::Printer;
 /// Exit code when a gate fails.
 const EXIT_GATE_FAILED: u8 = 1;
 
-fn write_file(path: &str, text: &str) -> anyhow::Result<()> {
-    fs_err::write(path, text)?;
+/// A report file named by `flag`, created (empty) now.
+fn create_report(
+    flag: &str,
+    path: Option<&str>,
+) -> Result<Option<(String, std::fs::File)>, InputError> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    if path.is_empty() {
+        return Err(InputError(format!(
+            "{flag} is empty: expected a file path (is the variable it came from set?)"
+        )));
+    }
+    std::fs::File::create(path)
+        .map(|f| Some((path.to_string(), f)))
+        .map_err(|e| InputError(format!("Cannot write the {flag} report to `{path}`: {e}")))
+}
+
+fn write_report(report: Option<(String, std::fs::File)>, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    if let Some((path, mut file)) = report {
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.flush())
+            .map_err(|e| anyhow::anyhow!("Failed to write the report to `{path}`: {e}"))?;
+    }
     Ok(())
 }
 
@@ -43,6 +66,19 @@ pub(super) fn run(args: EvaluateArgs, printer: &Printer) -> anyhow::Result<ExitC
         .iter()
         .map(|g| Gate::parse(g).map_err(|e| InputError(format!("Invalid --require `{g}`: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
+    // A gate here only reads the evaluation report: a name no report has is a typo (exit 2),
+    // which CI must not mistake for a model that failed its gate.
+    if let Some((g, message)) = require
+        .iter()
+        .zip(&gates)
+        .find_map(|(g, gate)| Some((g, unknown_metric(&gate.metric)?)))
+    {
+        return Err(InputError(format!("Invalid --require `{g}`: {message}")).into());
+    }
+    // Report files are created before any work: an unwritable path is a usage error naming
+    // its flag, not a failure after the run was recorded.
+    let junit = create_report("--junit", junit.as_deref())?;
+    let markdown = create_report("--markdown", markdown.as_deref())?;
     let needs_store = !no_track || model.starts_with("models:/") || model.starts_with("runs:/");
     let tracking = if needs_store {
         Some(tracker(&store)?)
@@ -95,66 +131,65 @@ pub(super) fn run(args: EvaluateArgs, printer: &Printer) -> anyhow::Result<ExitC
             tags.push(Tag::new("kiln.model.name", n));
             tags.push(Tag::new("kiln.model.version", v));
         }
-        let run = t.start(&experiment, None, "kiln evaluate", tags)?;
-        let digest = kiln_train::train::hash_file(&data)?;
-        let params: Vec<(String, String)> = std::iter::once(("model".to_string(), model.clone()))
-            .chain(
-                gates
-                    .iter()
-                    .enumerate()
-                    .map(|(i, g)| (format!("gate_{i}"), g.to_string())),
-            )
-            .collect();
-        t.log(
-            &run,
-            &params,
-            &metrics,
-            &[Tag::new("kiln.data.hash", &digest)],
-        )?;
-        t.log_dataset(&run, &data, &digest, "evaluation")?;
-        t.put_artifact(
-            &run,
-            "evaluation/report.json",
-            serde_json::to_vec_pretty(&report)?,
-        )?;
-        t.put_artifact(
-            &run,
-            "evaluation/summary.md",
-            render_markdown(&title, &metrics, &results, report.confusion()).into_bytes(),
-        )?;
-        for chart in &charts {
+        let run = start_run(t, &experiment, None, "kiln evaluate", tags)?;
+        let work = || -> anyhow::Result<()> {
+            let digest = kiln_train::train::hash_file(&data)?;
+            let params: Vec<(String, String)> =
+                std::iter::once(("model".to_string(), model.clone()))
+                    .chain(
+                        gates
+                            .iter()
+                            .enumerate()
+                            .map(|(i, g)| (format!("gate_{i}"), g.to_string())),
+                    )
+                    .collect();
+            t.log(
+                &run,
+                &params,
+                &metrics,
+                &[Tag::new("kiln.data.hash", &digest)],
+            )?;
+            t.log_dataset(&run, &data, &digest, "evaluation")?;
             t.put_artifact(
                 &run,
-                &format!("plots/{}", chart.name),
-                chart.svg.clone().into_bytes(),
+                "evaluation/report.json",
+                serde_json::to_vec_pretty(&report)?,
             )?;
-        }
-        if !gates.is_empty() {
             t.put_artifact(
                 &run,
-                "evaluation/junit.xml",
-                render_junit("kiln.evaluate", &results).into_bytes(),
+                "evaluation/summary.md",
+                render_markdown(&title, &metrics, &results, report.confusion()).into_bytes(),
             )?;
-        }
-        t.finish(
-            &run,
+            for chart in &charts {
+                t.put_artifact(
+                    &run,
+                    &format!("plots/{}", chart.name),
+                    chart.svg.clone().into_bytes(),
+                )?;
+            }
+            if !gates.is_empty() {
+                t.put_artifact(
+                    &run,
+                    "evaluation/junit.xml",
+                    render_junit("kiln.evaluate", &results).into_bytes(),
+                )?;
+            }
+            Ok(())
+        };
+        end_run(t, &run, work(), |()| {
             if passed {
                 RunStatus::Finished
             } else {
                 RunStatus::Failed
-            },
-        )?;
+            }
+        })?;
         run_id = Some(run.run_id);
     }
-    if let Some(path) = &junit {
-        write_file(path, &render_junit("kiln.evaluate", &results))?;
-    }
-    if let Some(path) = &markdown {
-        write_file(
-            path,
-            &render_markdown(&title, &metrics, &results, report.confusion()),
-        )?;
-    }
+    write_report(junit, &render_junit("kiln.evaluate", &results))?;
+    write_report(
+        markdown,
+        &render_markdown(&title, &metrics, &results, report.confusion()),
+    )?;
     if json {
         printer.json(&serde_json::json!({
             "model": model,

@@ -50,6 +50,8 @@ pub(crate) fn held_out_plots(
 }
 
 /// A tracker on the local store (or the given store URIs) and a runtime for artifact I/O.
+/// From here on, SIGTERM or Ctrl-C ends the runs this process has open KILLED before it exits
+/// (see [`start_run`]).
 pub(crate) fn tracker(
     store: &crate::cli::StoreArgs,
 ) -> anyhow::Result<(Tracker, tokio::runtime::Runtime)> {
@@ -57,6 +59,7 @@ pub(crate) fn tracker(
     let rt = runtime(Some(2))?;
     let (store, blobs) = open_tracking(&loc, &rt)?;
     let handle = rt.handle().clone();
+    kill_runs_on_signal(&rt, std::sync::Arc::clone(&store))?;
     Ok((
         Tracker {
             store,
@@ -65,6 +68,113 @@ pub(crate) fn tracker(
         },
         rt,
     ))
+}
+
+/// Runs this process started and has not ended yet.
+static OPEN_RUNS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn open_runs() -> std::sync::MutexGuard<'static, Vec<String>> {
+    OPEN_RUNS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Start a run that is ended for sure: by [`end_run`], or KILLED on SIGTERM/Ctrl-C. A
+/// cancelled CI job must not leave runs RUNNING forever.
+pub(crate) fn start_run(
+    t: &Tracker,
+    experiment: &str,
+    run_name: Option<String>,
+    command: &str,
+    tags: Vec<kiln_types::Tag>,
+) -> anyhow::Result<kiln_train::tracking::RunHandle> {
+    let run = t.start(experiment, run_name, command, tags)?;
+    open_runs().push(run.run_id.clone());
+    Ok(run)
+}
+
+/// End a run started by [`start_run`] after its work: with `status` when the work succeeded,
+/// else FAILED with the error as its `kiln.error` tag (best effort: the error itself is what
+/// the user must see). Returns the work's result.
+pub(crate) fn end_run<T>(
+    t: &Tracker,
+    run: &kiln_train::tracking::RunHandle,
+    work: anyhow::Result<T>,
+    status: impl FnOnce(&T) -> RunStatus,
+) -> anyhow::Result<T> {
+    let ended = match &work {
+        Ok(value) => t.finish(run, status(value)).map_err(anyhow::Error::from),
+        Err(e) => {
+            let _ = t.log(run, &[], &[], &[Tag::new("kiln.error", format!("{e:#}"))]);
+            let _ = t.finish(run, RunStatus::Failed);
+            Ok(())
+        }
+    };
+    open_runs().retain(|id| *id != run.run_id);
+    ended?;
+    work
+}
+
+/// On SIGTERM or SIGINT: end the open runs (and their RUNNING child runs, such as `kiln
+/// tune`'s trials) KILLED, then exit as the signal would have (143 or 130).
+fn kill_runs_on_signal(
+    rt: &tokio::runtime::Runtime,
+    store: std::sync::Arc<dyn kiln_store::TrackingStore>,
+) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let _guard = rt.enter();
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    rt.spawn(async move {
+        let code = tokio::select! {
+            _ = term.recv() => 143,
+            _ = int.recv() => 130,
+        };
+        let runs = std::mem::take(&mut *open_runs());
+        let _ = tokio::task::spawn_blocking(move || {
+            for id in runs {
+                kill_run(&*store, &id);
+            }
+        })
+        .await;
+        eprintln!("kiln: interrupted; open runs ended KILLED");
+        std::process::exit(code);
+    });
+    Ok(())
+}
+
+fn kill_run(store: &dyn kiln_store::TrackingStore, run_id: &str) {
+    let killed = kiln_store::RunUpdate {
+        status: Some(RunStatus::Killed),
+        end_time: Some(kiln_types::now_ms()),
+        run_name: None,
+    };
+    let Ok(run) = store.get_run(run_id) else {
+        return;
+    };
+    let children = kiln_types::filter::parse_filter(
+        &format!("tags.mlflow.parentRunId = '{run_id}' AND attributes.status = 'RUNNING'"),
+        kiln_types::filter::Target::Runs,
+    )
+    .ok()
+    .and_then(|filter| {
+        store
+            .search_runs(&kiln_store::RunQuery {
+                experiment_ids: vec![run.info.experiment_id.clone()],
+                filter,
+                order_by: Vec::new(),
+                view: kiln_types::ViewType::ActiveOnly,
+                page: kiln_store::PageRequest {
+                    max_results: 10_000,
+                    offset: 0,
+                },
+            })
+            .ok()
+    });
+    for child in children.map(|p| p.items).unwrap_or_default() {
+        let _ = store.update_run(&child.info.run_id, &killed);
+    }
+    let _ = store.update_run(run_id, &killed);
 }
 
 pub(super) fn run(args: TrainArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
@@ -115,7 +225,8 @@ pub(super) fn run(args: TrainArgs, printer: &Printer) -> anyhow::Result<ExitCode
         Some(tracker(&store)?)
     };
     let run = match &tracking {
-        Some((t, _)) => Some(t.start(
+        Some((t, _)) => Some(start_run(
+            t,
             &experiment,
             run_name,
             "kiln train",
@@ -126,74 +237,76 @@ pub(super) fn run(args: TrainArgs, printer: &Printer) -> anyhow::Result<ExitCode
     if !json {
         printer.status(&format!("Training {model} on {data}…"));
     }
-    let outcome = match train(&req) {
-        Ok(o) => o,
-        Err(e) => {
-            if let (Some((t, _)), Some(r)) = (&tracking, &run) {
-                let _ = t.log(r, &[], &[], &[Tag::new("kiln.error", e.to_string())]);
-                let _ = t.finish(r, RunStatus::Failed);
+    // Everything from here on ends the run: FINISHED, or FAILED with the error.
+    let work = || -> anyhow::Result<_> {
+        let outcome = train(&req)?;
+        let model_bytes = outcome.model.to_bytes()?;
+        let saved = match &output {
+            Some(path) => Some(save_local(&outcome.model, path)?),
+            None => None,
+        };
+        let charts = held_out_plots(&outcome.model, outcome.held_out.as_ref())?;
+        let written = match &plots {
+            Some(dir) => write_plots(&charts, dir)?,
+            None => Vec::new(),
+        };
+        let registered = match (&tracking, &run) {
+            (Some((t, _)), Some(r)) => {
+                let mut registered = None;
+                let mut logged_params = vec![
+                    ("model".to_string(), model.clone()),
+                    ("task".to_string(), task.clone()),
+                    ("target".to_string(), req.target.clone()),
+                    ("seed".to_string(), seed.to_string()),
+                    ("split".to_string(), outcome.model.training.split.clone()),
+                ];
+                logged_params.extend(req.params.iter().cloned());
+                let mut metrics = outcome.metrics.clone();
+                metrics.push(("fit_seconds".into(), outcome.fit_seconds));
+                #[allow(clippy::cast_precision_loss)]
+                metrics.push(("train_rows".into(), outcome.rows.train as f64));
+                t.log(
+                    r,
+                    &logged_params,
+                    &metrics,
+                    &[Tag::new("kiln.data.hash", &outcome.data_hash)],
+                )?;
+                t.log_dataset(r, &data, &outcome.data_hash, "training")?;
+                t.put_artifact(
+                    r,
+                    &format!("model/{}", kiln_train::artifact::MODEL_FILE),
+                    model_bytes.clone(),
+                )?;
+                t.put_artifact(
+                    r,
+                    "model/signature.json",
+                    serde_json::to_vec_pretty(&outcome.model.signature)?,
+                )?;
+                for chart in &charts {
+                    t.put_artifact(
+                        r,
+                        &format!("plots/{}", chart.name),
+                        chart.svg.clone().into_bytes(),
+                    )?;
+                }
+                if let Some(name) = &register {
+                    let version = t.register(
+                        r,
+                        name,
+                        vec![Tag::new("kiln.data.hash", &outcome.data_hash)],
+                    )?;
+                    registered = Some((name.clone(), version));
+                }
+                registered
             }
-            return Err(e.into());
-        }
+            _ => None,
+        };
+        Ok((outcome, saved, written, registered))
     };
-    let model_bytes = outcome.model.to_bytes()?;
-    let saved = match &output {
-        Some(path) => Some(save_local(&outcome.model, path)?),
-        None => None,
+    let (outcome, saved, written, registered) = match (&tracking, &run) {
+        (Some((t, _)), Some(r)) => end_run(t, r, work(), |_| RunStatus::Finished)?,
+        _ => work()?,
     };
-    let charts = held_out_plots(&outcome.model, outcome.held_out.as_ref())?;
-    let written = match &plots {
-        Some(dir) => write_plots(&charts, dir)?,
-        None => Vec::new(),
-    };
-    let mut registered = None;
-    if let (Some((t, _)), Some(r)) = (&tracking, &run) {
-        let mut logged_params = vec![
-            ("model".to_string(), model.clone()),
-            ("task".to_string(), task.clone()),
-            ("target".to_string(), req.target.clone()),
-            ("seed".to_string(), seed.to_string()),
-            ("split".to_string(), outcome.model.training.split.clone()),
-        ];
-        logged_params.extend(req.params.iter().cloned());
-        let mut metrics = outcome.metrics.clone();
-        metrics.push(("fit_seconds".into(), outcome.fit_seconds));
-        #[allow(clippy::cast_precision_loss)]
-        metrics.push(("train_rows".into(), outcome.rows.train as f64));
-        t.log(
-            r,
-            &logged_params,
-            &metrics,
-            &[Tag::new("kiln.data.hash", &outcome.data_hash)],
-        )?;
-        t.log_dataset(r, &data, &outcome.data_hash, "training")?;
-        t.put_artifact(
-            r,
-            &format!("model/{}", kiln_train::artifact::MODEL_FILE),
-            model_bytes.clone(),
-        )?;
-        t.put_artifact(
-            r,
-            "model/signature.json",
-            serde_json::to_vec_pretty(&outcome.model.signature)?,
-        )?;
-        for chart in &charts {
-            t.put_artifact(
-                r,
-                &format!("plots/{}", chart.name),
-                chart.svg.clone().into_bytes(),
-            )?;
-        }
-        if let Some(name) = &register {
-            let version = t.register(
-                r,
-                name,
-                vec![Tag::new("kiln.data.hash", &outcome.data_hash)],
-            )?;
-            registered = Some((name.clone(), version));
-        }
-        t.finish(r, RunStatus::Finished)?;
-    }
     if json {
         printer.json(&serde_json::json!({
             "run_id": run.as_ref().map(|r| r.run_id.clone()),

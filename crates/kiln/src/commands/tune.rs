@@ -15,7 +15,7 @@ use kiln_train::tune::{
 use kiln_types::{RunStatus, Tag};
 
 use super::data::read_options;
-use super::train::{held_out_plots, parse_kv, tracker};
+use super::train::{end_run, held_out_plots, parse_kv, start_run, tracker};
 use super::{check_no_track, InputError};
 use crate::cli::TuneArgs;
 use crate::printer::Printer;
@@ -164,7 +164,8 @@ pub(super) fn run(args: TuneArgs, printer: &Printer) -> anyhow::Result<ExitCode>
         Some(tracker(&store)?)
     };
     let parent = match &tracking {
-        Some((t, _)) => Some(t.start(
+        Some((t, _)) => Some(start_run(
+            t,
             &experiment,
             run_name,
             "kiln tune",
@@ -219,82 +220,82 @@ pub(super) fn run(args: TuneArgs, printer: &Printer) -> anyhow::Result<ExitCode>
             r.fit_seconds
         ));
     };
-    let outcome = match tune(&prep, &tune_req, child_runs.as_ref(), &progress) {
-        Ok(o) => o,
-        Err(e) => {
-            if let (Some((t, _)), Some(p)) = (&tracking, &parent) {
-                let _ = t.log(p, &[], &[], &[Tag::new("kiln.error", e.to_string())]);
-                let _ = t.finish(p, RunStatus::Failed);
+    // Everything from here on ends the parent run: FINISHED, or FAILED with the error.
+    let work = || -> anyhow::Result<_> {
+        let outcome = tune(&prep, &tune_req, child_runs.as_ref(), &progress)?;
+        let best = &outcome.trials[outcome.best];
+        let charts = held_out_plots(&outcome.model, outcome.held_out.as_ref())?;
+        let written = match &plots {
+            Some(dir) => write_plots(&charts, dir)?,
+            None => Vec::new(),
+        };
+        let saved = match &output {
+            Some(path) => Some(save_local(&outcome.model, path)?),
+            None => None,
+        };
+        let failed = outcome.trials.iter().filter(|t| t.error.is_some()).count();
+        let mut registered = None;
+        if let (Some((t, _)), Some(p)) = (&tracking, &parent) {
+            let mut logged = vec![
+                ("model".to_string(), model.clone()),
+                ("task".to_string(), task.clone()),
+                ("target".to_string(), req.target.clone()),
+                ("seed".to_string(), seed.to_string()),
+                ("split".to_string(), prep.split.clone()),
+                ("search".to_string(), tune_req.search.kind().to_string()),
+                ("trials".to_string(), n_trials.to_string()),
+                ("metric".to_string(), metric_key.clone()),
+                ("direction".to_string(), direction.as_str().to_string()),
+            ];
+            logged.extend(outcome.best_params.iter().cloned());
+            let mut metrics = outcome.metrics.clone();
+            #[allow(clippy::cast_precision_loss)]
+            {
+                metrics.push(("best_trial".into(), best.index as f64));
+                metrics.push(("failed_trials".into(), failed as f64));
+                metrics.push(("train_rows".into(), prep.rows().train as f64));
             }
-            return Err(e.into());
-        }
-    };
-    let best = &outcome.trials[outcome.best];
-    let charts = held_out_plots(&outcome.model, outcome.held_out.as_ref())?;
-    let written = match &plots {
-        Some(dir) => write_plots(&charts, dir)?,
-        None => Vec::new(),
-    };
-    let saved = match &output {
-        Some(path) => Some(save_local(&outcome.model, path)?),
-        None => None,
-    };
-    let failed = outcome.trials.iter().filter(|t| t.error.is_some()).count();
-    let mut registered = None;
-    if let (Some((t, _)), Some(p)) = (&tracking, &parent) {
-        let mut logged = vec![
-            ("model".to_string(), model.clone()),
-            ("task".to_string(), task.clone()),
-            ("target".to_string(), req.target.clone()),
-            ("seed".to_string(), seed.to_string()),
-            ("split".to_string(), prep.split.clone()),
-            ("search".to_string(), tune_req.search.kind().to_string()),
-            ("trials".to_string(), n_trials.to_string()),
-            ("metric".to_string(), metric_key.clone()),
-            ("direction".to_string(), direction.as_str().to_string()),
-        ];
-        logged.extend(outcome.best_params.iter().cloned());
-        let mut metrics = outcome.metrics.clone();
-        #[allow(clippy::cast_precision_loss)]
-        {
-            metrics.push(("best_trial".into(), best.index as f64));
-            metrics.push(("failed_trials".into(), failed as f64));
-            metrics.push(("train_rows".into(), prep.rows().train as f64));
-        }
-        let mut tags = vec![Tag::new("kiln.data.hash", &prep.data_hash)];
-        if let Some(id) = &best.run_id {
-            tags.push(Tag::new("kiln.tune.best_run_id", id));
-        }
-        t.log(p, &logged, &metrics, &tags)?;
-        t.log_dataset(p, &data, &prep.data_hash, "training")?;
-        t.put_artifact(
-            p,
-            &format!("model/{}", kiln_train::artifact::MODEL_FILE),
-            outcome.model.to_bytes()?,
-        )?;
-        t.put_artifact(
-            p,
-            "model/signature.json",
-            serde_json::to_vec_pretty(&outcome.model.signature)?,
-        )?;
-        t.put_artifact(
-            p,
-            "tune/trials.json",
-            serde_json::to_vec_pretty(&outcome.trials)?,
-        )?;
-        for chart in &charts {
+            let mut tags = vec![Tag::new("kiln.data.hash", &prep.data_hash)];
+            if let Some(id) = &best.run_id {
+                tags.push(Tag::new("kiln.tune.best_run_id", id));
+            }
+            t.log(p, &logged, &metrics, &tags)?;
+            t.log_dataset(p, &data, &prep.data_hash, "training")?;
             t.put_artifact(
                 p,
-                &format!("plots/{}", chart.name),
-                chart.svg.clone().into_bytes(),
+                &format!("model/{}", kiln_train::artifact::MODEL_FILE),
+                outcome.model.to_bytes()?,
             )?;
+            t.put_artifact(
+                p,
+                "model/signature.json",
+                serde_json::to_vec_pretty(&outcome.model.signature)?,
+            )?;
+            t.put_artifact(
+                p,
+                "tune/trials.json",
+                serde_json::to_vec_pretty(&outcome.trials)?,
+            )?;
+            for chart in &charts {
+                t.put_artifact(
+                    p,
+                    &format!("plots/{}", chart.name),
+                    chart.svg.clone().into_bytes(),
+                )?;
+            }
+            if let Some(name) = &register {
+                let version =
+                    t.register(p, name, vec![Tag::new("kiln.data.hash", &prep.data_hash)])?;
+                registered = Some((name.clone(), version));
+            }
         }
-        if let Some(name) = &register {
-            let version = t.register(p, name, vec![Tag::new("kiln.data.hash", &prep.data_hash)])?;
-            registered = Some((name.clone(), version));
-        }
-        t.finish(p, RunStatus::Finished)?;
-    }
+        Ok((outcome, saved, written, registered, failed))
+    };
+    let (outcome, saved, written, registered, failed) = match (&tracking, &parent) {
+        (Some((t, _)), Some(p)) => end_run(t, p, work(), |_| RunStatus::Finished)?,
+        _ => work()?,
+    };
+    let best = &outcome.trials[outcome.best];
 
     let metrics_json = |m: &[(String, f64)]| {
         m.iter()
