@@ -300,6 +300,8 @@ def test_kiln_serve_v2_and_openapi_hold_to_their_specs(tmp_path):
         r = infer(base, {"inputs": [tensor(row)]})
         assert r.status_code == 200, r.text
         assert [o["name"] for o in r.json()["outputs"]] == ["predictions", "probabilities"]
+        # A model file has no registry version: no version header (not an empty one).
+        assert "x-kiln-model-version" not in r.headers, r.headers
         r = infer(base, {"inputs": [tensor(row)], "outputs": [{"name": "probabilities"}]})
         assert [o["name"] for o in r.json()["outputs"]] == ["probabilities"], r.text
         assert np.allclose(r.json()["outputs"][0]["data"], model.predict_proba(X[:1]).ravel(), atol=PROBA_ATOL)

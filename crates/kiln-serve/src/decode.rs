@@ -254,7 +254,14 @@ fn json_error(e: &serde_json::Error) -> DecodeError {
 }
 
 /// Decode an MLflow scoring request (`application/json`).
+/// The body without a UTF-8 byte order mark (some Windows and .NET clients send one; JSON
+/// parsers that follow RFC 8259 may ignore it, and MLflow's server does).
+fn without_bom(body: &[u8]) -> &[u8] {
+    body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body)
+}
+
 pub fn decode_mlflow_json(body: &[u8], encoder: &Encoder) -> Result<Batch, DecodeError> {
+    let body = without_bom(body);
     let req: MlflowRequest<'_> = serde_json::from_slice(body).map_err(|e| json_error(&e))?;
     let budget = value_budget(body.len());
     let given = [
@@ -695,6 +702,7 @@ fn shape_len(t: &Tensor<'_>) -> Result<usize, DecodeError> {
 /// or `[n, 1]`), or a single `[n, inputs]` tensor with the columns in signature order. Returns
 /// the batch, and the request's id and outputs asked for.
 pub fn decode_v2(body: &[u8], encoder: &Encoder) -> Result<(Batch, V2Request), DecodeError> {
+    let body = without_bom(body);
     let req: InferRequest<'_> = serde_json::from_slice(body).map_err(|e| json_error(&e))?;
     let budget = value_budget(body.len());
     let id = V2Request {

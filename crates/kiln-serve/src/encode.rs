@@ -194,6 +194,14 @@ impl Encoder {
         };
         match (f.kind, cell) {
             (_, Cell::Null) => Ok(f64::NAN),
+            // The null markers a CSV cell may hold (`"NaN"`, `"NA"`, `""`, …), as strings in a
+            // JSON body: missing, as in CSV (pandas writes NaN as such a string in some
+            // orients). A categorical column keeps them as text.
+            (FieldKind::Numeric | FieldKind::Datetime | FieldKind::Boolean, Cell::Str(s))
+                if kiln_table::DEFAULT_NULL_VALUES.contains(&s.trim()) =>
+            {
+                Ok(f64::NAN)
+            }
             (FieldKind::Numeric | FieldKind::Datetime, Cell::Num(v)) => Ok(*v),
             (FieldKind::Numeric, Cell::Str(s)) => parse_number(s).ok_or_else(wrong),
             (FieldKind::Numeric | FieldKind::Datetime, Cell::Bool(_)) => Err(wrong()),

@@ -473,7 +473,10 @@ fn prepare(
         label_text: classes.clone(),
         labels,
         name: name.to_string(),
-        version_header: HeaderValue::from_str(&version).ok(),
+        // A model file has no version: no header, as documented, rather than an empty one.
+        version_header: (!version.is_empty())
+            .then(|| HeaderValue::from_str(&version).ok())
+            .flatten(),
         version,
         arm,
         run_id,

@@ -219,6 +219,12 @@ fn missing_values_are_nan() {
     let csv = "tenure,plan,active,signup\nNA,,true,\n";
     let b = decode_csv(csv.as_bytes(), &enc).unwrap();
     assert!(b.row(0)[0].is_nan() && b.row(0)[1].is_nan() && b.row(0)[3].is_nan());
+    // CSV's null markers as JSON strings are missing too (not in a categorical column), and a
+    // byte order mark before the JSON is skipped.
+    let body = "\u{feff}{\"dataframe_split\": {\"columns\": [\"tenure\", \"plan\", \"active\", \"signup\"], \"data\": [[\"NaN\", \"pro\", \"NA\", \"nan\"]]}}";
+    let b = decode_mlflow_json(body.as_bytes(), &enc).unwrap();
+    assert!(b.row(0)[0].is_nan() && b.row(0)[2].is_nan() && b.row(0)[3].is_nan());
+    assert!(!b.row(0)[1].is_nan());
 }
 
 fn decode_err(body: &str) -> String {
