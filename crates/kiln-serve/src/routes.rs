@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -113,6 +113,35 @@ fn body_error(rejection: &BytesRejection, limit: usize) -> ServeError {
         ServeError::TooLarge { limit }
     } else {
         ServeError::Body(rejection.body_text())
+    }
+}
+
+/// A prediction request's body, or why it cannot be had. A `Content-Length` over
+/// `--max-body` is refused before any of the body is read (a client announcing 1 GB is told
+/// at once, not after it sent 10 MiB).
+pub(crate) struct RequestBody(Result<Bytes, ServeError>);
+
+impl FromRequest<Arc<ServeState>> for RequestBody {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(
+        req: axum::extract::Request,
+        state: &Arc<ServeState>,
+    ) -> Result<Self, Self::Rejection> {
+        let limit = state.limits.max_body;
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Ok(Self(Err(ServeError::TooLarge { limit })));
+        }
+        Ok(Self(
+            Bytes::from_request(req, state)
+                .await
+                .map_err(|r| body_error(&r, limit)),
+        ))
     }
 }
 
@@ -252,7 +281,7 @@ async fn predict(
     headers: &HeaderMap,
     endpoint: Endpoint,
     v2_model: Option<(&str, Option<&str>)>,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<Bytes, ServeError>,
 ) -> Response {
     let start = Instant::now();
     let model = match v2_model {
@@ -274,7 +303,7 @@ async fn predict(
     };
     let result = match (checked, body, format) {
         (Err(e), _, _) | (_, _, Err(e)) => Err(e),
-        (_, Err(r), _) => Err(body_error(&r, state.limits.max_body)),
+        (_, Err(e), _) => Err(e),
         (Ok(()), Ok(bytes), Ok(format)) => {
             let mirror = state.shadow.as_ref().map(|_| bytes.clone());
             let scored = score(state, &model, format, bytes).await;
@@ -339,7 +368,7 @@ const X_ARM: HeaderName = HeaderName::from_static("x-kiln-arm");
 async fn invocations(
     State(state): AppState,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    RequestBody(body): RequestBody,
 ) -> Response {
     predict(&state, &headers, Endpoint::Invocations, None, body).await
 }
@@ -348,7 +377,7 @@ async fn v2_infer(
     State(state): AppState,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    RequestBody(body): RequestBody,
 ) -> Response {
     predict(
         &state,
@@ -364,7 +393,7 @@ async fn v2_version_infer(
     State(state): AppState,
     Path((name, version)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    RequestBody(body): RequestBody,
 ) -> Response {
     predict(
         &state,

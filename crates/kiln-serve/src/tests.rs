@@ -653,6 +653,23 @@ async fn bad_requests_get_json_errors_and_are_counted() {
     assert_eq!(json(&body)["error_code"], "REQUEST_LIMIT_EXCEEDED");
     let (status, _) = call(&app, "POST", "/v2/models/churn/infer", None, big).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    // A Content-Length over the limit is refused before the body is read: this body never
+    // comes.
+    let never = Body::from_stream(futures::stream::pending::<
+        Result<bytes::Bytes, std::io::Error>,
+    >());
+    let req = Request::builder()
+        .method("POST")
+        .uri("/invocations")
+        .header("content-type", "application/json")
+        .header("content-length", "999999999")
+        .body(never)
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(20), app.clone().oneshot(req))
+        .await
+        .expect("answered before the body came")
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
 
     // Between offload_bytes and max_body: decoded on the blocking pool.
     let mid = format!(
@@ -703,11 +720,11 @@ async fn bad_requests_get_json_errors_and_are_counted() {
     for line in [
         r#"kiln_requests_total{model="churn",version="1",arm="main",endpoint="/invocations",code="400"} 2"#,
         r#"kiln_requests_total{model="churn",version="1",arm="main",endpoint="/invocations",code="415"} 1"#,
-        r#"kiln_requests_total{model="churn",version="1",arm="main",endpoint="/invocations",code="413"} 1"#,
+        r#"kiln_requests_total{model="churn",version="1",arm="main",endpoint="/invocations",code="413"} 2"#,
         r#"kiln_requests_total{model="churn",version="1",arm="main",endpoint="/invocations",code="200"} 1"#,
         r#"kiln_requests_total{model="churn",version="1",arm="main",endpoint="/v2/models/{name}/infer",code="404"} 2"#,
-        r#"kiln_request_errors_total{model="churn",version="1",arm="main",endpoint="/invocations"} 4"#,
-        r#"kiln_request_duration_seconds_count{model="churn",version="1",arm="main",endpoint="/invocations"} 5"#,
+        r#"kiln_request_errors_total{model="churn",version="1",arm="main",endpoint="/invocations"} 5"#,
+        r#"kiln_request_duration_seconds_count{model="churn",version="1",arm="main",endpoint="/invocations"} 6"#,
         r#"kiln_prediction_rows_total{model="churn",version="1",arm="main"} 30"#,
         r#"kiln_predictions_count{model="churn",version="1",arm="main"} 30"#,
         r#"kiln_model_info{model="churn",version="1",arm="main",flavor="kiln/gbdt"} 1"#,
