@@ -198,6 +198,48 @@ impl SqlStore {
         )))
     }
 
+    /// The schema status of an SQLite database, read without opening it as a store: no
+    /// upgrade, no journal replay, nothing written (`kiln db status` must not migrate the file
+    /// it reports on). `None` when `uri` is not an SQLite URI; an error when the file does not
+    /// exist.
+    pub fn sqlite_schema_status(uri: &str) -> StoreResult<Option<SchemaStatus>> {
+        let Some(path) = sqlite_path(uri) else {
+            return Ok(None);
+        };
+        if !path.is_file() {
+            return Err(StoreError::not_found(format!(
+                "No SQLite database at `{}`",
+                path.display()
+            )));
+        }
+        let conn = rusqlite::Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| StoreError::backend("Failed to open the database read-only", e))?;
+        let read = || -> rusqlite::Result<i64> {
+            let exists: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'kiln_migrations'",
+                [],
+                |r| r.get(0),
+            )?;
+            if exists == 0 {
+                return Ok(0);
+            }
+            conn.query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM kiln_migrations",
+                [],
+                |r| r.get(0),
+            )
+        };
+        let current =
+            read().map_err(|e| StoreError::backend("Failed to read the schema version", e))?;
+        Ok(Some(SchemaStatus {
+            current,
+            latest: schema::latest_version(),
+        }))
+    }
+
     /// Open without refusing an out-of-date PostgreSQL schema (for `kiln db status`).
     pub fn open_unchecked(uri: &str) -> StoreResult<Self> {
         if uri.starts_with("postgresql://") || uri.starts_with("postgres://") {
@@ -319,6 +361,12 @@ impl Drop for SqlStore {
 /// Earlier kiln releases read `sqlite:///x` as `/x`. When only that reading finds an existing
 /// database, or the directory it would go in, it is kept, with a warning, so a store written
 /// under the old reading is never silently replaced by a new empty one.
+/// The file a `sqlite:` URI names, read as [`SqlStore::open`] reads it; `None` for any other
+/// URI.
+pub fn sqlite_file(uri: &str) -> Option<std::path::PathBuf> {
+    sqlite_path(uri)
+}
+
 pub(crate) fn sqlite_path(uri: &str) -> Option<std::path::PathBuf> {
     use std::path::{Path, PathBuf};
     let rest = uri.strip_prefix("sqlite:")?;

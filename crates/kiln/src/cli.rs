@@ -492,7 +492,8 @@ pub(crate) struct StoreArgs {
     /// also take a tracking server, `http://host:5000`: runs, models and aliases then go through
     /// its REST API and artifacts through its artifact proxy (--artifacts-destination is the
     /// server's business).
-    /// Default: `.kiln/kiln.db` under the current directory.
+    /// Default: `KILN_TRACKING_URI` when set (as `kiln runs` and `kiln experiments` read it),
+    /// else `.kiln/kiln.db` under the current directory.
     #[arg(long, env = EnvVars::BACKEND_STORE_URI, value_name = "URI")]
     pub(crate) backend_store_uri: Option<String>,
     /// Artifact store: a directory, `file:///dir` or `s3://bucket/prefix` (credentials and endpoint from the
@@ -575,8 +576,14 @@ pub(crate) struct GcArgs {
 pub(crate) struct TrackingArgs {
     /// `http(s)://server:port` (a kiln or MLflow server), `sqlite:////abs/path/kiln.db` or `postgresql://…`.
     /// Default: `KILN_BACKEND_STORE_URI` when set (as the other commands use it), else the
-    /// local `.kiln/kiln.db`.
-    #[arg(long, env = EnvVars::TRACKING_URI, value_name = "URI", global = true)]
+    /// local `.kiln/kiln.db`. A SQLite file named here must exist (a typo is not an empty store).
+    #[arg(
+        long,
+        visible_alias = "backend-store-uri",
+        env = EnvVars::TRACKING_URI,
+        value_name = "URI",
+        global = true
+    )]
     pub(crate) tracking_uri: Option<String>,
 }
 

@@ -9,14 +9,37 @@ use kiln_types::{filter, Experiment, Run, ViewType};
 pub(crate) struct Tracking(Arc<dyn TrackingStore>);
 
 impl Tracking {
+    /// A store to read: a SQLite file named by the URI must exist.
     pub(crate) fn open(uri: Option<&str>) -> anyhow::Result<Self> {
+        Self::open_with(uri, false)
+    }
+
+    /// A store to write to, created when it is a SQLite file that does not exist yet.
+    pub(crate) fn open_or_create(uri: Option<&str>) -> anyhow::Result<Self> {
+        Self::open_with(uri, true)
+    }
+
+    fn open_with(uri: Option<&str>, create: bool) -> anyhow::Result<Self> {
         // --tracking-uri / KILN_TRACKING_URI, else the store the other commands use
         // (KILN_BACKEND_STORE_URI), else the local `.kiln/kiln.db`.
         let from_env = std::env::var(crate::cli::EnvVars::BACKEND_STORE_URI)
             .ok()
             .filter(|u| !u.is_empty());
         let uri = match uri.map(str::to_string).or(from_env) {
-            Some(u) => u,
+            Some(u) => {
+                // A named SQLite file must exist: opening would create it (and its
+                // directories), and a typo would then read as an empty store.
+                if !create {
+                    if let Some(path) = kiln_store_sql::sqlite_file(&u).filter(|p| !p.exists()) {
+                        return Err(crate::commands::InputError(format!(
+                            "No kiln store at `{}` (from `{u}`): check the path, or run `kiln server` or `kiln train` with it first",
+                            path.display()
+                        ))
+                        .into());
+                    }
+                }
+                u
+            }
             None => crate::commands::default_backend_uri()?,
         };
         Ok(Self(crate::commands::open_metadata(&uri)?))

@@ -636,3 +636,76 @@ fn evaluate_refuses_typos_and_unwritable_reports_before_recording_anything() {
     let out = evaluate(&["--require", "rmse<=0.5"]);
     assert_eq!(common::code(&out), 1, "{}", text(&out));
 }
+
+#[test]
+fn every_command_reads_the_store_it_is_pointed_at_and_never_invents_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_churn(dir.path(), "churn.csv", 400);
+    std::fs::create_dir(dir.path().join("team")).expect("mkdir");
+    let out = kiln(
+        dir.path(),
+        &[
+            "train",
+            "--data",
+            "churn.csv",
+            "--target",
+            "churned",
+            "--task",
+            "classification",
+            "--exclude",
+            "customer_id",
+            "--register",
+            "churn",
+            "--backend-store-uri",
+            "sqlite:///team/kiln.db",
+            "--artifacts-destination",
+            "team/artifacts",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    // KILN_TRACKING_URI reaches the registry commands as it reaches `kiln runs`.
+    let out = common::command(dir.path(), &["models", "list", "--json"])
+        .env("KILN_TRACKING_URI", "sqlite:///team/kiln.db")
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("churn"), "{}", text(&out));
+    assert!(
+        !dir.path().join(".kiln").exists(),
+        "a second store was made"
+    );
+    // `kiln runs` takes --backend-store-uri as the other commands do.
+    let out = kiln(
+        dir.path(),
+        &[
+            "runs",
+            "list",
+            "--backend-store-uri",
+            "sqlite:///team/kiln.db",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    // A typo is an error, not an empty store created on the spot.
+    for args in [
+        &[
+            "experiments",
+            "list",
+            "--tracking-uri",
+            "sqlite:///tema/kiln.db",
+        ][..],
+        &[
+            "db",
+            "status",
+            "--backend-store-uri",
+            "sqlite:///tema/kiln.db",
+        ][..],
+    ] {
+        let out = kiln(dir.path(), args);
+        assert_eq!(common::code(&out), 2, "{args:?}: {}", text(&out));
+        assert!(
+            !dir.path().join("tema").exists(),
+            "{args:?} created the store"
+        );
+    }
+}

@@ -32,12 +32,18 @@ pub(super) fn run(cmd: DbCommand, printer: &Printer) -> anyhow::Result<ExitCode>
         }
         DbCommand::Status { store, json } => {
             let loc = locations(&store.store_args())?;
-            // Opening refuses out-of-date PostgreSQL schemas; report them instead.
-            let store =
-                kiln_store_sql::SqlStore::open_unchecked(&loc.backend).with_context(|| {
-                    format!("Failed to open `{}`", crate::tracking::redact(&loc.backend))
-                })?;
-            let status = store.schema_status()?;
+            let failed = || format!("Failed to open `{}`", crate::tracking::redact(&loc.backend));
+            // SQLite is read without opening it as a store, which would upgrade it (and then
+            // older binaries refuse it); PostgreSQL opening refuses an out-of-date schema, so
+            // it is opened unchecked and reported on instead.
+            let status = match kiln_store_sql::SqlStore::sqlite_schema_status(&loc.backend)
+                .with_context(failed)?
+            {
+                Some(status) => status,
+                None => kiln_store_sql::SqlStore::open_unchecked(&loc.backend)
+                    .with_context(failed)?
+                    .schema_status()?,
+            };
             if json {
                 printer.json(
                     &serde_json::json!({ "current": status.current, "latest": status.latest }),

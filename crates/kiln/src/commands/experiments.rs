@@ -43,7 +43,7 @@ pub(super) fn run(cmd: ExperimentsCommand, printer: &Printer) -> anyhow::Result<
             tracking,
             json,
         } => {
-            let t = Tracking::open(tracking.tracking_uri.as_deref())?;
+            let t = Tracking::open_or_create(tracking.tracking_uri.as_deref())?;
             let id = t.create_experiment(&name)?;
             if json {
                 printer.json(&serde_json::json!({ "experiment_id": id, "name": name }))?;

@@ -93,8 +93,14 @@ pub(crate) fn locations(args: &StoreArgs) -> anyhow::Result<Locations> {
         backend_store_uri,
         artifacts_destination,
     } = args;
-    let backend = match backend_store_uri {
-        Some(u) => u.clone(),
+    // --backend-store-uri / KILN_BACKEND_STORE_URI, else KILN_TRACKING_URI (what `kiln runs`
+    // and `kiln experiments` read, so both halves of the CLI see one store), else the local
+    // `.kiln/kiln.db`.
+    let from_tracking_env = std::env::var(crate::cli::EnvVars::TRACKING_URI)
+        .ok()
+        .filter(|u| !u.is_empty());
+    let backend = match backend_store_uri.clone().or(from_tracking_env) {
+        Some(u) => u,
         None => default_backend_uri()?,
     };
     let artifacts = match artifacts_destination {
