@@ -266,6 +266,25 @@ impl Signature {
         exclude: &[String],
     ) -> Result<(Self, Vec<Skipped>), TrainError> {
         let (target_kind, target_arrays) = column(table, target)?;
+        // A misspelled exclusion would train on the column it meant to leave out (often a
+        // leaky one): refuse it.
+        for e in exclude {
+            if e == target {
+                return Err(TrainError::Input(format!(
+                    "Excluded column `{e}` is the target; the target is never a model input, so leave it out of --exclude"
+                )));
+            }
+            if table.column(e).is_none() {
+                return Err(TrainError::Input(format!(
+                    "Excluded column `{e}` is not in the data; the columns are {}",
+                    table
+                        .columns()
+                        .map(|c| c.name.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
         let mut skipped = Vec::new();
         let mut inputs = Vec::new();
         for col in table.columns() {
