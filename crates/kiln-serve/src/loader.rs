@@ -27,28 +27,18 @@ pub enum ModelRef {
 impl ModelRef {
     pub fn parse(reference: &str) -> Result<Self, ServeError> {
         if let Some(rest) = reference.strip_prefix("models:/") {
-            if kiln_types::is_valid_model_id(rest.trim_end_matches('/')) {
-                return Ok(Self::Run(reference.into()));
-            }
-            if let Some((name, alias)) = rest.split_once('@') {
-                if name.is_empty() || alias.is_empty() {
-                    return Err(ServeError::Reference(reference.into()));
-                }
-                return Ok(Self::Alias {
+            return match kiln_types::ModelsUri::parse(rest) {
+                Some(kiln_types::ModelsUri::LoggedModel(_)) => Ok(Self::Run(reference.into())),
+                Some(kiln_types::ModelsUri::Alias { name, alias }) => Ok(Self::Alias {
                     name: name.into(),
                     alias: alias.into(),
-                });
-            }
-            if let Some((name, version)) = rest.rsplit_once('/') {
-                if name.is_empty() || version.is_empty() {
-                    return Err(ServeError::Reference(reference.into()));
-                }
-                return Ok(Self::Version {
+                }),
+                Some(kiln_types::ModelsUri::Version { name, version }) => Ok(Self::Version {
                     name: name.into(),
                     version: version.into(),
-                });
-            }
-            return Err(ServeError::Reference(reference.into()));
+                }),
+                None => Err(ServeError::Reference(reference.into())),
+            };
         }
         if reference.starts_with("runs:/") {
             return Ok(Self::Run(reference.into()));

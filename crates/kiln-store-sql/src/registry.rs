@@ -13,6 +13,22 @@ use crate::SqlStore;
 
 const STAGES: &[&str] = &["None", "Staging", "Production", "Archived"];
 
+/// A registered model name as MLflow accepts it: not blank, no `/` or `:` (a `models:/`
+/// URI could not name it).
+fn validate_model_name(name: &str) -> StoreResult<()> {
+    if name.trim().is_empty() {
+        return Err(StoreError::invalid(
+            "Registered model name cannot be empty.",
+        ));
+    }
+    if name.contains(['/', ':']) {
+        return Err(StoreError::invalid(format!(
+            "Invalid model name '{name}'. Names cannot contain '/' or ':'."
+        )));
+    }
+    Ok(())
+}
+
 fn canonical_stage(stage: &str) -> StoreResult<&'static str> {
     STAGES
         .iter()
@@ -339,11 +355,7 @@ impl RegistryStore for SqlStore {
         description: Option<&str>,
         tags: &[Tag],
     ) -> StoreResult<RegisteredModel> {
-        if name.trim().is_empty() {
-            return Err(StoreError::invalid(
-                "Registered model name cannot be empty.",
-            ));
-        }
+        validate_model_name(name)?;
         for t in tags {
             validate_key("tag", &t.key)?;
         }
@@ -386,11 +398,7 @@ impl RegistryStore for SqlStore {
     }
 
     fn rename_registered_model(&self, name: &str, new_name: &str) -> StoreResult<RegisteredModel> {
-        if new_name.trim().is_empty() {
-            return Err(StoreError::invalid(
-                "Registered model name cannot be empty.",
-            ));
-        }
+        validate_model_name(new_name)?;
         self.write(|tx| {
             lock_model(tx, name)?;
             if tx

@@ -2021,6 +2021,11 @@ pub fn registered_model_crud(store: &dyn TrackingStore) {
         store.create_registered_model("", None, &[]),
         "empty model name",
     );
+    // As on MLflow's server: a models:/ URI could not name these.
+    for bad in ["team/churn", "churn:v2"] {
+        invalid(store.create_registered_model(bad, None, &[]), bad);
+        invalid(store.rename_registered_model("reg-model", bad), bad);
+    }
     let got = ok(store.get_registered_model("reg-model"), "get");
     assert_eq!(got.name, "reg-model");
     assert_eq!(got.description.as_deref(), Some("first"));

@@ -248,12 +248,14 @@ impl Tracker {
                     },
                 ));
             }
-            let (name, mv) = if let Some((name, alias)) = rest.split_once('@') {
-                (name, self.store.get_model_version_by_alias(name, alias)?)
-            } else if let Some((name, version)) = rest.rsplit_once('/') {
-                (name, self.store.get_model_version(name, version)?)
-            } else {
-                return Err(TrainError::Input(format!("Invalid model reference `{reference}`: expected models:/<name>@<alias>, models:/<name>/<version> or models:/m-<logged model id>")));
+            let (name, mv) = match kiln_types::ModelsUri::parse(rest) {
+                Some(kiln_types::ModelsUri::Alias { name, alias }) => {
+                    (name, self.store.get_model_version_by_alias(name, alias)?)
+                }
+                Some(kiln_types::ModelsUri::Version { name, version }) => {
+                    (name, self.store.get_model_version(name, version)?)
+                }
+                _ => return Err(TrainError::Input(format!("Invalid model reference `{reference}`: expected models:/<name>@<alias>, models:/<name>/<version> or models:/m-<logged model id>"))),
             };
             if depth >= MAX_DEPTH {
                 return Err(TrainError::Input(format!(

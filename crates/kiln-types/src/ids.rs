@@ -20,6 +20,40 @@ pub fn is_valid_model_id(id: &str) -> bool {
     id.strip_prefix("m-").is_some_and(is_valid_run_id)
 }
 
+/// What a `models:/…` URI names, parsed as MLflow's client parses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelsUri<'a> {
+    /// `models:/<name>/<version>`: one `/`, the name before it (which may hold `@`).
+    Version { name: &'a str, version: &'a str },
+    /// `models:/<name>@<alias>`: no `/`, split at the last `@` (a name may hold `@`).
+    Alias { name: &'a str, alias: &'a str },
+    /// `models:/m-<32 hex digits>`: a logged model.
+    LoggedModel(&'a str),
+}
+
+impl<'a> ModelsUri<'a> {
+    /// Parse the part after `models:/` (a trailing `/` is ignored); `None` when it is none of
+    /// the forms, or a part is empty.
+    pub fn parse(rest: &'a str) -> Option<Self> {
+        let rest = rest.trim_end_matches('/');
+        let mut parts = rest.split('/');
+        let first = parts.next().filter(|p| !p.trim().is_empty())?;
+        match (parts.next(), parts.next()) {
+            (Some(version), None) if !version.trim().is_empty() => Some(Self::Version {
+                name: first,
+                version,
+            }),
+            (None, None) if is_valid_model_id(first) => Some(Self::LoggedModel(first)),
+            (None, None) => {
+                let (name, alias) = first.rsplit_once('@')?;
+                (!name.is_empty() && !alias.trim().is_empty())
+                    .then_some(Self::Alias { name, alias })
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Whether `id` is a decimal experiment id.
 pub fn is_valid_experiment_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 19 && id.bytes().all(|b| b.is_ascii_digit())
@@ -66,4 +100,54 @@ pub fn run_name_for(run_id: &str) -> String {
     let n = NOUNS[(pick(2) * 31 + pick(3)) % NOUNS.len()];
     let num = (pick(4) * 7 + pick(5)) % 1000;
     format!("{a}-{n}-{num}")
+}
+
+#[cfg(test)]
+mod models_uri_tests {
+    use super::ModelsUri;
+
+    #[test]
+    fn parses_as_mlflow_does() {
+        assert_eq!(
+            ModelsUri::parse("churn@champion"),
+            Some(ModelsUri::Alias {
+                name: "churn",
+                alias: "champion"
+            })
+        );
+        assert_eq!(
+            ModelsUri::parse("x@y@champion"),
+            Some(ModelsUri::Alias {
+                name: "x@y",
+                alias: "champion"
+            })
+        );
+        assert_eq!(
+            ModelsUri::parse("x@y/3"),
+            Some(ModelsUri::Version {
+                name: "x@y",
+                version: "3"
+            })
+        );
+        assert_eq!(
+            ModelsUri::parse("churn/2/"),
+            Some(ModelsUri::Version {
+                name: "churn",
+                version: "2"
+            })
+        );
+        let id = "m-0123456789abcdef0123456789abcdef";
+        assert_eq!(ModelsUri::parse(id), Some(ModelsUri::LoggedModel(id)));
+        for bad in [
+            "",
+            "churn",
+            "churn@",
+            "@champion",
+            "churn/",
+            "churn/1/extra",
+            "/1",
+        ] {
+            assert_eq!(ModelsUri::parse(bad), None, "{bad:?}");
+        }
+    }
 }
