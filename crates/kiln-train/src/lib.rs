@@ -44,6 +44,9 @@ pub enum TrainError {
         value: String,
         classes: String,
     },
+    /// A registry version, run or logged model whose model files are gone.
+    #[error("{0}")]
+    NoArtifacts(String),
     #[error("Invalid model file: {0}")]
     ModelFormat(String),
     #[error("ONNX model `{model}`: {message}")]

@@ -607,6 +607,23 @@ pub fn promote(tracker: &Tracker, req: &PromoteRequest) -> Result<PromoteOutcome
             (Some(m), e)
         }
         _ => {
+            // Without --on nothing reads the candidate: make sure it is there before an alias
+            // (and every replica that follows it) points at it.
+            let reference = format!("models:/{name}/{}", candidate_mv.version);
+            match tracker.load_any_model(&reference) {
+                Ok(_) => {}
+                Err(TrainError::NoArtifacts(why)) => {
+                    return Err(input(format!(
+                        "Refusing to point `{alias}` at {name} v{}: {why}",
+                        candidate_mv.version
+                    )));
+                }
+                Err(e) if e.is_input() => notes.push(format!(
+                    "kiln cannot load v{} itself ({e}); its files are there, but `kiln serve` will not serve it",
+                    candidate_mv.version
+                )),
+                Err(e) => return Err(e),
+            }
             if !require.is_empty() {
                 notes.push(
                     "no --on data: gates checked against the source run's logged test metrics"

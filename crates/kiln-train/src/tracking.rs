@@ -323,6 +323,20 @@ impl Tracker {
             }
         }
         let shown = if path.is_empty() { "its root" } else { path };
+        // Nothing there at all: the files are gone, which is not the same mistake as pointing
+        // kiln at a model it cannot read.
+        let listed = self
+            .runtime
+            .block_on(async { self.blobs.list(&candidates_dir(root, path)?).await });
+        match listed {
+            Ok(entries) if !entries.is_empty() => {}
+            Ok(_) | Err(kiln_blob::BlobError::NotFound(_)) => {
+                return Err(TrainError::NoArtifacts(format!(
+                    "{owner} has no files at `{shown}`: its artifacts are gone (deleted, or collected by `kiln gc`)"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
         Err(TrainError::Input(format!(
             "{owner} has no model at `{shown}` (looked for {}): kiln serves kiln models and ONNX models",
             candidates
@@ -378,6 +392,22 @@ pub struct ModelSource {
 }
 
 /// Write a model to `path` (a `.json` file, or a directory that gets `kiln-model.json`).
+/// The directory a model reference's files are in: `path` under `root`, or its parent when
+/// `path` names a file.
+fn candidates_dir(root: &BlobPath, path: &str) -> Result<BlobPath, kiln_blob::BlobError> {
+    let path = path.trim_end_matches('/');
+    let dir = if path.ends_with(".onnx") || path.ends_with(".json") {
+        path.rsplit_once('/').map_or("", |(d, _)| d)
+    } else {
+        path
+    };
+    if dir.is_empty() {
+        Ok(root.clone())
+    } else {
+        root.join(dir)
+    }
+}
+
 pub fn save_local(model: &KilnModel, path: &str) -> Result<std::path::PathBuf, TrainError> {
     let p = std::path::Path::new(path);
     let file = if p.extension().is_some_and(|e| e == "json") {

@@ -766,3 +766,33 @@ fn a_promotion_refuses_when_the_alias_moved_during_its_evaluation() {
     assert!(text(&o).contains("moved from v1 to v3"), "{}", text(&o));
     assert_eq!(champion(d), "3", "the gated promotion changed nothing");
 }
+
+#[test]
+fn a_version_whose_files_are_gone_is_not_promoted() {
+    let dir = setup();
+    let v1 = train(dir.path(), &["--model", "gbdt"]);
+    let v2 = train(dir.path(), &["--model", "gbdt"]);
+    json(
+        dir.path(),
+        &[
+            "models", "promote", "churn", &v1, "--alias", "champion", "--json",
+        ],
+        0,
+    );
+    // v2's artifacts disappear (deleted by hand, or a bucket lifecycle rule).
+    let shown = json(dir.path(), &["models", "show", "churn", &v2, "--json"], 0);
+    let run_id = shown["version"]["run_id"].as_str().expect("run id");
+    let gone = walk(&dir.path().join(".kiln/artifacts"))
+        .into_iter()
+        .find(|p| p.contains(run_id) && p.ends_with("kiln-model.json"))
+        .expect("v2's model file");
+    let model_dir = dir.path().join(&gone);
+    std::fs::remove_dir_all(model_dir.parent().expect("model dir")).expect("remove");
+    let o = kiln(
+        dir.path(),
+        &["models", "promote", "churn", &v2, "--alias", "champion"],
+    );
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert!(text(&o).contains("its artifacts are gone"), "{}", text(&o));
+    assert_eq!(champion(dir.path()), v1, "the alias did not move");
+}
