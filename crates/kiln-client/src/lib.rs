@@ -38,7 +38,7 @@ pub enum ClientError {
     /// The server answered with an MLflow error.
     #[error("{}: {}", .0.code.as_str(), .0.message)]
     Api(ApiError),
-    #[error("Request to `{url}` failed")]
+    #[error("Request to `{url}` failed{}", if err.is_timeout() { format!(" after {}s without an answer (set KILN_HTTP_TIMEOUT to wait longer)", request_timeout().as_secs()) } else { String::new() })]
     Http {
         url: String,
         #[source]
@@ -66,11 +66,23 @@ fn code_from_str(s: &str) -> ErrorCode {
     }
 }
 
+/// How long one tracking API call may take: `KILN_HTTP_TIMEOUT` seconds, default 120. (Artifact
+/// transfers stream through their own client, without a total deadline.)
+pub fn request_timeout() -> std::time::Duration {
+    const DEFAULT_SECS: u64 = 120;
+    let secs = std::env::var("KILN_HTTP_TIMEOUT")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(DEFAULT_SECS);
+    std::time::Duration::from_secs(secs)
+}
+
 impl Client {
     pub fn new(base: &str) -> Result<Self, ClientError> {
         let http = reqwest::blocking::Client::builder()
             .tcp_nodelay(true)
-            .timeout(std::time::Duration::from_secs(120))
+            .timeout(request_timeout())
             .build()
             .map_err(|err| ClientError::Http {
                 url: base.to_string(),

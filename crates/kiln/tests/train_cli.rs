@@ -743,3 +743,28 @@ fn every_command_reads_the_store_it_is_pointed_at_and_never_invents_one() {
         );
     }
 }
+
+#[test]
+fn a_tracking_server_that_never_answers_times_out_as_configured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Accepts connections (the kernel's backlog does) and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let started = std::time::Instant::now();
+    let out = common::command(dir.path(), &["runs", "list", "--tracking-uri", &url])
+        .env("KILN_HTTP_TIMEOUT", "1")
+        .output()
+        .expect("run");
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("set KILN_HTTP_TIMEOUT"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "waited {:?}",
+        started.elapsed()
+    );
+    drop(listener);
+}
