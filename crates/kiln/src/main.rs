@@ -51,6 +51,11 @@ fn main() -> ExitCode {
 
 /// Input errors (unknown ids, bad filters, bad URIs) exit 2; infrastructure failures exit 3.
 fn exit_code(err: &anyhow::Error) -> u8 {
+    // An InputError given as context (`.context(InputError(…))` over an I/O error) is only seen
+    // through anyhow's own downcast: the chain below yields the context wrapper.
+    if err.downcast_ref::<commands::InputError>().is_some() {
+        return EXIT_INPUT;
+    }
     for cause in err.chain() {
         if let Some(e) = cause.downcast_ref::<kiln_store::StoreError>() {
             return match e {

@@ -317,6 +317,28 @@ fn bad_inputs_exit_2() {
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("nope.yaml"), "{}", out.stderr);
 
+    // An unwritable report is a usage error named before the data is read (not exit 3 after
+    // it, with the outcome lost).
+    let out = kiln(
+        dir.path(),
+        &["data", "profile", "train.csv", "--output", "schema.yaml"],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = kiln(
+        dir.path(),
+        &[
+            "data",
+            "validate",
+            "drift.csv",
+            "--schema",
+            "schema.yaml",
+            "--junit",
+            "no/such/dir/report.xml",
+        ],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("--junit"), "{}", out.stderr);
+
     fs_err::write(
         dir.path().join("bad.yaml"),
         "version: 1\ncolumns:\n  - name: a\n    kind: number\n",
