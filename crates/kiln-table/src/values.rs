@@ -33,7 +33,8 @@ pub(crate) fn parse_float(text: &str) -> Option<f64> {
     if !text.bytes().any(|b| b.is_ascii_digit()) || zero_padded(text) {
         return None;
     }
-    text.parse().ok()
+    // `1e400` overflows to infinity: not a number a column can hold (the column reads as text).
+    text.parse().ok().filter(|v: &f64| v.is_finite())
 }
 
 /// `true` / `false`, any case.

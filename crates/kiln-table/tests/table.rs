@@ -118,6 +118,13 @@ fn an_unclosed_quote_in_the_last_column_is_an_error_not_lost_rows() {
 }
 
 #[test]
+fn a_number_too_large_for_a_double_is_not_read_as_infinity() {
+    let t = csv("a,b\n1,2\n1e400,3\n").unwrap();
+    assert_ne!(t.column("a").unwrap().kind, ColumnKind::Numeric);
+    assert_eq!(t.column("b").unwrap().kind, ColumnKind::Numeric);
+}
+
+#[test]
 fn null_tokens_and_custom_nulls() {
     let t = csv("a,b\n1,x\nNA,\n3,null\n,N/A\n").unwrap();
     assert_eq!(t.null_count(0), 2);

@@ -329,6 +329,11 @@ impl Signature {
                 let set: BTreeSet<String> = iter_cells(&target_arrays)
                     .filter_map(|(a, i)| cell_text(a, i))
                     .collect();
+                if set.is_empty() {
+                    return Err(TrainError::Input(format!(
+                        "Target `{target}` has no labels: every value is missing"
+                    )));
+                }
                 if set.len() < 2 {
                     return Err(TrainError::SingleClass {
                         target: target.to_string(),

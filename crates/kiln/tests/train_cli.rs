@@ -126,6 +126,7 @@ fn bad_input_is_a_clear_usage_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     write_churn(dir.path(), "churn.csv", 100);
     std::fs::write(dir.path().join("one.csv"), "x,y\n1,a\n2,a\n3,a\n").expect("write");
+    std::fs::write(dir.path().join("nolabels.csv"), "x,y\n1,\n2,\n3,NA\n").expect("write");
     // 20 rows of a/b and one of c: a 50/50 split cannot train on c.
     let mut rare = String::from("x,y\n");
     for i in 0..20 {
@@ -134,6 +135,21 @@ fn bad_input_is_a_clear_usage_error() {
     rare.push_str("5,c\n");
     std::fs::write(dir.path().join("rare.csv"), rare).expect("write");
     let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "train",
+                "--data",
+                "nolabels.csv",
+                "--target",
+                "y",
+                "--task",
+                "classification",
+                "--no-track",
+                "--output",
+                "m",
+            ],
+            "Target `y` has no labels: every value is missing",
+        ),
         (
             &[
                 "train",
