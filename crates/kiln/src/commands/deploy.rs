@@ -5,9 +5,10 @@
 //! Every replica is stateless: it reads the same registry (PostgreSQL + S3, or a SQLite file on a
 //! shared volume) and re-resolves the alias on its own, so scaling is only a replica count.
 
-use std::path::Path;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use serde_json::{json, Value};
@@ -41,19 +42,29 @@ pub(super) fn run(cmd: DeployCommand, printer: &Printer) -> anyhow::Result<ExitC
 fn k8s(args: DeployK8sArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let output = args.output.clone();
     let spec = K8sSpec::from_args(args)?;
-    let docs = manifests(&spec);
+    // Render every document before any output, so that a failure leaves nothing behind.
+    let files = manifests(&spec)
+        .into_iter()
+        .map(|(file, doc)| Ok((file, to_yaml(&doc)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     match output {
         None => {
-            let mut stream = Vec::with_capacity(docs.len());
-            for (_, doc) in &docs {
-                stream.push(to_yaml(doc)?);
-            }
+            let stream: Vec<&str> = files.iter().map(|(_, text)| text.as_str()).collect();
             printer.line(stream.join("---\n").trim_end());
         }
         Some(dir) => {
-            write_files(&dir, &docs)?;
-            let names: Vec<&str> = docs.iter().map(|(file, _)| *file).collect();
+            let fixed = matches!(spec.scaling, Scaling::Fixed(_));
+            let stale = write_files(&dir, &files, fixed)?;
+            let names: Vec<&str> = files.iter().map(|(file, _)| *file).collect();
             printer.status(&format!("Wrote {} to {}", names.join(", "), dir.display()));
+            if let Some(stale) = stale {
+                printer.status(&format!(
+                    "Removed `{}`, an HPA an earlier run wrote: with --replicas there is none. \
+                     An HPA already applied stays in the cluster until deleted: {}",
+                    stale.path.display(),
+                    stale.delete_command()
+                ));
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -63,18 +74,181 @@ fn to_yaml(doc: &Value) -> anyhow::Result<String> {
     serde_yaml_ng::to_string(doc).context("Failed to render YAML")
 }
 
-fn write_files(dir: &Path, docs: &[(&'static str, Value)]) -> anyhow::Result<()> {
-    fs_err::create_dir_all(dir).map_err(|err| {
-        anyhow::Error::new(err).context(InputError(format!("Failed to create `{}`", dir.display())))
-    })?;
-    for (file, doc) in docs {
+/// The file name of the HPA document, the one file a run with `--replicas` does not write.
+const HPA_FILE: &str = "hpa.yaml";
+
+/// A `hpa.yaml` that an earlier run without `--replicas` wrote into the output directory.
+#[derive(Debug)]
+struct StaleHpa {
+    path: PathBuf,
+    name: String,
+    namespace: Option<String>,
+}
+
+impl StaleHpa {
+    fn delete_command(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("kubectl delete hpa {} -n {ns}", self.name),
+            None => format!("kubectl delete hpa {}", self.name),
+        }
+    }
+}
+
+/// Writes `files` into `dir` all or nothing (as far as a file system allows): every check is
+/// made and every file is written to a temporary file next to its target before the first one
+/// is renamed into place, so an output that cannot be written leaves the directory as it was.
+/// With `fixed` replicas a `hpa.yaml` kiln wrote earlier is removed (and returned); one that
+/// kiln did not write is refused rather than deleted. Every failure is an input error naming
+/// the path.
+fn write_files(
+    dir: &Path,
+    files: &[(&'static str, String)],
+    fixed: bool,
+) -> anyhow::Result<Option<StaleHpa>> {
+    match fs_err::metadata(dir) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            return Err(InputError(format!(
+                "--output `{}` is not a directory: pass a directory (it is created if missing)",
+                dir.display()
+            ))
+            .into())
+        }
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            fs_err::create_dir_all(dir).map_err(|err| {
+                InputError(format!("Failed to create the --output directory: {err}"))
+            })?;
+        }
+        Err(err) => return Err(InputError(format!("Cannot use --output: {err}")).into()),
+    }
+    for (file, _) in files {
         let path = dir.join(file);
-        fs_err::write(&path, to_yaml(doc)?).map_err(|err| {
-            anyhow::Error::new(err)
-                .context(InputError(format!("Failed to write `{}`", path.display())))
+        match fs_err::symlink_metadata(&path) {
+            Ok(meta) if meta.is_dir() => {
+                return Err(InputError(format!(
+                    "Cannot write `{}`: a directory is in the way; remove it or pick another \
+                     --output",
+                    path.display()
+                ))
+                .into())
+            }
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => {
+                return Err(InputError(format!("Cannot write `{}`: {err}", path.display())).into())
+            }
+        }
+    }
+    let stale = if fixed { stale_hpa(dir)? } else { None };
+
+    let mut written = Vec::with_capacity(files.len());
+    for (file, text) in files {
+        let target = dir.join(file);
+        let tmp = TempFile::write(dir, file, text)
+            .map_err(|err| InputError(format!("Failed to write `{}`: {err}", target.display())))?;
+        written.push((tmp, target));
+    }
+    // The stale HPA goes before the new Deployment lands: should anything fail from here on,
+    // the directory never pairs a fixed replica count with an HPA.
+    if let Some(stale) = &stale {
+        fs_err::remove_file(&stale.path).map_err(|err| {
+            InputError(format!(
+                "Failed to remove `{}`, an HPA an earlier run wrote: {err}",
+                stale.path.display()
+            ))
         })?;
     }
-    Ok(())
+    for (tmp, target) in written {
+        tmp.persist(&target)
+            .map_err(|err| InputError(format!("Failed to write `{}`: {err}", target.display())))?;
+    }
+    Ok(stale)
+}
+
+/// The `hpa.yaml` in `dir` when kiln wrote it (its labels say so), `None` when there is none;
+/// an error when one is there that kiln did not write: it may be the user's own, so it is
+/// neither deleted nor left to fight the fixed replica count.
+fn stale_hpa(dir: &Path) -> Result<Option<StaleHpa>, InputError> {
+    let path = dir.join(HPA_FILE);
+    let refuse = |why: &str| {
+        InputError(format!(
+            "`{}` {why}, so kiln leaves it alone; with --replicas the output directory must \
+             hold no HPA (`kubectl apply -f {}` would apply it against the fixed replica \
+             count): remove it or pick another --output",
+            path.display(),
+            dir.display()
+        ))
+    };
+    match fs_err::symlink_metadata(&path) {
+        Ok(meta) if meta.is_file() => {}
+        Ok(_) => return Err(refuse("is not a regular file")),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(InputError(format!("Cannot check for a stale HPA: {err}"))),
+    }
+    let text = fs_err::read_to_string(&path)
+        .map_err(|err| InputError(format!("Cannot check for a stale HPA: {err}")))?;
+    let Ok(doc) = serde_yaml_ng::from_str::<Value>(&text) else {
+        return Err(refuse("is not a single YAML document kiln wrote"));
+    };
+    let labels = &doc["metadata"]["labels"];
+    let ours = doc["kind"] == "HorizontalPodAutoscaler"
+        && labels["app.kubernetes.io/managed-by"] == "kiln"
+        && labels["app.kubernetes.io/name"] == "kiln-serve";
+    let (true, Some(name)) = (ours, doc["metadata"]["name"].as_str()) else {
+        return Err(refuse(
+            "is not an HPA kiln wrote (no `app.kubernetes.io/managed-by: kiln` label)",
+        ));
+    };
+    Ok(Some(StaleHpa {
+        name: name.to_string(),
+        namespace: doc["metadata"]["namespace"].as_str().map(str::to_string),
+        path,
+    }))
+}
+
+/// A file written next to its target under a hidden temporary name, removed when dropped
+/// unless [`TempFile::persist`] renamed it into place.
+#[derive(Debug)]
+struct TempFile {
+    path: PathBuf,
+    persisted: bool,
+}
+
+impl TempFile {
+    fn write(dir: &Path, file: &str, text: &str) -> io::Result<Self> {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let path = dir.join(format!(".{file}.{}-{nanos}.kiln-tmp", std::process::id()));
+        // `create_new`: never follows or clobbers whatever is already there.
+        let mut out = fs_err::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        let tmp = Self {
+            path,
+            persisted: false,
+        };
+        out.write_all(text.as_bytes())?;
+        out.sync_all()?;
+        Ok(tmp)
+    }
+
+    fn persist(mut self, target: &Path) -> io::Result<()> {
+        fs_err::rename(&self.path, target)?;
+        self.persisted = true;
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.persisted {
+            if let Err(error) = fs_err::remove_file(&self.path) {
+                tracing::warn!(%error, "Failed to remove a temporary manifest file.");
+            }
+        }
+    }
 }
 
 /// Where an environment variable's value comes from.
