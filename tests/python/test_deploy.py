@@ -291,13 +291,48 @@ def test_output_that_is_a_file_exits_2(tmp_path):
     assert afile.read_text() == "keep me\n"
 
 
+def test_model_names_become_dns_labels():
+    """Any registered model name with a letter in it gets a valid, deterministic resource name;
+    the reference keeps the name as registered."""
+    dns1123 = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+    for model, expected in [
+        ("Churn Model.ß", "churn-model-champion"),
+        ("ML.Team/churn", "ml-team-churn-champion"),
+        ("9lives", "m-9lives-champion"),
+        ("x" * 100, "x" * 54 + "-champion"),
+    ]:
+        docs = documents(model)
+        for doc in docs.values():
+            assert doc["metadata"]["name"] == expected, model
+            assert dns1123.match(expected)
+        assert container(docs["Deployment"])["args"][1] == f"models:/{model}@champion"
+
+
+def test_equal_request_and_limit_in_other_units_are_accepted():
+    docs = documents("churn", "--cpu-request", "500m", "--cpu-limit", "0.5",
+                     "--memory-request", "1Gi", "--memory-limit", "1073741824")
+    resources = container(docs["Deployment"])["resources"]
+    assert resources["requests"] == {"cpu": "500m", "memory": "1Gi"}
+    assert resources["limits"] == {"cpu": "0.5", "memory": "1073741824"}
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
         (["___"], "Kubernetes name"),
+        (["123"], "pass --name"),
         (["日本"], "Kubernetes name"),
         (["a@b"], "no `@`"),
         (["churn", "--alias", "a/b"], "--alias"),
+        # The registry's alias rule: a manifest must not watch an alias no one can set.
+        (["churn", "--alias", "bad alias"], "Invalid --alias `bad alias`: expected 1-255 letters"),
+        (["churn", "--alias", "latest"], "reserves `latest`"),
+        (["churn", "--alias", "v2"], "--version"),
+        (["churn", "--version", "0"], "Invalid --version 0"),
+        # Kubernetes refuses a request above its limit.
+        (["churn", "--memory-request", "2Gi", "--memory-limit", "1Gi"], "--memory-request `2Gi` is above --memory-limit `1Gi`"),
+        (["churn", "--memory-request", "1Gi"], "--memory-limit `512Mi`"),
+        (["churn", "--cpu-request", "2", "--cpu-limit", "500m"], "--cpu-request `2` is above --cpu-limit `500m`"),
         (["churn", "--name", "Not_Valid"], "--name"),
         (["churn", "--namespace", "ML"], "--namespace"),
         (["churn", "--max-replicas", "1"], "--max-replicas"),

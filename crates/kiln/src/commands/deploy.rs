@@ -344,7 +344,8 @@ impl K8sSpec {
             }
             None => default_name(&model, &suffix).ok_or_else(|| {
                 InputError(format!(
-                    "Cannot derive a Kubernetes name from the model name `{model}`; pass --name"
+                    "Cannot derive a Kubernetes name from the model name `{model}` (a DNS-1123 \
+                     label needs a letter); pass --name"
                 ))
             })?,
         };
@@ -449,10 +450,26 @@ impl K8sSpec {
         .into_iter()
         .chain(cpu_limit.as_ref().map(|v| ("--cpu-limit", v)))
         {
-            if !is_quantity(value) {
+            if quantity(value).is_none() {
                 return Err(InputError(format!(
                     "Invalid {flag} `{value}`: expected a Kubernetes quantity, e.g. 250m, 1, 256Mi, 1Gi"
                 )));
+            }
+        }
+        // Kubernetes refuses a container whose request is above its limit.
+        for (resource, request, limit) in [
+            ("memory", &memory_request, Some(&memory_limit)),
+            ("cpu", &cpu_request, cpu_limit.as_ref()),
+        ] {
+            let Some(limit) = limit else { continue };
+            if let (Some(r), Some(l)) = (quantity(request), quantity(limit)) {
+                if r > l {
+                    return Err(InputError(format!(
+                        "--{resource}-request `{request}` is above --{resource}-limit `{limit}`, \
+                         which Kubernetes refuses: expected a request at most the limit; lower \
+                         --{resource}-request or raise --{resource}-limit"
+                    )));
+                }
             }
         }
         if drain_timeout.is_zero() {
@@ -522,14 +539,14 @@ fn model_reference(
         )));
     }
     let (reference, suffix) = match version {
+        Some(0) => {
+            return Err(InputError(
+                "Invalid --version 0: expected a registry version number, 1 or more".into(),
+            ))
+        }
         Some(v) => (format!("models:/{model}/{v}"), format!("v{v}")),
         None => {
-            if alias.is_empty() || alias.contains(['/', '@']) || alias.chars().any(char::is_control)
-            {
-                return Err(InputError(format!(
-                    "Invalid --alias `{alias}`: expected an alias name (no `/` or `@`)"
-                )));
-            }
+            check_alias(alias)?;
             (format!("models:/{model}@{alias}"), alias.to_string())
         }
     };
@@ -552,6 +569,33 @@ fn model_reference(
         )));
     }
     Ok((reference, suffix))
+}
+
+/// The registry's rule for alias names (`validate_alias` in kiln-store-sql's registry), so
+/// that a manifest never watches an alias no one can set: 1-255 ASCII letters, digits, `_` or
+/// `-`, and neither `latest` nor `v<N>`, which the registry reserves for versions.
+fn check_alias(alias: &str) -> Result<(), InputError> {
+    if alias.is_empty()
+        || alias.len() > 255
+        || !alias
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(InputError(format!(
+            "Invalid --alias `{alias}`: expected 1-255 letters, digits, `_` or `-` (the \
+             registry's alias names)"
+        )));
+    }
+    let version_like = alias
+        .strip_prefix('v')
+        .is_some_and(|rest| rest.parse::<u64>().is_ok());
+    if alias.eq_ignore_ascii_case("latest") || version_like {
+        return Err(InputError(format!(
+            "Invalid --alias `{alias}`: the registry reserves `latest` and `v<N>` for versions; \
+             use --version N for a fixed version"
+        )));
+    }
+    Ok(())
 }
 
 /// `text` lowercased, other characters as `-`, runs of `-` merged, no `-` at either end.
@@ -661,10 +705,27 @@ fn has_password(uri: &str) -> bool {
     in_userinfo || in_query
 }
 
-/// A Kubernetes resource quantity: a positive decimal number and an optional suffix.
-fn is_quantity(text: &str) -> bool {
-    const SUFFIXES: [&str; 14] = [
-        "", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei",
+/// The value of a Kubernetes resource quantity (a non-negative decimal number and an optional
+/// suffix), `None` when `text` is not one. The value is the nearest `f64`: rounding keeps the
+/// order, so a request is never taken for above its limit, and one value written two ways
+/// (`1Gi` and `1073741824`, `0.5` and `500m`) compares equal.
+fn quantity(text: &str) -> Option<f64> {
+    /// Suffix, power of 10, power of 2.
+    const SUFFIXES: [(&str, i32, i32); 14] = [
+        ("", 0, 0),
+        ("m", -3, 0),
+        ("k", 3, 0),
+        ("M", 6, 0),
+        ("G", 9, 0),
+        ("T", 12, 0),
+        ("P", 15, 0),
+        ("E", 18, 0),
+        ("Ki", 0, 10),
+        ("Mi", 0, 20),
+        ("Gi", 0, 30),
+        ("Ti", 0, 40),
+        ("Pi", 0, 50),
+        ("Ei", 0, 60),
     ];
     let split = text
         .find(|c: char| !c.is_ascii_digit() && c != '.')
@@ -674,7 +735,13 @@ fn is_quantity(text: &str) -> bool {
         && number.matches('.').count() <= 1
         && number.bytes().any(|b| b.is_ascii_digit())
         && !number.ends_with('.');
-    number_ok && SUFFIXES.contains(&suffix)
+    if !number_ok {
+        return None;
+    }
+    let (_, pow10, pow2) = SUFFIXES.iter().find(|(s, _, _)| *s == suffix)?;
+    // Parsing `<number>e<pow10>` rounds once; scaling by a power of 2 is exact.
+    let value: f64 = format!("0{number}e{pow10}").parse().ok()?;
+    Some(value * 2f64.powi(*pow2))
 }
 
 /// `5s`, or `1500ms` when not whole seconds, for `kiln serve`'s duration flags.
@@ -907,10 +974,46 @@ mod tests {
     #[test]
     fn quantities() {
         for ok in ["250m", "1", "0.5", "256Mi", "1Gi", "2G", "100k", ".5"] {
-            assert!(is_quantity(ok), "{ok}");
+            assert!(quantity(ok).is_some(), "{ok}");
         }
         for bad in ["", "m", "1.2.3", "256MB", "-1", "1 Gi", "x", "1."] {
-            assert!(!is_quantity(bad), "{bad}");
+            assert!(quantity(bad).is_none(), "{bad}");
+        }
+        let q = |text: &str| quantity(text).unwrap_or(f64::NAN);
+        assert_eq!(q("1Gi").to_bits(), q("1073741824").to_bits());
+        assert_eq!(q("1Ki").to_bits(), q("1.024k").to_bits());
+        assert_eq!(q("500m").to_bits(), q("0.5").to_bits());
+        assert_eq!(q("100m").to_bits(), q(".1").to_bits());
+        assert!(q("2Gi") > q("1Gi") && q("1G") < q("1Gi") && q("1001m") > q("1"));
+    }
+
+    #[test]
+    fn aliases_follow_the_registry() {
+        for ok in [
+            "champion",
+            "challenger-2",
+            "Blue_Green",
+            "v",
+            "vnext",
+            "v1a",
+            "latest2",
+        ] {
+            assert!(check_alias(ok).is_ok(), "{ok}");
+        }
+        let long = "a".repeat(256);
+        for bad in [
+            "",
+            "bad alias",
+            "a/b",
+            "a@b",
+            "é",
+            "latest",
+            "LATEST",
+            "v1",
+            "v007",
+            &long,
+        ] {
+            assert!(check_alias(bad).is_err(), "{bad}");
         }
     }
 
@@ -938,6 +1041,7 @@ mod tests {
         assert!(model_reference("a@b", "champion", None).is_err());
         assert!(model_reference("churn", "a/b", None).is_err());
         assert!(model_reference("", "champion", None).is_err());
+        assert!(model_reference("churn", "champion", Some(0)).is_err());
     }
 
     #[test]
