@@ -220,13 +220,119 @@ def test_output_directory_is_validated_by_the_cli(tmp_path):
     assert stream == written
 
 
+def test_replicas_removes_the_hpa_an_earlier_run_wrote(tmp_path):
+    """The docs promise no hpa.yaml with --replicas: `kubectl apply -f DIR` must not apply an
+    HPA that fights the fixed count, so the one an autoscaled run left behind goes."""
+    out = tmp_path / "k8s"
+    deploy("churn", "--namespace", "ml", "--output", str(out))
+    assert (out / "hpa.yaml").is_file()
+    proc = deploy("churn", "--namespace", "ml", "--replicas", "2", "--output", str(out))
+    assert sorted(p.name for p in out.iterdir()) == ["deployment.yaml", "service.yaml"]
+    assert yaml.safe_load((out / "deployment.yaml").read_text())["spec"]["replicas"] == 2
+    # The HPA applied earlier stays in the cluster: say how to delete it.
+    assert "hpa.yaml" in proc.stderr
+    assert "kubectl delete hpa churn-champion -n ml" in proc.stderr, proc.stderr
+    # Back to autoscaling writes it again.
+    deploy("churn", "--namespace", "ml", "--output", str(out))
+    assert "replicas" not in yaml.safe_load((out / "deployment.yaml").read_text())["spec"]
+    assert (out / "hpa.yaml").is_file()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: mine\n",
+        "not: [valid yaml\n",
+        "kind: HorizontalPodAutoscaler\n---\nkind: HorizontalPodAutoscaler\n",
+    ],
+)
+def test_replicas_leaves_an_hpa_kiln_did_not_write_alone(tmp_path, content):
+    out = tmp_path / "k8s"
+    out.mkdir()
+    (out / "hpa.yaml").write_text(content)
+    proc = deploy("churn", "--replicas", "2", "--output", str(out), check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert str(out / "hpa.yaml") in proc.stderr and "--output" in proc.stderr, proc.stderr
+    # Neither deleted nor paired with a fixed count: nothing was written.
+    assert (out / "hpa.yaml").read_text() == content
+    assert [p.name for p in out.iterdir()] == ["hpa.yaml"]
+
+
+def test_unwritable_output_writes_nothing(tmp_path):
+    out = tmp_path / "half"
+    (out / "service.yaml").mkdir(parents=True)
+    proc = deploy("churn", "--output", str(out), check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert str(out / "service.yaml") in proc.stderr, proc.stderr
+    # No deployment.yaml without its Service, and no temporary files left behind.
+    assert [p.name for p in out.iterdir()] == ["service.yaml"]
+
+    # Over an earlier run's files: they stay as they were.
+    out = tmp_path / "earlier"
+    deploy("churn", "--output", str(out))
+    before = {p.name: p.read_text() for p in out.iterdir()}
+    (out / "hpa.yaml").unlink()
+    (out / "hpa.yaml").mkdir()
+    proc = deploy("churn", "--image", "kiln:2", "--output", str(out), check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert str(out / "hpa.yaml") in proc.stderr, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["deployment.yaml", "hpa.yaml", "service.yaml"]
+    for name in ("deployment.yaml", "service.yaml"):
+        assert (out / name).read_text() == before[name]
+
+
+def test_output_that_is_a_file_exits_2(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("keep me\n")
+    for out in (afile, afile / "sub"):
+        proc = deploy("churn", "--output", str(out), check=False)
+        assert proc.returncode == 2, proc.stderr
+        assert str(out) in proc.stderr, proc.stderr
+    assert afile.read_text() == "keep me\n"
+
+
+def test_model_names_become_dns_labels():
+    """Any registered model name with a letter in it gets a valid, deterministic resource name;
+    the reference keeps the name as registered."""
+    dns1123 = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+    for model, expected in [
+        ("Churn Model.ß", "churn-model-champion"),
+        ("ML.Team/churn", "ml-team-churn-champion"),
+        ("9lives", "m-9lives-champion"),
+        ("x" * 100, "x" * 54 + "-champion"),
+    ]:
+        docs = documents(model)
+        for doc in docs.values():
+            assert doc["metadata"]["name"] == expected, model
+            assert dns1123.match(expected)
+        assert container(docs["Deployment"])["args"][1] == f"models:/{model}@champion"
+
+
+def test_equal_request_and_limit_in_other_units_are_accepted():
+    docs = documents("churn", "--cpu-request", "500m", "--cpu-limit", "0.5",
+                     "--memory-request", "1Gi", "--memory-limit", "1073741824")
+    resources = container(docs["Deployment"])["resources"]
+    assert resources["requests"] == {"cpu": "500m", "memory": "1Gi"}
+    assert resources["limits"] == {"cpu": "0.5", "memory": "1073741824"}
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
         (["___"], "Kubernetes name"),
+        (["123"], "pass --name"),
         (["日本"], "Kubernetes name"),
         (["a@b"], "no `@`"),
         (["churn", "--alias", "a/b"], "--alias"),
+        # The registry's alias rule: a manifest must not watch an alias no one can set.
+        (["churn", "--alias", "bad alias"], "Invalid --alias `bad alias`: expected 1-255 letters"),
+        (["churn", "--alias", "latest"], "reserves `latest`"),
+        (["churn", "--alias", "v2"], "--version"),
+        (["churn", "--version", "0"], "Invalid --version 0"),
+        # Kubernetes refuses a request above its limit.
+        (["churn", "--memory-request", "2Gi", "--memory-limit", "1Gi"], "--memory-request `2Gi` is above --memory-limit `1Gi`"),
+        (["churn", "--memory-request", "1Gi"], "--memory-limit `512Mi`"),
+        (["churn", "--cpu-request", "2", "--cpu-limit", "500m"], "--cpu-request `2` is above --cpu-limit `500m`"),
         (["churn", "--name", "Not_Valid"], "--name"),
         (["churn", "--namespace", "ML"], "--namespace"),
         (["churn", "--max-replicas", "1"], "--max-replicas"),

@@ -5,9 +5,10 @@
 //! Every replica is stateless: it reads the same registry (PostgreSQL + S3, or a SQLite file on a
 //! shared volume) and re-resolves the alias on its own, so scaling is only a replica count.
 
-use std::path::Path;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use serde_json::{json, Value};
@@ -41,19 +42,29 @@ pub(super) fn run(cmd: DeployCommand, printer: &Printer) -> anyhow::Result<ExitC
 fn k8s(args: DeployK8sArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let output = args.output.clone();
     let spec = K8sSpec::from_args(args)?;
-    let docs = manifests(&spec);
+    // Render every document before any output, so that a failure leaves nothing behind.
+    let files = manifests(&spec)
+        .into_iter()
+        .map(|(file, doc)| Ok((file, to_yaml(&doc)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     match output {
         None => {
-            let mut stream = Vec::with_capacity(docs.len());
-            for (_, doc) in &docs {
-                stream.push(to_yaml(doc)?);
-            }
+            let stream: Vec<&str> = files.iter().map(|(_, text)| text.as_str()).collect();
             printer.line(stream.join("---\n").trim_end());
         }
         Some(dir) => {
-            write_files(&dir, &docs)?;
-            let names: Vec<&str> = docs.iter().map(|(file, _)| *file).collect();
+            let fixed = matches!(spec.scaling, Scaling::Fixed(_));
+            let stale = write_files(&dir, &files, fixed)?;
+            let names: Vec<&str> = files.iter().map(|(file, _)| *file).collect();
             printer.status(&format!("Wrote {} to {}", names.join(", "), dir.display()));
+            if let Some(stale) = stale {
+                printer.status(&format!(
+                    "Removed `{}`, an HPA an earlier run wrote: with --replicas there is none. \
+                     An HPA already applied stays in the cluster until deleted: {}",
+                    stale.path.display(),
+                    stale.delete_command()
+                ));
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -63,18 +74,181 @@ fn to_yaml(doc: &Value) -> anyhow::Result<String> {
     serde_yaml_ng::to_string(doc).context("Failed to render YAML")
 }
 
-fn write_files(dir: &Path, docs: &[(&'static str, Value)]) -> anyhow::Result<()> {
-    fs_err::create_dir_all(dir).map_err(|err| {
-        anyhow::Error::new(err).context(InputError(format!("Failed to create `{}`", dir.display())))
-    })?;
-    for (file, doc) in docs {
+/// The file name of the HPA document, the one file a run with `--replicas` does not write.
+const HPA_FILE: &str = "hpa.yaml";
+
+/// A `hpa.yaml` that an earlier run without `--replicas` wrote into the output directory.
+#[derive(Debug)]
+struct StaleHpa {
+    path: PathBuf,
+    name: String,
+    namespace: Option<String>,
+}
+
+impl StaleHpa {
+    fn delete_command(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("kubectl delete hpa {} -n {ns}", self.name),
+            None => format!("kubectl delete hpa {}", self.name),
+        }
+    }
+}
+
+/// Writes `files` into `dir` all or nothing (as far as a file system allows): every check is
+/// made and every file is written to a temporary file next to its target before the first one
+/// is renamed into place, so an output that cannot be written leaves the directory as it was.
+/// With `fixed` replicas a `hpa.yaml` kiln wrote earlier is removed (and returned); one that
+/// kiln did not write is refused rather than deleted. Every failure is an input error naming
+/// the path.
+fn write_files(
+    dir: &Path,
+    files: &[(&'static str, String)],
+    fixed: bool,
+) -> anyhow::Result<Option<StaleHpa>> {
+    match fs_err::metadata(dir) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            return Err(InputError(format!(
+                "--output `{}` is not a directory: pass a directory (it is created if missing)",
+                dir.display()
+            ))
+            .into())
+        }
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            fs_err::create_dir_all(dir).map_err(|err| {
+                InputError(format!("Failed to create the --output directory: {err}"))
+            })?;
+        }
+        Err(err) => return Err(InputError(format!("Cannot use --output: {err}")).into()),
+    }
+    for (file, _) in files {
         let path = dir.join(file);
-        fs_err::write(&path, to_yaml(doc)?).map_err(|err| {
-            anyhow::Error::new(err)
-                .context(InputError(format!("Failed to write `{}`", path.display())))
+        match fs_err::symlink_metadata(&path) {
+            Ok(meta) if meta.is_dir() => {
+                return Err(InputError(format!(
+                    "Cannot write `{}`: a directory is in the way; remove it or pick another \
+                     --output",
+                    path.display()
+                ))
+                .into())
+            }
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => {
+                return Err(InputError(format!("Cannot write `{}`: {err}", path.display())).into())
+            }
+        }
+    }
+    let stale = if fixed { stale_hpa(dir)? } else { None };
+
+    let mut written = Vec::with_capacity(files.len());
+    for (file, text) in files {
+        let target = dir.join(file);
+        let tmp = TempFile::write(dir, file, text)
+            .map_err(|err| InputError(format!("Failed to write `{}`: {err}", target.display())))?;
+        written.push((tmp, target));
+    }
+    // The stale HPA goes before the new Deployment lands: should anything fail from here on,
+    // the directory never pairs a fixed replica count with an HPA.
+    if let Some(stale) = &stale {
+        fs_err::remove_file(&stale.path).map_err(|err| {
+            InputError(format!(
+                "Failed to remove `{}`, an HPA an earlier run wrote: {err}",
+                stale.path.display()
+            ))
         })?;
     }
-    Ok(())
+    for (tmp, target) in written {
+        tmp.persist(&target)
+            .map_err(|err| InputError(format!("Failed to write `{}`: {err}", target.display())))?;
+    }
+    Ok(stale)
+}
+
+/// The `hpa.yaml` in `dir` when kiln wrote it (its labels say so), `None` when there is none;
+/// an error when one is there that kiln did not write: it may be the user's own, so it is
+/// neither deleted nor left to fight the fixed replica count.
+fn stale_hpa(dir: &Path) -> Result<Option<StaleHpa>, InputError> {
+    let path = dir.join(HPA_FILE);
+    let refuse = |why: &str| {
+        InputError(format!(
+            "`{}` {why}, so kiln leaves it alone; with --replicas the output directory must \
+             hold no HPA (`kubectl apply -f {}` would apply it against the fixed replica \
+             count): remove it or pick another --output",
+            path.display(),
+            dir.display()
+        ))
+    };
+    match fs_err::symlink_metadata(&path) {
+        Ok(meta) if meta.is_file() => {}
+        Ok(_) => return Err(refuse("is not a regular file")),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(InputError(format!("Cannot check for a stale HPA: {err}"))),
+    }
+    let text = fs_err::read_to_string(&path)
+        .map_err(|err| InputError(format!("Cannot check for a stale HPA: {err}")))?;
+    let Ok(doc) = serde_yaml_ng::from_str::<Value>(&text) else {
+        return Err(refuse("is not a single YAML document kiln wrote"));
+    };
+    let labels = &doc["metadata"]["labels"];
+    let ours = doc["kind"] == "HorizontalPodAutoscaler"
+        && labels["app.kubernetes.io/managed-by"] == "kiln"
+        && labels["app.kubernetes.io/name"] == "kiln-serve";
+    let (true, Some(name)) = (ours, doc["metadata"]["name"].as_str()) else {
+        return Err(refuse(
+            "is not an HPA kiln wrote (no `app.kubernetes.io/managed-by: kiln` label)",
+        ));
+    };
+    Ok(Some(StaleHpa {
+        name: name.to_string(),
+        namespace: doc["metadata"]["namespace"].as_str().map(str::to_string),
+        path,
+    }))
+}
+
+/// A file written next to its target under a hidden temporary name, removed when dropped
+/// unless [`TempFile::persist`] renamed it into place.
+#[derive(Debug)]
+struct TempFile {
+    path: PathBuf,
+    persisted: bool,
+}
+
+impl TempFile {
+    fn write(dir: &Path, file: &str, text: &str) -> io::Result<Self> {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let path = dir.join(format!(".{file}.{}-{nanos}.kiln-tmp", std::process::id()));
+        // `create_new`: never follows or clobbers whatever is already there.
+        let mut out = fs_err::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        let tmp = Self {
+            path,
+            persisted: false,
+        };
+        out.write_all(text.as_bytes())?;
+        out.sync_all()?;
+        Ok(tmp)
+    }
+
+    fn persist(mut self, target: &Path) -> io::Result<()> {
+        fs_err::rename(&self.path, target)?;
+        self.persisted = true;
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.persisted {
+            if let Err(error) = fs_err::remove_file(&self.path) {
+                tracing::warn!(%error, "Failed to remove a temporary manifest file.");
+            }
+        }
+    }
 }
 
 /// Where an environment variable's value comes from.
@@ -170,7 +344,8 @@ impl K8sSpec {
             }
             None => default_name(&model, &suffix).ok_or_else(|| {
                 InputError(format!(
-                    "Cannot derive a Kubernetes name from the model name `{model}`; pass --name"
+                    "Cannot derive a Kubernetes name from the model name `{model}` (a DNS-1123 \
+                     label needs a letter); pass --name"
                 ))
             })?,
         };
@@ -275,10 +450,26 @@ impl K8sSpec {
         .into_iter()
         .chain(cpu_limit.as_ref().map(|v| ("--cpu-limit", v)))
         {
-            if !is_quantity(value) {
+            if quantity(value).is_none() {
                 return Err(InputError(format!(
                     "Invalid {flag} `{value}`: expected a Kubernetes quantity, e.g. 250m, 1, 256Mi, 1Gi"
                 )));
+            }
+        }
+        // Kubernetes refuses a container whose request is above its limit.
+        for (resource, request, limit) in [
+            ("memory", &memory_request, Some(&memory_limit)),
+            ("cpu", &cpu_request, cpu_limit.as_ref()),
+        ] {
+            let Some(limit) = limit else { continue };
+            if let (Some(r), Some(l)) = (quantity(request), quantity(limit)) {
+                if r > l {
+                    return Err(InputError(format!(
+                        "--{resource}-request `{request}` is above --{resource}-limit `{limit}`, \
+                         which Kubernetes refuses: expected a request at most the limit; lower \
+                         --{resource}-request or raise --{resource}-limit"
+                    )));
+                }
             }
         }
         if drain_timeout.is_zero() {
@@ -348,14 +539,14 @@ fn model_reference(
         )));
     }
     let (reference, suffix) = match version {
+        Some(0) => {
+            return Err(InputError(
+                "Invalid --version 0: expected a registry version number, 1 or more".into(),
+            ))
+        }
         Some(v) => (format!("models:/{model}/{v}"), format!("v{v}")),
         None => {
-            if alias.is_empty() || alias.contains(['/', '@']) || alias.chars().any(char::is_control)
-            {
-                return Err(InputError(format!(
-                    "Invalid --alias `{alias}`: expected an alias name (no `/` or `@`)"
-                )));
-            }
+            check_alias(alias)?;
             (format!("models:/{model}@{alias}"), alias.to_string())
         }
     };
@@ -378,6 +569,33 @@ fn model_reference(
         )));
     }
     Ok((reference, suffix))
+}
+
+/// The registry's rule for alias names (`validate_alias` in kiln-store-sql's registry), so
+/// that a manifest never watches an alias no one can set: 1-255 ASCII letters, digits, `_` or
+/// `-`, and neither `latest` nor `v<N>`, which the registry reserves for versions.
+fn check_alias(alias: &str) -> Result<(), InputError> {
+    if alias.is_empty()
+        || alias.len() > 255
+        || !alias
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(InputError(format!(
+            "Invalid --alias `{alias}`: expected 1-255 letters, digits, `_` or `-` (the \
+             registry's alias names)"
+        )));
+    }
+    let version_like = alias
+        .strip_prefix('v')
+        .is_some_and(|rest| rest.parse::<u64>().is_ok());
+    if alias.eq_ignore_ascii_case("latest") || version_like {
+        return Err(InputError(format!(
+            "Invalid --alias `{alias}`: the registry reserves `latest` and `v<N>` for versions; \
+             use --version N for a fixed version"
+        )));
+    }
+    Ok(())
 }
 
 /// `text` lowercased, other characters as `-`, runs of `-` merged, no `-` at either end.
@@ -487,10 +705,27 @@ fn has_password(uri: &str) -> bool {
     in_userinfo || in_query
 }
 
-/// A Kubernetes resource quantity: a positive decimal number and an optional suffix.
-fn is_quantity(text: &str) -> bool {
-    const SUFFIXES: [&str; 14] = [
-        "", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei",
+/// The value of a Kubernetes resource quantity (a non-negative decimal number and an optional
+/// suffix), `None` when `text` is not one. The value is the nearest `f64`: rounding keeps the
+/// order, so a request is never taken for above its limit, and one value written two ways
+/// (`1Gi` and `1073741824`, `0.5` and `500m`) compares equal.
+fn quantity(text: &str) -> Option<f64> {
+    /// Suffix, power of 10, power of 2.
+    const SUFFIXES: [(&str, i32, i32); 14] = [
+        ("", 0, 0),
+        ("m", -3, 0),
+        ("k", 3, 0),
+        ("M", 6, 0),
+        ("G", 9, 0),
+        ("T", 12, 0),
+        ("P", 15, 0),
+        ("E", 18, 0),
+        ("Ki", 0, 10),
+        ("Mi", 0, 20),
+        ("Gi", 0, 30),
+        ("Ti", 0, 40),
+        ("Pi", 0, 50),
+        ("Ei", 0, 60),
     ];
     let split = text
         .find(|c: char| !c.is_ascii_digit() && c != '.')
@@ -500,7 +735,13 @@ fn is_quantity(text: &str) -> bool {
         && number.matches('.').count() <= 1
         && number.bytes().any(|b| b.is_ascii_digit())
         && !number.ends_with('.');
-    number_ok && SUFFIXES.contains(&suffix)
+    if !number_ok {
+        return None;
+    }
+    let (_, pow10, pow2) = SUFFIXES.iter().find(|(s, _, _)| *s == suffix)?;
+    // Parsing `<number>e<pow10>` rounds once; scaling by a power of 2 is exact.
+    let value: f64 = format!("0{number}e{pow10}").parse().ok()?;
+    Some(value * 2f64.powi(*pow2))
 }
 
 /// `5s`, or `1500ms` when not whole seconds, for `kiln serve`'s duration flags.
@@ -733,10 +974,46 @@ mod tests {
     #[test]
     fn quantities() {
         for ok in ["250m", "1", "0.5", "256Mi", "1Gi", "2G", "100k", ".5"] {
-            assert!(is_quantity(ok), "{ok}");
+            assert!(quantity(ok).is_some(), "{ok}");
         }
         for bad in ["", "m", "1.2.3", "256MB", "-1", "1 Gi", "x", "1."] {
-            assert!(!is_quantity(bad), "{bad}");
+            assert!(quantity(bad).is_none(), "{bad}");
+        }
+        let q = |text: &str| quantity(text).unwrap_or(f64::NAN);
+        assert_eq!(q("1Gi").to_bits(), q("1073741824").to_bits());
+        assert_eq!(q("1Ki").to_bits(), q("1.024k").to_bits());
+        assert_eq!(q("500m").to_bits(), q("0.5").to_bits());
+        assert_eq!(q("100m").to_bits(), q(".1").to_bits());
+        assert!(q("2Gi") > q("1Gi") && q("1G") < q("1Gi") && q("1001m") > q("1"));
+    }
+
+    #[test]
+    fn aliases_follow_the_registry() {
+        for ok in [
+            "champion",
+            "challenger-2",
+            "Blue_Green",
+            "v",
+            "vnext",
+            "v1a",
+            "latest2",
+        ] {
+            assert!(check_alias(ok).is_ok(), "{ok}");
+        }
+        let long = "a".repeat(256);
+        for bad in [
+            "",
+            "bad alias",
+            "a/b",
+            "a@b",
+            "é",
+            "latest",
+            "LATEST",
+            "v1",
+            "v007",
+            &long,
+        ] {
+            assert!(check_alias(bad).is_err(), "{bad}");
         }
     }
 
@@ -764,6 +1041,7 @@ mod tests {
         assert!(model_reference("a@b", "champion", None).is_err());
         assert!(model_reference("churn", "a/b", None).is_err());
         assert!(model_reference("", "champion", None).is_err());
+        assert!(model_reference("churn", "champion", Some(0)).is_err());
     }
 
     #[test]
