@@ -328,24 +328,12 @@ fn record_dropped_aliases(
 }
 
 fn validate_alias(alias: &str) -> StoreResult<()> {
-    if alias.is_empty()
-        || alias.len() > 255
-        || !alias
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        return Err(StoreError::invalid(format!(
-            "Invalid alias '{alias}': use 1-255 letters, digits, '_' or '-'"
-        )));
+    match kiln_types::alias_problem(alias) {
+        None => Ok(()),
+        Some(problem) => Err(StoreError::invalid(format!(
+            "Invalid alias '{alias}': {problem}"
+        ))),
     }
-    if alias.eq_ignore_ascii_case("latest")
-        || (alias.starts_with('v') && alias[1..].parse::<u64>().is_ok())
-    {
-        return Err(StoreError::invalid(format!(
-            "'{alias}' is reserved and cannot be used as an alias"
-        )));
-    }
-    Ok(())
 }
 
 impl RegistryStore for SqlStore {

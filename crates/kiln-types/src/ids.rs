@@ -20,6 +20,26 @@ pub fn is_valid_model_id(id: &str) -> bool {
     id.strip_prefix("m-").is_some_and(is_valid_run_id)
 }
 
+/// Why `alias` cannot name a registry alias, if it cannot: 1-255 ASCII letters, digits, `_` or
+/// `-`, and neither `latest` nor `v<N>` (reserved for versions).
+pub fn alias_problem(alias: &str) -> Option<&'static str> {
+    if alias.is_empty()
+        || alias.len() > 255
+        || !alias
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Some("use 1-255 letters, digits, '_' or '-'");
+    }
+    let version_like = alias
+        .strip_prefix('v')
+        .is_some_and(|rest| rest.parse::<u64>().is_ok());
+    if alias.eq_ignore_ascii_case("latest") || version_like {
+        return Some("'latest' and 'v<N>' are reserved for versions");
+    }
+    None
+}
+
 /// What a `models:/…` URI names, parsed as MLflow's client parses it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelsUri<'a> {

@@ -571,31 +571,16 @@ fn model_reference(
     Ok((reference, suffix))
 }
 
-/// The registry's rule for alias names (`validate_alias` in kiln-store-sql's registry), so
-/// that a manifest never watches an alias no one can set: 1-255 ASCII letters, digits, `_` or
-/// `-`, and neither `latest` nor `v<N>`, which the registry reserves for versions.
+/// The registry's rule for alias names ([`kiln_types::alias_problem`]), so that a manifest
+/// never watches an alias no one can set.
 fn check_alias(alias: &str) -> Result<(), InputError> {
-    if alias.is_empty()
-        || alias.len() > 255
-        || !alias
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        return Err(InputError(format!(
-            "Invalid --alias `{alias}`: expected 1-255 letters, digits, `_` or `-` (the \
-             registry's alias names)"
-        )));
+    match kiln_types::alias_problem(alias) {
+        None => Ok(()),
+        Some(problem) => Err(InputError(format!(
+            "Invalid --alias `{alias}`: {problem} (the registry's alias names; use --version N \
+             for a fixed version)"
+        ))),
     }
-    let version_like = alias
-        .strip_prefix('v')
-        .is_some_and(|rest| rest.parse::<u64>().is_ok());
-    if alias.eq_ignore_ascii_case("latest") || version_like {
-        return Err(InputError(format!(
-            "Invalid --alias `{alias}`: the registry reserves `latest` and `v<N>` for versions; \
-             use --version N for a fixed version"
-        )));
-    }
-    Ok(())
 }
 
 /// `text` lowercased, other characters as `-`, runs of `-` merged, no `-` at either end.
