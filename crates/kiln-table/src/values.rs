@@ -142,19 +142,33 @@ pub(crate) fn format_float(v: f64) -> String {
 }
 
 /// Cut long text for messages, on a character boundary.
+/// `text` for a message: at most `max_chars` characters (then `…`), control characters
+/// escaped (`\u{1b}`), so a value from the data cannot move the cursor or recolour a terminal.
 pub(crate) fn shorten(text: &str, max_chars: usize) -> String {
-    if text.chars().count() <= max_chars {
-        text.to_owned()
-    } else {
-        let mut s: String = text.chars().take(max_chars).collect();
-        s.push('…');
-        s
+    let mut s = String::with_capacity(text.len().min(max_chars * 4));
+    for (i, c) in text.chars().enumerate() {
+        if i == max_chars {
+            s.push('…');
+            break;
+        }
+        if c.is_control() {
+            s.extend(c.escape_default());
+        } else {
+            s.push(c);
+        }
     }
+    s
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shortened_text_escapes_control_characters() {
+        assert_eq!(shorten("a\u{1b}[31mred\nx", 60), "a\\u{1b}[31mred\\nx");
+        assert_eq!(shorten("abcdef", 3), "abc…");
+    }
 
     #[test]
     fn numbers() {
