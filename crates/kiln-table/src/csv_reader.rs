@@ -141,78 +141,70 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Remembers where the quote characters of the record being read are, so that a quoted field
-/// still open at the end of the file can be told from one that closed there.
+/// Where the bytes read so far leave the CSV quoting: the same rules as the `csv` crate's
+/// reader (a quote opens a quoted field only at the start of a field; inside one, a doubled
+/// quote stands for a quote and a single one closes it; elsewhere a quote is an ordinary byte).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum QuoteState {
+    FieldStart,
+    Unquoted,
+    Quoted,
+    /// A quote inside a quoted field: it closed the field, unless the next byte is a quote.
+    QuoteInQuoted,
+}
+
+/// Follows the quoting of the bytes the `csv` reader reads, so that a quoted field still open at
+/// the end of the file can be told from one that closed there.
 ///
 /// The `csv` crate ends an unclosed quoted field at end of file without an error. When the
 /// quote opens in the last column, every later line becomes part of that one field and the file
-/// reads as short but well-formed: rows silently lost. A record's quote characters come in pairs
-/// when its quoted fields are closed (`""` inside one stands for a quote), so an odd count in a
-/// final record whose last field spans lines means it ran to the end of the file.
+/// reads as short but well-formed: rows silently lost.
 struct QuoteTracker<R> {
     inner: R,
     quote: u8,
-    /// Bytes read so far.
-    offset: u64,
-    /// Offsets of the quote characters at or after `keep_from`.
-    quotes: std::collections::VecDeque<u64>,
+    delimiter: u8,
+    state: QuoteState,
 }
 
 impl<R: Read> Read for QuoteTracker<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        for (i, b) in buf[..n].iter().enumerate() {
-            if *b == self.quote {
-                self.quotes.push_back(self.offset + i as u64);
-            }
+        let (quote, delimiter) = (self.quote, self.delimiter);
+        let mut state = self.state;
+        for &b in &buf[..n] {
+            let ends_field = b == delimiter || b == b'\n' || b == b'\r';
+            state = match state {
+                QuoteState::FieldStart if b == quote => QuoteState::Quoted,
+                QuoteState::FieldStart | QuoteState::Unquoted if ends_field => {
+                    QuoteState::FieldStart
+                }
+                QuoteState::FieldStart | QuoteState::Unquoted => QuoteState::Unquoted,
+                QuoteState::Quoted if b == quote => QuoteState::QuoteInQuoted,
+                QuoteState::Quoted => QuoteState::Quoted,
+                QuoteState::QuoteInQuoted if b == quote => QuoteState::Quoted,
+                QuoteState::QuoteInQuoted if ends_field => QuoteState::FieldStart,
+                QuoteState::QuoteInQuoted => QuoteState::Unquoted,
+            };
         }
-        self.offset += n as u64;
+        self.state = state;
         Ok(n)
     }
 }
 
-impl<R> QuoteTracker<R> {
-    /// Forget the quotes before `offset` (the start of the record just read).
-    fn keep_from(&mut self, offset: u64) {
-        while self.quotes.front().is_some_and(|q| *q < offset) {
-            self.quotes.pop_front();
-        }
-    }
-}
-
-/// Where a record starts, and whether its last field spans lines (as one swallowing the rest
-/// of the file does).
-struct RecordEnd {
-    line: Option<u64>,
-    spans_lines: bool,
-}
-
-impl RecordEnd {
-    fn of(record: &csv::ByteRecord) -> Self {
-        Self {
-            line: record.position().map(csv::Position::line),
-            spans_lines: record
-                .iter()
-                .next_back()
-                .is_some_and(|f| f.contains(&b'\n') || f.contains(&b'\r')),
-        }
-    }
-}
-
-/// After the last record: an error when it ends in a quoted field left open (see
-/// [`QuoteTracker`]).
+/// After the last record: an error when the file ended inside a quoted field (see
+/// [`QuoteTracker`]), naming the line where that record starts.
 fn check_closed<R: Read>(
     rdr: &csv::Reader<QuoteTracker<R>>,
-    last: &RecordEnd,
+    last_line: Option<u64>,
     source: &str,
 ) -> Result<(), TableError> {
-    if !last.spans_lines || rdr.get_ref().quotes.len().is_multiple_of(2) {
+    if rdr.get_ref().state != QuoteState::Quoted {
         return Ok(());
     }
     Err(TableError::Malformed {
         path: source.to_owned(),
         at: Position {
-            line: last.line,
+            line: last_line,
             row: None,
             column: None,
         },
@@ -312,8 +304,8 @@ pub(crate) fn read<R: Read>(
         .from_reader(QuoteTracker {
             inner: input,
             quote: options.quote,
-            offset: 0,
-            quotes: std::collections::VecDeque::new(),
+            delimiter,
+            state: QuoteState::FieldStart,
         });
     let mut record = csv::ByteRecord::new();
     if !read_record(&mut rdr, &mut record, source)? {
@@ -321,9 +313,7 @@ pub(crate) fn read<R: Read>(
             path: source.to_owned(),
         });
     }
-    let mut last_start = record.position().map_or(0, csv::Position::byte);
-    rdr.get_mut().keep_from(last_start);
-    let mut last = RecordEnd::of(&record);
+    let mut last_line = record.position().map(csv::Position::line);
     let names = if options.has_header {
         header_names(&record, source)?
     } else {
@@ -354,12 +344,10 @@ pub(crate) fn read<R: Read>(
         reader.push(&record, delimiter)?;
     }
     while read_record(&mut rdr, &mut record, source)? {
-        last_start = record.position().map_or(last_start, csv::Position::byte);
-        rdr.get_mut().keep_from(last_start);
-        last = RecordEnd::of(&record);
+        last_line = record.position().map(csv::Position::line);
         reader.push(&record, delimiter)?;
     }
-    check_closed(&rdr, &last, source)?;
+    check_closed(&rdr, last_line, source)?;
     reader.flush();
     let Reader {
         names,

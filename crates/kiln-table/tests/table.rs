@@ -109,12 +109,33 @@ fn an_unclosed_quote_in_the_last_column_is_an_error_not_lost_rows() {
         "id,note\n1,\"a\nb\"",
         "id,note\n1,\"say \"\"hi\"\"\nbye\"\n",
         "id,size\n1,5\" screen\n2,7\"\n",
+        // A literal quote in an unquoted field of a last record that also has a closed
+        // multi-line field (a count of quote characters would call this unclosed).
+        "id,size,note\n1,5\" screen,\"a\nb\"\n",
+        "id,note\r\n1,\"a\r\nb\"\r\n",
+        "\u{feff}id,note\n1,\"a\nb\"\n\n\n",
     ] {
         let t = csv(ok).unwrap_or_else(|e| panic!("{ok:?}: {e}"));
         assert!(t.num_rows() >= 1, "{ok:?}");
     }
     // The header itself.
     assert!(csv("id,\"note\n1,2\n").is_err());
+    // Another quote character: an apostrophe in a name is ordinary text.
+    let options = ReadOptions {
+        csv: CsvOptions {
+            quote: b'\'',
+            ..CsvOptions::default()
+        },
+        ..ReadOptions::default()
+    };
+    let t = read_csv(
+        "id,name,note\n1,O'Brien,'line1\nline2'\n".as_bytes(),
+        "d.csv",
+        &options,
+    )
+    .unwrap();
+    assert_eq!(t.num_rows(), 1);
+    assert!(read_csv("id,note\n1,'open\n2,x\n".as_bytes(), "d.csv", &options).is_err());
 }
 
 #[test]
