@@ -492,8 +492,8 @@ pub(crate) struct StoreArgs {
     /// also take a tracking server, `http://host:5000`: runs, models and aliases then go through
     /// its REST API and artifacts through its artifact proxy (--artifacts-destination is the
     /// server's business).
-    /// Default: `KILN_TRACKING_URI` when set (as `kiln runs` and `kiln experiments` read it),
-    /// else `.kiln/kiln.db` under the current directory.
+    /// Default: for the client commands, `KILN_TRACKING_URI` when set (as `kiln runs` and
+    /// `kiln experiments` read it); else `.kiln/kiln.db` under the current directory.
     #[arg(long, env = EnvVars::BACKEND_STORE_URI, value_name = "URI")]
     pub(crate) backend_store_uri: Option<String>,
     /// Artifact store: a directory, `file:///dir` or `s3://bucket/prefix` (credentials and endpoint from the

@@ -724,6 +724,21 @@ fn every_command_reads_the_store_it_is_pointed_at_and_never_invents_one() {
         !dir.path().join(".kiln").exists(),
         "a second store was made"
     );
+    // The server side does not follow KILN_TRACKING_URI: a shell that points its clients at a
+    // server can still run `kiln db` (and `kiln server`, `kiln gc`) on their own store.
+    let out = common::command(
+        dir.path(),
+        &[
+            "db",
+            "status",
+            "--backend-store-uri",
+            "sqlite:///team/kiln.db",
+        ],
+    )
+    .env("KILN_TRACKING_URI", "http://127.0.0.1:9")
+    .output()
+    .expect("run");
+    assert!(out.status.success(), "{}", text(&out));
     // `kiln runs` takes --backend-store-uri as the other commands do.
     let out = kiln(
         dir.path(),
@@ -757,6 +772,17 @@ fn every_command_reads_the_store_it_is_pointed_at_and_never_invents_one() {
             !dir.path().join("tema").exists(),
             "{args:?} created the store"
         );
+    }
+    // The server side does not follow KILN_TRACKING_URI: a shell that points its clients at a
+    // server can still run `kiln db` (and `kiln server`, `kiln gc`) on the local store.
+    let out = kiln(dir.path(), &["experiments", "create", "local"]);
+    assert!(out.status.success(), "{}", text(&out));
+    for args in [&["db", "status"][..], &["gc", "--dry-run"][..]] {
+        let out = common::command(dir.path(), args)
+            .env("KILN_TRACKING_URI", "http://127.0.0.1:9")
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
     }
 }
 

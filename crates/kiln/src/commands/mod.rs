@@ -89,17 +89,27 @@ pub(crate) struct Locations {
 }
 
 pub(crate) fn locations(args: &StoreArgs) -> anyhow::Result<Locations> {
+    locations_with(args, None)
+}
+
+/// [`locations`] for the commands that are a tracking client (`train`, `tune`, `evaluate`,
+/// `predict`, `models`, `serve`): without --backend-store-uri / KILN_BACKEND_STORE_URI they
+/// follow KILN_TRACKING_URI, as `kiln runs` and `kiln experiments` do, so one variable points
+/// the client side of the CLI at one store. The server side (`server`, `db`, `gc`) does not: a
+/// shell that exports KILN_TRACKING_URI=http://… for its clients can still run the server.
+pub(crate) fn client_locations(args: &StoreArgs) -> anyhow::Result<Locations> {
+    let from_tracking_env = std::env::var(crate::cli::EnvVars::TRACKING_URI)
+        .ok()
+        .filter(|u| !u.is_empty());
+    locations_with(args, from_tracking_env)
+}
+
+fn locations_with(args: &StoreArgs, fallback: Option<String>) -> anyhow::Result<Locations> {
     let StoreArgs {
         backend_store_uri,
         artifacts_destination,
     } = args;
-    // --backend-store-uri / KILN_BACKEND_STORE_URI, else KILN_TRACKING_URI (what `kiln runs`
-    // and `kiln experiments` read, so both halves of the CLI see one store), else the local
-    // `.kiln/kiln.db`.
-    let from_tracking_env = std::env::var(crate::cli::EnvVars::TRACKING_URI)
-        .ok()
-        .filter(|u| !u.is_empty());
-    let backend = match backend_store_uri.clone().or(from_tracking_env) {
+    let backend = match backend_store_uri.clone().or(fallback) {
         Some(u) => u,
         None => default_backend_uri()?,
     };

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::data::read_options;
 use super::train::tracker;
-use super::{format_ms, locations, open_metadata, InputError};
+use super::{client_locations, format_ms, open_metadata, InputError};
 use crate::cli::{ModelsCommand, ModelsPromoteArgs, StoreArgs};
 use crate::printer::Printer;
 
@@ -21,7 +21,7 @@ const EXIT_REFUSED: u8 = 1;
 
 /// The metadata store: a database, or a tracking server's REST API.
 fn store(args: &StoreArgs) -> anyhow::Result<Arc<dyn kiln_store::TrackingStore>> {
-    open_metadata(&locations(args)?.backend)
+    open_metadata(&client_locations(args)?.backend)
 }
 
 fn user(arg: Option<String>) -> Option<String> {

@@ -10,7 +10,7 @@ use anyhow::Context;
 use kiln_serve::{Arm, Arms, Limits, LogConfig, ModelLoader, ModelRef, ServeState, TrackerLoader};
 use kiln_train::tracking::Tracker;
 
-use super::{locations, open_tracking, server_runtime, InputError};
+use super::{client_locations, open_tracking, server_runtime, InputError};
 use crate::cli::ServeArgs;
 use crate::printer::Printer;
 
@@ -61,7 +61,7 @@ pub(super) fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode
         || canary.as_ref().is_some_and(|(r, _)| r.needs_store())
         || shadow.as_ref().is_some_and(ModelRef::needs_store);
     let tracker = if needs_store {
-        let loc = locations(&store)?;
+        let loc = client_locations(&store)?;
         let (store, blobs) = open_tracking(&loc, &rt)?;
         Some(Arc::new(Tracker {
             store,

@@ -11,7 +11,7 @@ use kiln_train::train::{train, HeldOut, ModelKind, TrainRequest};
 use kiln_types::{RunStatus, Tag};
 
 use super::data::read_options;
-use super::{check_no_track, locations, open_tracking, runtime, InputError};
+use super::{check_no_track, client_locations, open_tracking, runtime, InputError};
 use crate::cli::TrainArgs;
 use crate::printer::Printer;
 
@@ -55,7 +55,7 @@ pub(crate) fn held_out_plots(
 pub(crate) fn tracker(
     store: &crate::cli::StoreArgs,
 ) -> anyhow::Result<(Tracker, tokio::runtime::Runtime)> {
-    let loc = locations(store)?;
+    let loc = client_locations(store)?;
     let rt = runtime(Some(2))?;
     let (store, blobs) = open_tracking(&loc, &rt)?;
     let handle = rt.handle().clone();
