@@ -28,6 +28,34 @@ pub struct RunHandle {
     pub artifact_uri: String,
 }
 
+/// Closed once the process is being interrupted: no run starts after that. Starting a run holds
+/// the read side across the store call, so [`close_run_gate`] returns only when no start is in
+/// flight, and every run this process created can then be found and ended.
+static RUN_GATE: std::sync::RwLock<bool> = std::sync::RwLock::new(false);
+
+/// Stop new runs from starting (a signal is ending the process); waits for starts in flight.
+pub fn close_run_gate() {
+    *RUN_GATE
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+}
+
+/// Create a run unless the gate is closed.
+pub(crate) fn create_run_gated(
+    store: &dyn TrackingStore,
+    run: &NewRun,
+) -> Result<kiln_types::Run, TrainError> {
+    let closed = RUN_GATE
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if *closed {
+        return Err(TrainError::Input(
+            "Interrupted: no new run is started".into(),
+        ));
+    }
+    Ok(store.create_run(run)?)
+}
+
 /// Git commit and dirty flag of the working directory, when it is a repository.
 pub fn git_info() -> Option<(String, bool)> {
     let out = std::process::Command::new("git")
@@ -79,13 +107,16 @@ impl Tracker {
             tags.push(Tag::new("kiln.git.dirty", dirty.to_string()));
         }
         tags.extend(extra_tags);
-        let run = self.store.create_run(&NewRun {
-            experiment_id: experiment_id.clone(),
-            user_id: user,
-            run_name,
-            start_time: kiln_types::now_ms(),
-            tags,
-        })?;
+        let run = create_run_gated(
+            self.store.as_ref(),
+            &NewRun {
+                experiment_id: experiment_id.clone(),
+                user_id: user,
+                run_name,
+                start_time: kiln_types::now_ms(),
+                tags,
+            },
+        )?;
         Ok(RunHandle {
             run_id: run.info.run_id,
             experiment_id,

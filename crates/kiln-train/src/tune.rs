@@ -564,13 +564,16 @@ impl ChildRuns<'_> {
         let mut tags = self.tags.clone();
         tags.push(Tag::new("mlflow.parentRunId", &self.parent.run_id));
         tags.push(Tag::new("kiln.tune.trial", index.to_string()));
-        let run = self.tracker.store.create_run(&NewRun {
-            experiment_id: self.parent.experiment_id.clone(),
-            user_id: std::env::var("USER").unwrap_or_default(),
-            run_name: Some(format!("trial-{index}")),
-            start_time: kiln_types::now_ms(),
-            tags,
-        })?;
+        let run = crate::tracking::create_run_gated(
+            self.tracker.store.as_ref(),
+            &NewRun {
+                experiment_id: self.parent.experiment_id.clone(),
+                user_id: std::env::var("USER").unwrap_or_default(),
+                run_name: Some(format!("trial-{index}")),
+                start_time: kiln_types::now_ms(),
+                tags,
+            },
+        )?;
         Ok(RunHandle {
             run_id: run.info.run_id,
             experiment_id: self.parent.experiment_id.clone(),

@@ -50,8 +50,6 @@ pub(crate) fn held_out_plots(
 }
 
 /// A tracker on the local store (or the given store URIs) and a runtime for artifact I/O.
-/// From here on, SIGTERM or Ctrl-C ends the runs this process has open KILLED before it exits
-/// (see [`start_run`]).
 pub(crate) fn tracker(
     store: &crate::cli::StoreArgs,
 ) -> anyhow::Result<(Tracker, tokio::runtime::Runtime)> {
@@ -59,7 +57,6 @@ pub(crate) fn tracker(
     let rt = runtime(Some(2))?;
     let (store, blobs) = open_tracking(&loc, &rt)?;
     let handle = rt.handle().clone();
-    kill_runs_on_signal(&rt, std::sync::Arc::clone(&store))?;
     Ok((
         Tracker {
             store,
@@ -80,7 +77,8 @@ fn open_runs() -> std::sync::MutexGuard<'static, Vec<String>> {
 }
 
 /// Start a run that is ended for sure: by [`end_run`], or KILLED on SIGTERM/Ctrl-C. A
-/// cancelled CI job must not leave runs RUNNING forever.
+/// cancelled CI job must not leave runs RUNNING forever. The first run started installs the
+/// signal handler, on the tracker's runtime (which the command keeps until it returns).
 pub(crate) fn start_run(
     t: &Tracker,
     experiment: &str,
@@ -88,6 +86,11 @@ pub(crate) fn start_run(
     command: &str,
     tags: Vec<kiln_types::Tag>,
 ) -> anyhow::Result<kiln_train::tracking::RunHandle> {
+    static HANDLER: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    if HANDLER.get().is_none() {
+        kill_runs_on_signal(&t.runtime, std::sync::Arc::clone(&t.store))?;
+        let _ = HANDLER.set(());
+    }
     let run = t.start(experiment, run_name, command, tags)?;
     open_runs().push(run.run_id.clone());
     Ok(run)
@@ -95,13 +98,15 @@ pub(crate) fn start_run(
 
 /// End a run started by [`start_run`] after its work: with `status` when the work succeeded,
 /// else FAILED with the error as its `kiln.error` tag (best effort: the error itself is what
-/// the user must see). Returns the work's result.
+/// the user must see). Returns the work's result. The run stays in the open list until it is
+/// ended, so a signal meanwhile waits for the end instead of overwriting it with KILLED.
 pub(crate) fn end_run<T>(
     t: &Tracker,
     run: &kiln_train::tracking::RunHandle,
     work: anyhow::Result<T>,
     status: impl FnOnce(&T) -> RunStatus,
 ) -> anyhow::Result<T> {
+    let mut open = open_runs();
     let ended = match &work {
         Ok(value) => t.finish(run, status(value)).map_err(anyhow::Error::from),
         Err(e) => {
@@ -110,15 +115,21 @@ pub(crate) fn end_run<T>(
             Ok(())
         }
     };
-    open_runs().retain(|id| *id != run.run_id);
+    open.retain(|id| *id != run.run_id);
+    drop(open);
     ended?;
     work
 }
 
-/// On SIGTERM or SIGINT: end the open runs (and their RUNNING child runs, such as `kiln
-/// tune`'s trials) KILLED, then exit as the signal would have (143 or 130).
+/// How long an interrupted command spends ending its runs before it exits anyway (a store that
+/// does not answer must not keep a cancelled job alive).
+const KILL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// On SIGTERM or SIGINT: start no new run, end the open ones (and their RUNNING child runs, such
+/// as `kiln tune`'s trials) KILLED, then exit as the signal would have (143 or 130). A second
+/// signal, or [`KILL_DEADLINE`], exits at once.
 fn kill_runs_on_signal(
-    rt: &tokio::runtime::Runtime,
+    rt: &tokio::runtime::Handle,
     store: std::sync::Arc<dyn kiln_store::TrackingStore>,
 ) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
@@ -130,14 +141,26 @@ fn kill_runs_on_signal(
             _ = term.recv() => 143,
             _ = int.recv() => 130,
         };
-        let runs = std::mem::take(&mut *open_runs());
-        let _ = tokio::task::spawn_blocking(move || {
+        let killing = tokio::task::spawn_blocking(move || {
+            kiln_train::tracking::close_run_gate();
+            // Waits for a run being ended (end_run holds the list).
+            let runs = std::mem::take(&mut *open_runs());
+            let n = runs.len();
             for id in runs {
                 kill_run(&*store, &id);
             }
-        })
-        .await;
-        eprintln!("kiln: interrupted; open runs ended KILLED");
+            n
+        });
+        let outcome = tokio::select! {
+            done = tokio::time::timeout(KILL_DEADLINE, killing) => match done {
+                Ok(Ok(0)) => String::new(),
+                Ok(Ok(n)) => format!("; {n} open run(s) ended KILLED"),
+                Ok(Err(_)) | Err(_) => "; the open runs could not be ended (the store did not answer)".into(),
+            },
+            _ = term.recv() => "; stopped without ending the open runs".into(),
+            _ = int.recv() => "; stopped without ending the open runs".into(),
+        };
+        eprintln!("kiln: interrupted{outcome}");
         std::process::exit(code);
     });
     Ok(())
