@@ -13,20 +13,25 @@ use crate::SqlStore;
 
 const STAGES: &[&str] = &["None", "Staging", "Production", "Archived"];
 
-/// A registered model name as MLflow accepts it: not blank, no `/` or `:` (a `models:/`
-/// URI could not name it).
+/// A registered model name as MLflow accepts it ([`kiln_types::model_name_problem`]).
 fn validate_model_name(name: &str) -> StoreResult<()> {
-    if name.trim().is_empty() {
-        return Err(StoreError::invalid(
+    match kiln_types::model_name_problem(name) {
+        None => Ok(()),
+        Some(_) if name.trim().is_empty() => Err(StoreError::invalid(
             "Registered model name cannot be empty.",
-        ));
+        )),
+        Some(problem) => Err(StoreError::invalid(format!(
+            "Invalid model name '{name}'. {}.",
+            capitalize(problem)
+        ))),
     }
-    if name.contains(['/', ':']) {
-        return Err(StoreError::invalid(format!(
-            "Invalid model name '{name}'. Names cannot contain '/' or ':'."
-        )));
-    }
-    Ok(())
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
 }
 
 fn canonical_stage(stage: &str) -> StoreResult<&'static str> {

@@ -20,6 +20,18 @@ pub fn is_valid_model_id(id: &str) -> bool {
     id.strip_prefix("m-").is_some_and(is_valid_run_id)
 }
 
+/// Why `name` cannot name a registered model, if it cannot (MLflow's rule): blank, or holding
+/// `/` or `:`, which a `models:/` URI could not carry.
+pub fn model_name_problem(name: &str) -> Option<&'static str> {
+    if name.trim().is_empty() {
+        Some("a name cannot be empty")
+    } else if name.contains(['/', ':']) {
+        Some("names cannot contain '/' or ':'")
+    } else {
+        None
+    }
+}
+
 /// Why `alias` cannot name a registry alias, if it cannot: 1-255 ASCII letters, digits, `_` or
 /// `-`, and neither `latest` nor `v<N>` (reserved for versions).
 pub fn alias_problem(alias: &str) -> Option<&'static str> {

@@ -139,6 +139,20 @@ fn bad_input_is_a_clear_usage_error() {
             &[
                 "train",
                 "--data",
+                "churn.csv",
+                "--target",
+                "churned",
+                "--task",
+                "classification",
+                "--register",
+                "team/churn",
+            ],
+            "Invalid --register `team/churn`: names cannot contain '/' or ':'",
+        ),
+        (
+            &[
+                "train",
+                "--data",
                 "nolabels.csv",
                 "--target",
                 "y",

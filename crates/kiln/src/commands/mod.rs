@@ -45,6 +45,13 @@ pub(crate) fn check_no_track(
             "--register records a run; drop --no-track".into(),
         ));
     }
+    // Before any training: a name the registry refuses would fail only at the very end.
+    if let Some(problem) = register.and_then(kiln_types::model_name_problem) {
+        return Err(InputError(format!(
+            "Invalid --register `{}`: {problem} (a models:/ URI must be able to name the model)",
+            register.unwrap_or_default()
+        )));
+    }
     Ok(())
 }
 
