@@ -631,17 +631,20 @@ fn integer_range(datatype: &str) -> Option<(f64, f64)> {
 /// `[rows, inputs]` tensor of mixed columns is sent as `BYTES`).
 fn check_data(t: &Tensor<'_>) -> Result<(), DecodeError> {
     let datatype = t.datatype.0.as_ref();
-    let float_max = match datatype {
-        "FP16" => Some(65504.0),
-        "FP32" => Some(f64::from(f32::MAX)),
-        "FP64" => Some(f64::MAX),
+    // The largest finite value of each width, the way a client rounds to it: `3.4028235e38`
+    // (the shortest spelling of f32::MAX) parses a little above it and must still pass.
+    let fits: Option<fn(f64) -> bool> = match datatype {
+        "FP16" => Some(|x| x.abs() <= 65520.0),
+        #[allow(clippy::cast_possible_truncation)]
+        "FP32" => Some(|x| (x as f32).is_finite()),
+        "FP64" => Some(f64::is_finite),
         _ => None,
     };
     let ints = integer_range(datatype);
     for (k, v) in t.data.0.iter().enumerate() {
-        let expected = match (v, datatype, float_max, ints) {
+        let expected = match (v, datatype, fits, ints) {
             (Cell::Null, ..) | (_, "BYTES", ..) | (Cell::Bool(_), "BOOL", ..) => continue,
-            (Cell::Num(x), _, Some(max), _) if x.abs() <= max => continue,
+            (Cell::Num(x), _, Some(fits), _) if fits(*x) => continue,
             (Cell::Num(x), _, _, Some((lo, hi))) if x.fract() == 0.0 && (lo..=hi).contains(x) => {
                 continue
             }
@@ -756,12 +759,10 @@ pub fn decode_v2(body: &[u8], encoder: &Encoder) -> Result<(Batch, V2Request), D
     let mut n_rows = None;
     let mut given = vec![0; n_fields];
     for t in &req.inputs {
+        // Other tensors are ignored, as other columns are on /invocations: the pandas codecs
+        // of MLServer and KServe send every column of a frame (ids, labels) as a tensor.
         let Some(i) = encoder.field_index(&t.name.0) else {
-            return Err(DecodeError::Malformed(format!(
-                "tensor `{}` is not a model input; the inputs are {}",
-                t.name.0,
-                encoder.names()
-            )));
+            continue;
         };
         if !mark_once(&mut given, i, 1) {
             return Err(DecodeError::Malformed(format!(
