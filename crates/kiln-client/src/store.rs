@@ -334,7 +334,12 @@ impl LoggedModelStore for RestStore {
     }
 
     fn get_logged_model(&self, model_id: &str) -> StoreResult<LoggedModel> {
-        let v: Value = self.get(&format!("logged-models/{}", encode_segment(model_id)), &[])?;
+        // The store trait returns deleted models too (with their lifecycle stage), as the SQL
+        // stores do; the REST endpoint hides them unless asked.
+        let v: Value = self.get(
+            &format!("logged-models/{}", encode_segment(model_id)),
+            &[("allow_deleted", "true")],
+        )?;
         self.field(v, "model")
     }
 

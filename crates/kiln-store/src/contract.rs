@@ -1904,6 +1904,10 @@ pub fn logged_model_lifecycle(store: &dyn TrackingStore) {
         found.items.iter().all(|m| m.info.model_id != id),
         "deleted logged models are not searched"
     );
+    // But still found by id, marked deleted (a registered version may name it), on every
+    // store: the REST store asks its server for deleted ones too.
+    let got = ok(store.get_logged_model(&id), "get a deleted logged model");
+    assert_eq!(got.info.lifecycle_stage, LifecycleStage::Deleted);
     not_found(
         store.set_logged_model_tags("m-0123456789abcdef0123456789abcdef", &[Tag::new("a", "b")]),
         "tag unknown logged model",

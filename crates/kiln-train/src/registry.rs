@@ -622,7 +622,12 @@ pub fn promote(tracker: &Tracker, req: &PromoteRequest) -> Result<PromoteOutcome
                     "kiln cannot load v{} itself ({e}); its files are there, but `kiln serve` will not serve it",
                     candidate_mv.version
                 )),
-                Err(e) => return Err(e),
+                // The store could not be read (credentials, network): the check is skipped, as
+                // it was before there was one; the promotion itself only writes metadata.
+                Err(e) => notes.push(format!(
+                    "could not check that v{}'s files are there: {e}",
+                    candidate_mv.version
+                )),
             }
             if !require.is_empty() {
                 notes.push(

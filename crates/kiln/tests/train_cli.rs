@@ -696,6 +696,24 @@ fn evaluate_refuses_typos_and_unwritable_reports_before_recording_anything() {
         runs(dir.path()).is_empty(),
         "nothing is recorded for a refused command"
     );
+    // A command that fails after creating its report leaves no empty report behind.
+    let out = kiln(
+        dir.path(),
+        &[
+            "evaluate",
+            "--model",
+            "no-such-model",
+            "--data",
+            "churn.csv",
+            "--junit",
+            "r.xml",
+        ],
+    );
+    assert_eq!(common::code(&out), 2, "{}", text(&out));
+    assert!(
+        !dir.path().join("r.xml").exists(),
+        "an empty report was left"
+    );
     // A known metric the data cannot give still fails the gate (exit 1).
     let out = evaluate(&["--require", "rmse<=0.5"]);
     assert_eq!(common::code(&out), 1, "{}", text(&out));

@@ -221,27 +221,12 @@ fn validate(args: DataValidateArgs, printer: &Printer) -> anyhow::Result<ExitCod
     // The schema first: a typo there should not cost a read of a big file.
     let schema = Schema::load(&schema)?;
     // And the report file: an unwritable --junit must not hide the outcome after the read.
-    let junit = match &junit {
-        Some(path) => Some((
-            path,
-            fs_err::File::create(path).map_err(|err| {
-                anyhow::Error::new(err).context(InputError(format!(
-                    "Cannot write the --junit report to `{}`",
-                    path.display()
-                )))
-            })?,
-        )),
-        None => None,
-    };
+    let junit = super::ReportFile::create("--junit", junit.as_deref())?;
     let (table, progress) = read(&file, &options, "Validating")?;
     let report = kiln_table::validate(&table, &schema);
     progress.clear();
-    if let Some((path, mut file)) = junit {
-        use std::io::Write;
-        file.write_all(kiln_table::render_junit(&report).as_bytes())
-            .map_err(|err| {
-                anyhow::Error::new(err).context(format!("Failed to write `{}`", path.display()))
-            })?;
+    if let Some(f) = junit {
+        f.write(&kiln_table::render_junit(&report))?;
     }
     if json {
         printer.line(&kiln_table::render_json(&report));

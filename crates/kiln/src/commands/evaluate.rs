@@ -12,40 +12,12 @@ use kiln_types::{RunStatus, Tag};
 
 use super::data::read_options;
 use super::train::{end_run, start_run, tracker};
-use super::InputError;
+use super::{InputError, ReportFile};
 use crate::cli::EvaluateArgs;
 use crate::printer::Printer;
 
 /// Exit code when a gate fails.
 const EXIT_GATE_FAILED: u8 = 1;
-
-/// A report file named by `flag`, created (empty) now.
-fn create_report(
-    flag: &str,
-    path: Option<&str>,
-) -> Result<Option<(String, std::fs::File)>, InputError> {
-    let Some(path) = path else {
-        return Ok(None);
-    };
-    if path.is_empty() {
-        return Err(InputError(format!(
-            "{flag} is empty: expected a file path (is the variable it came from set?)"
-        )));
-    }
-    std::fs::File::create(path)
-        .map(|f| Some((path.to_string(), f)))
-        .map_err(|e| InputError(format!("Cannot write the {flag} report to `{path}`: {e}")))
-}
-
-fn write_report(report: Option<(String, std::fs::File)>, text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    if let Some((path, mut file)) = report {
-        file.write_all(text.as_bytes())
-            .and_then(|()| file.flush())
-            .map_err(|e| anyhow::anyhow!("Failed to write the report to `{path}`: {e}"))?;
-    }
-    Ok(())
-}
 
 pub(super) fn run(args: EvaluateArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let EvaluateArgs {
@@ -77,8 +49,8 @@ pub(super) fn run(args: EvaluateArgs, printer: &Printer) -> anyhow::Result<ExitC
     }
     // Report files are created before any work: an unwritable path is a usage error naming
     // its flag, not a failure after the run was recorded.
-    let junit = create_report("--junit", junit.as_deref())?;
-    let markdown = create_report("--markdown", markdown.as_deref())?;
+    let junit = ReportFile::create("--junit", junit.as_deref().map(std::path::Path::new))?;
+    let markdown = ReportFile::create("--markdown", markdown.as_deref().map(std::path::Path::new))?;
     let needs_store = !no_track || model.starts_with("models:/") || model.starts_with("runs:/");
     let tracking = if needs_store {
         Some(tracker(&store)?)
@@ -185,11 +157,17 @@ pub(super) fn run(args: EvaluateArgs, printer: &Printer) -> anyhow::Result<ExitC
         })?;
         run_id = Some(run.run_id);
     }
-    write_report(junit, &render_junit("kiln.evaluate", &results))?;
-    write_report(
-        markdown,
-        &render_markdown(&title, &metrics, &results, report.confusion()),
-    )?;
+    if let Some(f) = junit {
+        f.write(&render_junit("kiln.evaluate", &results))?;
+    }
+    if let Some(f) = markdown {
+        f.write(&render_markdown(
+            &title,
+            &metrics,
+            &results,
+            report.confusion(),
+        ))?;
+    }
     if json {
         printer.json(&serde_json::json!({
             "model": model,

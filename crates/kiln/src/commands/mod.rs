@@ -29,6 +29,66 @@ pub(crate) struct InputError(pub(crate) String);
 
 /// `--no-track` needs `--output` (or `what` would be thrown away) and rules out `--register`,
 /// which records a run: the shared rule of `kiln train` and `kiln tune`.
+/// A report file (`--junit`, `--markdown`) created before a command does its work, so that an
+/// unwritable path is a usage error naming its flag rather than a failure after the work was
+/// recorded. Removed again if the command fails before writing it: a CI publisher must not
+/// find an empty report.
+pub(crate) struct ReportFile {
+    path: std::path::PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl ReportFile {
+    /// Create the file named by `flag`, when one is named.
+    pub(crate) fn create(
+        flag: &str,
+        path: Option<&std::path::Path>,
+    ) -> Result<Option<Self>, InputError> {
+        let Some(path) = path else {
+            return Ok(None);
+        };
+        if path.as_os_str().is_empty() {
+            return Err(InputError(format!(
+                "{flag} is empty: expected a file path (is the variable it came from set?)"
+            )));
+        }
+        let file = std::fs::File::create(path).map_err(|e| {
+            InputError(format!(
+                "Cannot write the {flag} report to `{}`: {e}",
+                path.display()
+            ))
+        })?;
+        Ok(Some(Self {
+            path: path.to_path_buf(),
+            file: Some(file),
+        }))
+    }
+
+    /// Write the report and keep the file.
+    pub(crate) fn write(mut self, text: &str) -> anyhow::Result<()> {
+        use std::io::Write;
+        let Some(mut file) = self.file.take() else {
+            return Ok(());
+        };
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.flush())
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "Failed to write the report to `{}`: {e}",
+                    self.path.display()
+                )
+            })
+    }
+}
+
+impl Drop for ReportFile {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 pub(crate) fn check_no_track(
     no_track: bool,
     output: Option<&str>,
