@@ -1406,16 +1406,38 @@ async fn a_broken_or_slow_shadow_never_changes_or_delays_the_answer() {
     assert!(dropped >= 1, "finish scored the whole backlog: {text}");
 }
 
+/// A shadow scorer that says when it has started, then hangs.
+struct StuckScorer {
+    signature: Signature,
+    started: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Scorer for StuckScorer {
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn flavor(&self) -> &str {
+        "test/stuck"
+    }
+    fn predict(&self, _batch: &Batch) -> Result<Predictions, ServeError> {
+        self.started
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        std::thread::sleep(Duration::from_secs(20));
+        Err(ServeError::Internal("stuck".into()))
+    }
+}
+
 #[tokio::test]
 async fn shutdown_does_not_wait_for_a_stuck_shadow_past_the_deadline() {
+    let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let state = ServeState::with_arms(
         crate::Arms {
             main: loaded(gbdt(Task::Classification), "1"),
             canary: None,
             shadow: Some(Loaded {
-                scorer: Arc::new(OddScorer {
+                scorer: Arc::new(StuckScorer {
                     signature: signature(Task::Classification),
-                    sleep: Duration::from_secs(20),
+                    started: Arc::clone(&started),
                 }),
                 name: Some("churn".into()),
                 version: Some("9".into()),
@@ -1434,7 +1456,17 @@ async fn shutdown_does_not_wait_for_a_stuck_shadow_past_the_deadline() {
         let (status, _, _) = call_with(&app, "/invocations", &[], RECORDS).await;
         assert_eq!(status, StatusCode::OK);
     }
-    // The shadow is 20 s into its first copy; the exit leaves it after its share of the deadline.
+    // The shadow is stuck in its first copy; the exit leaves it after its share of the deadline.
+    for _ in 0..1000 {
+        if started.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        started.load(std::sync::atomic::Ordering::SeqCst),
+        "the shadow never started"
+    );
     let s = Arc::clone(&state);
     let started = std::time::Instant::now();
     tokio::task::spawn_blocking(move || s.finish(Duration::from_millis(400)))
