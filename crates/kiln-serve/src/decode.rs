@@ -634,7 +634,7 @@ fn check_data(t: &Tensor<'_>) -> Result<(), DecodeError> {
     // The largest finite value of each width, the way a client rounds to it: `3.4028235e38`
     // (the shortest spelling of f32::MAX) parses a little above it and must still pass.
     let fits: Option<fn(f64) -> bool> = match datatype {
-        "FP16" => Some(|x| x.abs() <= 65520.0),
+        "FP16" => Some(|x| x.abs() < 65520.0),
         #[allow(clippy::cast_possible_truncation)]
         "FP32" => Some(|x| (x as f32).is_finite()),
         "FP64" => Some(f64::is_finite),

@@ -619,7 +619,7 @@ pub fn promote(tracker: &Tracker, req: &PromoteRequest) -> Result<PromoteOutcome
                     )));
                 }
                 Err(e) if e.is_input() => notes.push(format!(
-                    "kiln cannot load v{} itself ({e}); its files are there, but `kiln serve` will not serve it",
+                    "kiln cannot load v{} itself ({e}): `kiln serve` will not serve it",
                     candidate_mv.version
                 )),
                 // The store could not be read (credentials, network): the check is skipped, as

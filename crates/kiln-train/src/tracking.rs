@@ -29,9 +29,13 @@ pub struct RunHandle {
 }
 
 /// Closed once the process is being interrupted: no run starts after that. Starting a run holds
-/// the read side across the store call, so [`close_run_gate`] returns only when no start is in
-/// flight, and every run this process created can then be found and ended.
+/// the read side across the store call (and, for a top-level run, its entry in the open list),
+/// so [`close_run_gate`] returns only when no start is in flight: every run this process
+/// created is then in [`with_open_runs`]'s list or, for a child run, findable by its parent.
 static RUN_GATE: std::sync::RwLock<bool> = std::sync::RwLock::new(false);
+
+/// Top-level runs started by [`Tracker::start`] and not yet ended by their command.
+static OPEN_RUNS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
 /// Stop new runs from starting (a signal is ending the process); waits for starts in flight.
 pub fn close_run_gate() {
@@ -40,10 +44,28 @@ pub fn close_run_gate() {
         .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
 }
 
-/// Create a run unless the gate is closed.
+/// Whether [`close_run_gate`] was called.
+pub fn run_gate_closed() -> bool {
+    *RUN_GATE
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Work on the list of open top-level runs (run ids), holding it: a command ending a run holds
+/// it across the store call, so a signal handler taking the list waits for that end instead of
+/// overwriting it.
+pub fn with_open_runs<T>(f: impl FnOnce(&mut Vec<String>) -> T) -> T {
+    let mut open = OPEN_RUNS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    f(&mut open)
+}
+
+/// Create a run unless the gate is closed; a top-level run (`track`) joins the open list.
 pub(crate) fn create_run_gated(
     store: &dyn TrackingStore,
     run: &NewRun,
+    track: bool,
 ) -> Result<kiln_types::Run, TrainError> {
     let closed = RUN_GATE
         .read()
@@ -53,7 +75,12 @@ pub(crate) fn create_run_gated(
             "Interrupted: no new run is started".into(),
         ));
     }
-    Ok(store.create_run(run)?)
+    let created = store.create_run(run)?;
+    if track {
+        with_open_runs(|open| open.push(created.info.run_id.clone()));
+    }
+    drop(closed);
+    Ok(created)
 }
 
 /// Git commit and dirty flag of the working directory, when it is a repository.
@@ -116,6 +143,7 @@ impl Tracker {
                 start_time: kiln_types::now_ms(),
                 tags,
             },
+            true,
         )?;
         Ok(RunHandle {
             run_id: run.info.run_id,

@@ -573,6 +573,7 @@ impl ChildRuns<'_> {
                 start_time: kiln_types::now_ms(),
                 tags,
             },
+            false,
         )?;
         Ok(RunHandle {
             run_id: run.info.run_id,

@@ -714,6 +714,25 @@ fn evaluate_refuses_typos_and_unwritable_reports_before_recording_anything() {
         !dir.path().join("r.xml").exists(),
         "an empty report was left"
     );
+    // Nor touches a file already there (it may be the user's, or a device).
+    std::fs::write(dir.path().join("old.xml"), "keep").expect("write");
+    let out = kiln(
+        dir.path(),
+        &[
+            "evaluate",
+            "--model",
+            "no-such-model",
+            "--data",
+            "churn.csv",
+            "--junit",
+            "old.xml",
+        ],
+    );
+    assert_eq!(common::code(&out), 2, "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("old.xml")).expect("read"),
+        "keep"
+    );
     // A known metric the data cannot give still fails the gate (exit 1).
     let out = evaluate(&["--require", "rmse<=0.5"]);
     assert_eq!(common::code(&out), 1, "{}", text(&out));

@@ -221,7 +221,7 @@ fn validate(args: DataValidateArgs, printer: &Printer) -> anyhow::Result<ExitCod
     // The schema first: a typo there should not cost a read of a big file.
     let schema = Schema::load(&schema)?;
     // And the report file: an unwritable --junit must not hide the outcome after the read.
-    let junit = super::ReportFile::create("--junit", junit.as_deref())?;
+    let junit = super::ReportFile::check("--junit", junit.as_deref())?;
     let (table, progress) = read(&file, &options, "Validating")?;
     let report = kiln_table::validate(&table, &schema);
     progress.clear();

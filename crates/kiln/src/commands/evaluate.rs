@@ -49,8 +49,8 @@ pub(super) fn run(args: EvaluateArgs, printer: &Printer) -> anyhow::Result<ExitC
     }
     // Report files are created before any work: an unwritable path is a usage error naming
     // its flag, not a failure after the run was recorded.
-    let junit = ReportFile::create("--junit", junit.as_deref().map(std::path::Path::new))?;
-    let markdown = ReportFile::create("--markdown", markdown.as_deref().map(std::path::Path::new))?;
+    let junit = ReportFile::check("--junit", junit.as_deref().map(std::path::Path::new))?;
+    let markdown = ReportFile::check("--markdown", markdown.as_deref().map(std::path::Path::new))?;
     let needs_store = !no_track || model.starts_with("models:/") || model.starts_with("runs:/");
     let tracking = if needs_store {
         Some(tracker(&store)?)
@@ -93,6 +93,19 @@ pub(super) fn run(args: EvaluateArgs, printer: &Printer) -> anyhow::Result<ExitC
         None => Vec::new(),
     };
 
+    // The reports first: recording the run may fail (an unreachable store), and the gate
+    // results are known now.
+    if let Some(f) = junit {
+        f.write(&render_junit("kiln.evaluate", &results))?;
+    }
+    if let Some(f) = markdown {
+        f.write(&render_markdown(
+            &title,
+            &metrics,
+            &results,
+            report.confusion(),
+        ))?;
+    }
     let mut run_id = None;
     if let (false, Some((t, _))) = (no_track, &tracking) {
         let mut tags = vec![
@@ -156,17 +169,6 @@ pub(super) fn run(args: EvaluateArgs, printer: &Printer) -> anyhow::Result<ExitC
             }
         })?;
         run_id = Some(run.run_id);
-    }
-    if let Some(f) = junit {
-        f.write(&render_junit("kiln.evaluate", &results))?;
-    }
-    if let Some(f) = markdown {
-        f.write(&render_markdown(
-            &title,
-            &metrics,
-            &results,
-            report.confusion(),
-        ))?;
     }
     if json {
         printer.json(&serde_json::json!({

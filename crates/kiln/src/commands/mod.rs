@@ -27,20 +27,19 @@ use crate::printer::Printer;
 #[error("{0}")]
 pub(crate) struct InputError(pub(crate) String);
 
-/// `--no-track` needs `--output` (or `what` would be thrown away) and rules out `--register`,
-/// which records a run: the shared rule of `kiln train` and `kiln tune`.
-/// A report file (`--junit`, `--markdown`) created before a command does its work, so that an
+/// A report file (`--junit`, `--markdown`) checked before a command does its work, so that an
 /// unwritable path is a usage error naming its flag rather than a failure after the work was
-/// recorded. Removed again if the command fails before writing it: a CI publisher must not
-/// find an empty report.
+/// recorded; written only at the end, so a command that fails or is interrupted leaves no
+/// empty report for a CI publisher to choke on (and nothing of the user's is touched).
 pub(crate) struct ReportFile {
     path: std::path::PathBuf,
-    file: Option<std::fs::File>,
 }
 
 impl ReportFile {
-    /// Create the file named by `flag`, when one is named.
-    pub(crate) fn create(
+    /// Check that the file named by `flag` can be written, when one is named: an existing
+    /// file is opened for writing without truncating it; a new one is created and removed
+    /// again (it was made just now, by this check).
+    pub(crate) fn check(
         flag: &str,
         path: Option<&std::path::Path>,
     ) -> Result<Option<Self>, InputError> {
@@ -52,43 +51,43 @@ impl ReportFile {
                 "{flag} is empty: expected a file path (is the variable it came from set?)"
             )));
         }
-        let file = std::fs::File::create(path).map_err(|e| {
+        let cannot = |e: std::io::Error| {
             InputError(format!(
                 "Cannot write the {flag} report to `{}`: {e}",
                 path.display()
             ))
-        })?;
+        };
+        let existing = std::fs::OpenOptions::new().write(true).open(path);
+        match existing {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(path)
+                    .map_err(cannot)?;
+                let _ = std::fs::remove_file(path);
+            }
+            Err(e) => return Err(cannot(e)),
+        }
         Ok(Some(Self {
             path: path.to_path_buf(),
-            file: Some(file),
         }))
     }
 
-    /// Write the report and keep the file.
-    pub(crate) fn write(mut self, text: &str) -> anyhow::Result<()> {
-        use std::io::Write;
-        let Some(mut file) = self.file.take() else {
-            return Ok(());
-        };
-        file.write_all(text.as_bytes())
-            .and_then(|()| file.flush())
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "Failed to write the report to `{}`: {e}",
-                    self.path.display()
-                )
-            })
+    /// Write the report.
+    pub(crate) fn write(self, text: &str) -> anyhow::Result<()> {
+        std::fs::write(&self.path, text).map_err(|e| {
+            anyhow::anyhow!(
+                "Failed to write the report to `{}`: {e}",
+                self.path.display()
+            )
+        })
     }
 }
 
-impl Drop for ReportFile {
-    fn drop(&mut self) {
-        if self.file.take().is_some() {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
+/// `--no-track` needs `--output` (or `what` would be thrown away) and rules out `--register`,
+/// which records a run: the shared rule of `kiln train` and `kiln tune`.
 pub(crate) fn check_no_track(
     no_track: bool,
     output: Option<&str>,

@@ -6,7 +6,7 @@ use kiln_train::artifact::KilnModel;
 use kiln_train::frame::Task;
 use kiln_train::plots::{evaluation_plots, feature_importance, write_plots, Plot};
 use kiln_train::split::SplitSpec;
-use kiln_train::tracking::{save_local, Tracker};
+use kiln_train::tracking::{save_local, with_open_runs, Tracker};
 use kiln_train::train::{train, HeldOut, ModelKind, TrainRequest};
 use kiln_types::{RunStatus, Tag};
 
@@ -67,15 +67,6 @@ pub(crate) fn tracker(
     ))
 }
 
-/// Runs this process started and has not ended yet.
-static OPEN_RUNS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-
-fn open_runs() -> std::sync::MutexGuard<'static, Vec<String>> {
-    OPEN_RUNS
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// Start a run that is ended for sure: by [`end_run`], or KILLED on SIGTERM/Ctrl-C. A
 /// cancelled CI job must not leave runs RUNNING forever. The first run started installs the
 /// signal handler, on the tracker's runtime (which the command keeps until it returns).
@@ -91,9 +82,8 @@ pub(crate) fn start_run(
         kill_runs_on_signal(&t.runtime, std::sync::Arc::clone(&t.store))?;
         let _ = HANDLER.set(());
     }
-    let run = t.start(experiment, run_name, command, tags)?;
-    open_runs().push(run.run_id.clone());
-    Ok(run)
+    // `start` puts the run on kiln-train's open list under its run gate.
+    Ok(t.start(experiment, run_name, command, tags)?)
 }
 
 /// End a run started by [`start_run`] after its work: with `status` when the work succeeded,
@@ -106,17 +96,25 @@ pub(crate) fn end_run<T>(
     work: anyhow::Result<T>,
     status: impl FnOnce(&T) -> RunStatus,
 ) -> anyhow::Result<T> {
-    let mut open = open_runs();
-    let ended = match &work {
-        Ok(value) => t.finish(run, status(value)).map_err(anyhow::Error::from),
-        Err(e) => {
-            let _ = t.log(run, &[], &[], &[Tag::new("kiln.error", format!("{e:#}"))]);
-            let _ = t.finish(run, RunStatus::Failed);
-            Ok(())
+    if kiln_train::tracking::run_gate_closed() {
+        // A signal is ending the process (the work likely failed because of it: trials refused
+        // to start): the handler ends this run KILLED and exits; do not race it.
+        loop {
+            std::thread::park();
         }
-    };
-    open.retain(|id| *id != run.run_id);
-    drop(open);
+    }
+    let ended = with_open_runs(|open| {
+        let ended = match &work {
+            Ok(value) => t.finish(run, status(value)).map_err(anyhow::Error::from),
+            Err(e) => {
+                let _ = t.log(run, &[], &[], &[Tag::new("kiln.error", format!("{e:#}"))]);
+                let _ = t.finish(run, RunStatus::Failed);
+                Ok(())
+            }
+        };
+        open.retain(|id| *id != run.run_id);
+        ended
+    });
     ended?;
     work
 }
@@ -144,7 +142,7 @@ fn kill_runs_on_signal(
         let killing = tokio::task::spawn_blocking(move || {
             kiln_train::tracking::close_run_gate();
             // Waits for a run being ended (end_run holds the list).
-            let runs = std::mem::take(&mut *open_runs());
+            let runs = with_open_runs(std::mem::take);
             let n = runs.len();
             for id in runs {
                 kill_run(&*store, &id);
