@@ -134,6 +134,10 @@ def test_runs_compare(server, cli_data):
         table = kiln(server, "runs", "compare", a, b, "--tracking-uri", uri).stdout
         for needle in ("lr", "acc", "0.1", "0.01", "0.91", "0.87"):
             assert needle in table, (how, needle, table)
+        # The short ids the table heads its columns with name the runs to `runs show`.
+        assert a[:8] in table, (how, table)
+        out = kiln(server, "runs", "show", a[:8], "--json", "--tracking-uri", uri).stdout
+        assert _json(out)["info"]["run_id"] == a, (how, out[:300])
 
 
 def test_experiments_list_and_create(server, cli_data):

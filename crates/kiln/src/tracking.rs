@@ -84,8 +84,48 @@ impl Tracking {
         Ok(self.0.create_experiment(name, None, &[])?)
     }
 
+    /// A run by its id, or by a unique prefix of at least 6 hex digits (the short ids `kiln
+    /// runs compare` prints).
     pub(crate) fn run(&self, run_id: &str) -> anyhow::Result<Run> {
-        Ok(self.0.get_run(run_id)?)
+        match self.0.get_run(run_id) {
+            Err(kiln_store::StoreError::NotFound(message))
+                if run_id.len() >= 6
+                    && run_id.len() < 32
+                    && run_id.bytes().all(|b| b.is_ascii_hexdigit()) =>
+            {
+                let prefix = run_id.to_ascii_lowercase();
+                let experiment_ids: Vec<String> = self
+                    .experiments(true)?
+                    .into_iter()
+                    .map(|e| e.experiment_id)
+                    .collect();
+                let filter = filter::parse_filter(
+                    &format!("attributes.run_id LIKE '{prefix}%'"),
+                    filter::Target::Runs,
+                )
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                let found = self.0.search_runs(&RunQuery {
+                    experiment_ids,
+                    filter,
+                    order_by: Vec::new(),
+                    view: ViewType::All,
+                    page: PageRequest {
+                        max_results: 2,
+                        offset: 0,
+                    },
+                })?;
+                match found.items.as_slice() {
+                    [only] => Ok(only.clone()),
+                    [] => Err(kiln_store::StoreError::NotFound(message).into()),
+                    [a, b, ..] => Err(crate::commands::InputError(format!(
+                        "Run id prefix `{run_id}` is ambiguous: it matches {} and {} (at least); give more of the id",
+                        a.info.run_id, b.info.run_id
+                    ))
+                    .into()),
+                }
+            }
+            other => Ok(other?),
+        }
     }
 
     pub(crate) fn search_runs(
