@@ -728,13 +728,11 @@ async fn v2_ready(State(state): AppState) -> Response {
     }
 }
 
-async fn v2_model_ready(State(state): AppState, Path(name): Path<String>) -> Response {
-    let model = state.routes.pick();
-    if let Err(e) = check_model(&state, &model, &name, None) {
-        return v2_error(&e);
-    }
-    let body = serde_json::json!({ "name": name, "ready": state.is_ready() });
-    let status = if state.is_ready() {
+/// A model's readiness: `body` with `ready`, 200 when ready, else 503 (draining).
+fn readiness(state: &ServeState, mut body: serde_json::Value) -> Response {
+    let ready = state.is_ready();
+    body["ready"] = serde_json::Value::Bool(ready);
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -742,25 +740,34 @@ async fn v2_model_ready(State(state): AppState, Path(name): Path<String>) -> Res
     json_response(status, body.to_string().into_bytes())
 }
 
+/// The arm serving `version`, else the main one (which [`check_model`] then refuses).
+fn model_for_version(state: &ServeState, version: &str) -> Arc<LoadedModel> {
+    state
+        .routes
+        .by_version(version)
+        .unwrap_or_else(|| state.routes.pick())
+}
+
+async fn v2_model_ready(State(state): AppState, Path(name): Path<String>) -> Response {
+    let model = state.routes.pick();
+    if let Err(e) = check_model(&state, &model, &name, None) {
+        return v2_error(&e);
+    }
+    readiness(&state, serde_json::json!({ "name": name }))
+}
+
 async fn v2_version_ready(
     State(state): AppState,
     Path((name, version)): Path<(String, String)>,
 ) -> Response {
-    let model = state
-        .routes
-        .by_version(&version)
-        .unwrap_or_else(|| state.routes.pick());
+    let model = model_for_version(&state, &version);
     if let Err(e) = check_model(&state, &model, &name, Some(&version)) {
         return v2_error(&e);
     }
-    let ready = state.is_ready();
-    let body = serde_json::json!({ "name": name, "version": version, "ready": ready });
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    json_response(status, body.to_string().into_bytes())
+    readiness(
+        &state,
+        serde_json::json!({ "name": name, "version": version }),
+    )
 }
 
 async fn v2_metadata(State(state): AppState, Path(name): Path<String>) -> Response {
@@ -775,10 +782,7 @@ async fn v2_version_metadata(
     State(state): AppState,
     Path((name, version)): Path<(String, String)>,
 ) -> Response {
-    let model = state
-        .routes
-        .by_version(&version)
-        .unwrap_or_else(|| state.routes.pick());
+    let model = model_for_version(&state, &version);
     match check_model(&state, &model, &name, Some(&version)) {
         Ok(()) => json_response(StatusCode::OK, metadata(&model).to_string().into_bytes()),
         Err(e) => v2_error(&e),
