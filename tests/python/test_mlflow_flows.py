@@ -831,6 +831,39 @@ def test_nul_characters_are_a_400_on_every_store(tracking):
     r = rest(srv, "GET", "runs/get", params={"run_id": run_id})
     tags = {t["key"]: t["value"] for t in r.json()["run"]["data"]["tags"]}
     assert tags["k"] == "a\\u0000b"
+    # log-batch has a fast path past the generic parameter parser: it refuses NUL too, and
+    # writes nothing of the batch.
+    for field in ("params", "tags"):
+        r = rest(srv, "POST", "runs/log-batch", json={"run_id": run_id, field: [{"key": "nul", "value": "a\x00b"}]})
+        assert r.status_code == 400 and "NUL" in r.json()["message"], (field, r.text)
+    data = rest(srv, "GET", "runs/get", params={"run_id": run_id}).json()["run"]["data"]
+    assert all(p["key"] != "nul" for p in data.get("params", [])), data
+    assert all(t["key"] != "nul" for t in data.get("tags", [])), data
+
+
+@pytest.mark.kiln_only
+def test_int64_fields_out_of_range_are_a_400_not_clamped(tracking):
+    """A step or timestamp beyond int64 (1e30, 2^63, 2^64) is refused as MLflow's protobuf
+    parser refuses it, instead of being stored as 9223372036854775807."""
+    srv = tracking
+    exp_id = rest(srv, "POST", "experiments/create", json={"name": unique("i64")}).json()["experiment_id"]
+    run_id = rest(srv, "POST", "runs/create", json={"experiment_id": exp_id}).json()["run"]["info"]["run_id"]
+    for bad in ("1e30", "9223372036854775808", "18446744073709551616", "-1e19"):
+        body = '{"run_id": "%s", "key": "m", "value": 1, "timestamp": 1, "step": %s}' % (run_id, bad)
+        r = rest(srv, "POST", "runs/log-metric", data=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 400 and r.json()["error_code"] == "INVALID_PARAMETER_VALUE", (bad, r.text)
+        body = '{"run_id": "%s", "metrics": [{"key": "m", "value": 1, "timestamp": %s, "step": 0}]}' % (run_id, bad)
+        r = rest(srv, "POST", "runs/log-batch", data=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 400 and r.json()["error_code"] == "INVALID_PARAMETER_VALUE", (bad, r.text)
+    # The largest int64 and a whole float are still fine.
+    body = '{"run_id": "%s", "key": "m", "value": 1, "timestamp": 1, "step": 9223372036854775807}' % run_id
+    r = rest(srv, "POST", "runs/log-metric", data=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 200, r.text
+    body = '{"run_id": "%s", "metrics": [{"key": "m", "value": 2, "timestamp": 2.0, "step": 1e3}]}' % run_id
+    r = rest(srv, "POST", "runs/log-batch", data=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 200, r.text
+    hist = rest(srv, "GET", "metrics/get-history", params={"run_id": run_id, "metric_key": "m"}).json()["metrics"]
+    assert sorted(int(m["step"]) for m in hist) == [1000, 9223372036854775807], hist
 
 
 @pytest.mark.kiln_only
@@ -938,3 +971,14 @@ def test_deleted_logged_model_is_not_found_unless_asked(tracking):
     assert r.json()["model"]["info"]["model_id"] == m.model_id
     found = mlflow.search_logged_models(output_format="list")
     assert m.model_id not in [x.model_id for x in found]
+
+
+@pytest.mark.kiln_only
+def test_bad_allow_deleted_is_a_400_in_mlflows_shape(tracking):
+    mlflow.set_experiment(unique("lm-allow"))
+    m = mlflow.initialize_logged_model(name="q")
+    for params in ([("allow_deleted", "true"), ("allow_deleted", "false")], {"allow_deleted": "maybe"}):
+        r = rest(tracking, "GET", f"logged-models/{m.model_id}", params=params)
+        assert r.status_code == 400 and r.json()["error_code"] == "INVALID_PARAMETER_VALUE", r.text
+    r = rest(tracking, "GET", f"logged-models/{m.model_id}", params={"allow_deleted": "false"})
+    assert r.status_code == 200, r.text

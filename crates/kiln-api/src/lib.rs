@@ -141,18 +141,17 @@ impl JsonBody {
         Err(missing(keys.first().copied().unwrap_or("id")))
     }
 
-    #[allow(clippy::cast_possible_truncation)]
     pub fn opt_i64(&self, key: &str) -> Result<Option<i64>, ApiError> {
         let bad = || {
             ApiError::invalid(format!(
-                "Invalid value for parameter '{key}': expected an integer."
+                "Invalid value for parameter '{key}': expected an integer within int64's range."
             ))
         };
         match self.get(key) {
             None => Ok(None),
             Some(Value::Number(n)) => n
                 .as_i64()
-                .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
+                .or_else(|| n.as_f64().and_then(kiln_types::f64_json::whole_f64_to_i64))
                 .map(Some)
                 .ok_or_else(bad),
             Some(Value::String(s)) if s.is_empty() => Ok(None),

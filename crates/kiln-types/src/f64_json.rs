@@ -48,6 +48,15 @@ pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     d.deserialize_any(V)
 }
 
+/// A JSON number written as a float (`3.0`, `1e3`) taken as an int64 when it is whole and
+/// within int64's range; `1e30` or `2^64` is refused rather than clamped to `i64::MAX`.
+#[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+pub fn whole_f64_to_i64(v: f64) -> Option<i64> {
+    // 2^63 is exactly representable; every f64 below it and at or above -2^63 fits.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    (v.is_finite() && v.fract() == 0.0 && (-LIMIT..LIMIT).contains(&v)).then_some(v as i64)
+}
+
 /// Integers that may arrive as JSON numbers or decimal strings (MLflow's int64 convention).
 pub mod lenient_i64 {
     use serde::{de, Deserializer, Serializer};
@@ -70,18 +79,17 @@ pub mod lenient_i64 {
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<i64, E> {
                 i64::try_from(v).map_err(|_| E::custom("integer out of range"))
             }
-            #[allow(clippy::cast_possible_truncation)]
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<i64, E> {
-                if v.fract() == 0.0 && v.is_finite() {
-                    Ok(v as i64)
-                } else {
-                    Err(E::custom(format!("expected an integer, got {v}")))
-                }
+                super::whole_f64_to_i64(v).ok_or_else(|| {
+                    E::custom(format!("expected an integer within int64's range, got {v}"))
+                })
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<i64, E> {
-                v.trim()
-                    .parse()
-                    .map_err(|_| E::custom(format!("expected an integer, got `{v}`")))
+                v.trim().parse().map_err(|_| {
+                    E::custom(format!(
+                        "expected an integer within int64's range, got `{v}`"
+                    ))
+                })
             }
             fn visit_unit<E: de::Error>(self) -> Result<i64, E> {
                 Ok(0)

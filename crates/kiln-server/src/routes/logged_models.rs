@@ -1,6 +1,6 @@
 //! MLflow 3 `logged-models` endpoints.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::Json;
 use kiln_api::ApiError;
 use kiln_store::{LoggedModelQuery, NewLoggedModel, StoreError};
@@ -42,12 +42,11 @@ pub(crate) async fn create(State(s): State<AppState>, Params(p): Params) -> ApiR
 pub(crate) async fn get(
     State(s): State<AppState>,
     Path(model_id): Path<String>,
-    Query(q): Query<AllowDeleted>,
+    Params(p): Params,
 ) -> ApiResult<Json<Value>> {
     check_id(&model_id)?;
-    let allow_deleted = q
-        .allow_deleted
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    // Through `Params`, so a malformed or repeated value is a 400 in MLflow's error shape.
+    let allow_deleted = p.opt_bool("allow_deleted")?.unwrap_or(false);
     let model = blocking(move || {
         let model = s.store.get_logged_model(&model_id)?;
         if model.info.lifecycle_stage == LifecycleStage::Deleted && !allow_deleted {
@@ -59,11 +58,6 @@ pub(crate) async fn get(
     })
     .await?;
     Ok(Json(json!({ "model": model })))
-}
-
-#[derive(serde::Deserialize)]
-pub(crate) struct AllowDeleted {
-    allow_deleted: Option<String>,
 }
 
 pub(crate) async fn finalize(

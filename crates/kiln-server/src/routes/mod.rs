@@ -203,7 +203,7 @@ impl Params {
 
 /// Whether a JSON body holds a NUL character (`\u0000`, not an escaped backslash before
 /// `u0000`). A raw NUL byte is not valid JSON, so the escape is the only way in.
-fn has_escaped_nul(body: &[u8]) -> bool {
+pub(crate) fn has_escaped_nul(body: &[u8]) -> bool {
     const ESCAPE: &[u8] = b"\\u0000";
     body.windows(ESCAPE.len()).enumerate().any(|(i, w)| {
         w == ESCAPE && {

@@ -162,7 +162,8 @@ pub(crate) async fn log_batch(
     req: axum::extract::Request,
 ) -> ApiResult<Json<Value>> {
     let (query, bytes) = read_body(req).await?;
-    let fast = if query.is_empty() {
+    // The fast path skips `Params`, so it makes the same NUL check `Params` makes.
+    let fast = if query.is_empty() && !super::has_escaped_nul(&bytes) {
         serde_json::from_slice::<LogBatchBody>(&bytes)
             .ok()
             .and_then(|b| {
