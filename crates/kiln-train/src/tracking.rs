@@ -102,7 +102,15 @@ pub fn git_info() -> Option<(String, bool)> {
 
 impl Tracker {
     /// The experiment's id, created when missing.
-    pub fn experiment(&self, name: &str) -> Result<String, TrainError> {
+    /// The id of the experiment named `name`, created when missing; `None` is experiment 0
+    /// (MLflow's default, whatever it is called now).
+    pub fn experiment(&self, name: Option<&str>) -> Result<String, TrainError> {
+        let Some(name) = name else {
+            return Ok(self
+                .store
+                .get_experiment(kiln_types::DEFAULT_EXPERIMENT_ID)?
+                .experiment_id);
+        };
         match self.store.get_experiment_by_name(name) {
             Ok(e) => Ok(e.experiment_id),
             Err(kiln_store::StoreError::NotFound(_)) => {
@@ -115,7 +123,7 @@ impl Tracker {
     /// Start a run with the standard source tags plus git lineage.
     pub fn start(
         &self,
-        experiment: &str,
+        experiment: Option<&str>,
         run_name: Option<String>,
         command: &str,
         extra_tags: Vec<Tag>,

@@ -86,6 +86,10 @@ impl<'a> ModelsUri<'a> {
     }
 }
 
+/// MLflow's default experiment: created with every store as "Default", never deletable, and
+/// where runs go when no experiment is named (it may be renamed).
+pub const DEFAULT_EXPERIMENT_ID: &str = "0";
+
 /// Whether `id` is a decimal experiment id.
 pub fn is_valid_experiment_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 19 && id.bytes().all(|b| b.is_ascii_digit())

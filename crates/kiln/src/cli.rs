@@ -303,9 +303,10 @@ pub(crate) struct TrainArgs {
     /// Also write the model here (a directory, or a `.json` file).
     #[arg(long, value_name = "PATH")]
     pub(crate) output: Option<String>,
-    /// Experiment to record the run in.
-    #[arg(long, default_value = "Default")]
-    pub(crate) experiment: String,
+    /// Experiment to record the run in, by name; created when missing (default: experiment 0,
+    /// "Default" in a new store, whatever it has been renamed to).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) experiment: Option<String>,
     /// Run name (default: generated).
     #[arg(long)]
     pub(crate) run_name: Option<String>,
@@ -354,9 +355,10 @@ pub(crate) struct EvaluateArgs {
     /// tracked evaluation run always gets them as `plots/` artifacts.
     #[arg(long, value_name = "DIR")]
     pub(crate) plots: Option<String>,
-    /// Experiment to record the evaluation run in.
-    #[arg(long, default_value = "Default")]
-    pub(crate) experiment: String,
+    /// Experiment to record the evaluation run in, by name; created when missing (default: experiment 0,
+    /// "Default" in a new store, whatever it has been renamed to).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) experiment: Option<String>,
     /// Do not record a run.
     #[arg(long)]
     pub(crate) no_track: bool,
@@ -446,9 +448,10 @@ pub(crate) struct TuneArgs {
     /// Also write evaluation plots (SVG) of the best model on the test part here.
     #[arg(long, value_name = "DIR")]
     pub(crate) plots: Option<String>,
-    /// Experiment to record the runs in.
-    #[arg(long, default_value = "Default")]
-    pub(crate) experiment: String,
+    /// Experiment to record the runs in, by name; created when missing (default: experiment 0,
+    /// "Default" in a new store, whatever it has been renamed to).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) experiment: Option<String>,
     /// Name of the parent run (default: generated).
     #[arg(long)]
     pub(crate) run_name: Option<String>,

@@ -861,3 +861,55 @@ fn a_tracking_server_that_never_answers_times_out_as_configured() {
     );
     drop(listener);
 }
+
+/// With no `--experiment`, runs go to experiment 0 and `kiln runs list` lists it, even after
+/// it was renamed (MLflow's default is the id, not the name "Default").
+#[test]
+fn the_default_experiment_is_experiment_zero_whatever_its_name() {
+    let srv = tempfile::tempdir().expect("server dir");
+    let server = common::start_server(srv.path(), &["server", "--port", "0"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_churn(dir.path(), "churn.csv", 300);
+    let api = format!("{}/api/2.0/mlflow", server.addr);
+    let http = reqwest::blocking::Client::new();
+    let renamed = http
+        .post(format!("{api}/experiments/update"))
+        .json(&serde_json::json!({"experiment_id": "0", "new_name": "main-line"}))
+        .send()
+        .expect("rename");
+    assert!(renamed.status().is_success(), "{:?}", renamed.text());
+
+    let train = [
+        "train",
+        "--data",
+        "churn.csv",
+        "--target",
+        "churned",
+        "--task",
+        "classification",
+        "--exclude",
+        "customer_id",
+        "--backend-store-uri",
+        &server.addr,
+        "--json",
+    ];
+    let out = kiln(dir.path(), &train);
+    assert!(out.status.success(), "{}", text(&out));
+    let trained = common::parse_json(&out);
+    assert_eq!(trained["experiment_id"], "0", "{trained}");
+
+    let out = kiln(
+        dir.path(),
+        &["runs", "list", "--tracking-uri", &server.addr, "--json"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let listed = common::parse_json(&out);
+    assert_eq!(listed[0]["info"]["run_id"], trained["run_id"], "{listed}");
+    // No experiment named "Default" was created on the side.
+    let found = http
+        .get(format!("{api}/experiments/get-by-name"))
+        .query(&[("experiment_name", "Default")])
+        .send()
+        .expect("get-by-name");
+    assert_eq!(found.status().as_u16(), 404);
+}

@@ -116,7 +116,7 @@ pub(super) fn run(args: EvaluateArgs, printer: &Printer) -> anyhow::Result<ExitC
             tags.push(Tag::new("kiln.model.name", n));
             tags.push(Tag::new("kiln.model.version", v));
         }
-        let run = start_run(t, &experiment, None, "kiln evaluate", tags)?;
+        let run = start_run(t, experiment.as_deref(), None, "kiln evaluate", tags)?;
         let work = || -> anyhow::Result<()> {
             let digest = kiln_train::train::hash_file(&data)?;
             let params: Vec<(String, String)> =

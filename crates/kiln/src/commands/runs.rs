@@ -52,7 +52,11 @@ pub(super) fn run(cmd: RunsCommand, printer: &Printer) -> anyhow::Result<ExitCod
             json,
         } => {
             let t = Tracking::open(tracking.tracking_uri.as_deref())?;
-            let exp = t.experiment(experiment.as_deref().unwrap_or("Default"))?;
+            let exp = t.experiment(
+                experiment
+                    .as_deref()
+                    .unwrap_or(kiln_types::DEFAULT_EXPERIMENT_ID),
+            )?;
             let page = t.search_runs(
                 &exp.experiment_id,
                 filter.as_deref().unwrap_or(""),

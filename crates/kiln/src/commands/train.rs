@@ -72,7 +72,7 @@ pub(crate) fn tracker(
 /// signal handler, on the tracker's runtime (which the command keeps until it returns).
 pub(crate) fn start_run(
     t: &Tracker,
-    experiment: &str,
+    experiment: Option<&str>,
     run_name: Option<String>,
     command: &str,
     tags: Vec<kiln_types::Tag>,
@@ -248,7 +248,7 @@ pub(super) fn run(args: TrainArgs, printer: &Printer) -> anyhow::Result<ExitCode
     let run = match &tracking {
         Some((t, _)) => Some(start_run(
             t,
-            &experiment,
+            experiment.as_deref(),
             run_name,
             "kiln train",
             vec![Tag::new("kiln.model", &model)],

@@ -166,7 +166,7 @@ pub(super) fn run(args: TuneArgs, printer: &Printer) -> anyhow::Result<ExitCode>
     let parent = match &tracking {
         Some((t, _)) => Some(start_run(
             t,
-            &experiment,
+            experiment.as_deref(),
             run_name,
             "kiln tune",
             vec![
