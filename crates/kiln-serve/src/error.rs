@@ -63,6 +63,8 @@ pub enum ServeError {
     TooLarge { limit: usize },
     #[error("Failed to read the request body: {0}")]
     Body(String),
+    #[error("The request body did not arrive within {}s (--body-timeout)", .limit.as_secs_f64())]
+    BodyTimeout { limit: std::time::Duration },
     #[error("{0}")]
     NotFound(String),
     #[error("Prediction failed: {0}")]
@@ -92,6 +94,7 @@ impl ServeError {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             Self::Decode(_) | Self::Body(_) => StatusCode::BAD_REQUEST,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Predict(_)
             | Self::Load { .. }
@@ -104,7 +107,9 @@ impl ServeError {
     /// MLflow's `error_code` for the status.
     pub fn error_code(&self) -> &'static str {
         match self.status() {
-            StatusCode::BAD_REQUEST | StatusCode::UNSUPPORTED_MEDIA_TYPE => "BAD_REQUEST",
+            StatusCode::BAD_REQUEST
+            | StatusCode::UNSUPPORTED_MEDIA_TYPE
+            | StatusCode::REQUEST_TIMEOUT => "BAD_REQUEST",
             StatusCode::PAYLOAD_TOO_LARGE => "REQUEST_LIMIT_EXCEEDED",
             StatusCode::NOT_FOUND => "RESOURCE_DOES_NOT_EXIST",
             _ => "INTERNAL_ERROR",

@@ -109,6 +109,7 @@ pub(crate) fn document(model: &LoadedModel) -> Value {
             "200": { "description": "Outputs", "headers": predict_headers, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/InferResponse" } } } },
             "400": v2_error("Invalid input: the message names the tensor, the value and what was expected"),
             "404": v2_error("Unknown model or version"),
+            "408": v2_error("Body not received within --body-timeout"),
             "413": v2_error("Body larger than --max-body"),
         },
     });
@@ -136,6 +137,7 @@ pub(crate) fn document(model: &LoadedModel) -> Value {
                     "responses": {
                         "200": { "description": "Predictions", "headers": predict_headers, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Predictions" } } } },
                         "400": error_response("Invalid input: the message names the column, the expected type and the row"),
+                        "408": error_response("Body not received within --body-timeout"),
                         "413": error_response("Body larger than --max-body"),
                         "415": error_response("Content type other than application/json or text/csv"),
                     },

@@ -65,7 +65,15 @@ pub fn create_app(state: Arc<ServeState>) -> Router {
 }
 
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
-    (status, [(header::CONTENT_TYPE, JSON)], body).into_response()
+    let mut response = (status, [(header::CONTENT_TYPE, JSON)], body).into_response();
+    if status == StatusCode::REQUEST_TIMEOUT {
+        // The rest of a body that timed out may still be on its way: not a request boundary.
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 /// `{"error_code": …, "message": …}`, MLflow's error body.
@@ -137,11 +145,20 @@ impl FromRequest<Arc<ServeState>> for RequestBody {
         if declared.is_some_and(|n| n > limit as u64) {
             return Ok(Self(Err(ServeError::TooLarge { limit })));
         }
-        Ok(Self(
-            Bytes::from_request(req, state)
-                .await
-                .map_err(|r| body_error(&r, limit)),
-        ))
+        let read = Bytes::from_request(req, state);
+        let mut read = std::pin::pin!(read);
+        // A small body is usually whole already: read it without arming a timer.
+        let read = match futures::poll!(read.as_mut()) {
+            std::task::Poll::Ready(r) => r,
+            std::task::Poll::Pending => {
+                let within = state.limits.body_timeout;
+                match tokio::time::timeout(within, read).await {
+                    Ok(r) => r,
+                    Err(_) => return Ok(Self(Err(ServeError::BodyTimeout { limit: within }))),
+                }
+            }
+        };
+        Ok(Self(read.map_err(|r| body_error(&r, limit))))
     }
 }
 

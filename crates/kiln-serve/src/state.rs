@@ -244,6 +244,9 @@ impl Routes {
 pub struct Limits {
     /// Largest accepted request body, bytes (larger: 413).
     pub max_body: usize,
+    /// How long a client may take to send a request's body once its headers arrived (slower:
+    /// 408), so a client trickling a body cannot hold a connection and its buffer forever.
+    pub body_timeout: Duration,
     /// Bodies above this size are decoded and predicted on the blocking pool instead of a
     /// runtime worker.
     pub offload_bytes: usize,
@@ -260,6 +263,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_body: 10 * 1024 * 1024,
+            body_timeout: Duration::from_secs(30),
             offload_bytes: 64 * 1024,
             batch_max_rows: None,
             batch_wait: Duration::from_micros(200),

@@ -215,6 +215,10 @@ pub(crate) struct ServeArgs {
     /// Largest request body accepted (larger: 413), e.g. `10MiB`, `512KiB`.
     #[arg(long, default_value = "10MiB", value_parser = kiln_serve::parse_size)]
     pub(crate) max_body: usize,
+    /// How long a client may take to send a request body once its headers are in (slower:
+    /// 408 and the connection closes), e.g. `30s`; bounds what a slow client can hold.
+    #[arg(long, default_value = "30s", value_parser = kiln_serve::parse_duration)]
+    pub(crate) body_timeout: std::time::Duration,
     /// How often to re-resolve a `models:/<name>@<alias>` (e.g. `5s`, `500ms`).
     #[arg(long, default_value = "5s", value_parser = kiln_serve::parse_duration)]
     pub(crate) poll_interval: std::time::Duration,

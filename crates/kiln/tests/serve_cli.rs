@@ -649,3 +649,66 @@ fn drain_delay_keeps_serving_while_health_checks_fail() {
         "exited before its drain delay"
     );
 }
+
+/// A client that sends its headers and then trickles (or stops sending) the body gets a 408
+/// after `--body-timeout` and its connection closed, while other clients are served.
+#[test]
+fn a_body_that_never_arrives_is_a_408_after_the_body_timeout() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    write_churn(d, "churn.csv", 300);
+    let o = kiln(
+        d,
+        &[
+            "train",
+            "--data",
+            "churn.csv",
+            "--target",
+            "churned",
+            "--task",
+            "classification",
+            "--exclude",
+            "customer_id",
+            "--param",
+            "n_trees=5",
+            "--no-track",
+            "--output",
+            "m",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let zero = kiln(d, &["serve", "m", "--port", "0", "--body-timeout", "0s"]);
+    assert_eq!(common::code(&zero), 2, "{}", text(&zero));
+    assert!(text(&zero).contains("--body-timeout"), "{}", text(&zero));
+    let server = start_server(d, &["serve", "m", "--port", "0", "--body-timeout", "1s"]);
+    let host = server.addr.trim_start_matches("http://").to_string();
+    let mut slow = std::net::TcpStream::connect(&host).expect("connect");
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let started = Instant::now();
+    write!(
+        slow,
+        "POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"dataframe_split\""
+    )
+    .expect("write");
+    // Others are answered meanwhile.
+    let client = reqwest::blocking::Client::new();
+    let (status, _) = post(
+        &client,
+        &format!("{}/invocations", server.addr),
+        &split_body(&churn_rows(2, 7)),
+    );
+    assert_eq!(status, 200);
+    let mut answer = String::new();
+    slow.read_to_string(&mut answer)
+        .expect("the server closes the connection");
+    let waited = started.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    assert!(answer.contains("--body-timeout"), "{answer}");
+    assert!(waited >= Duration::from_millis(900), "{waited:?}");
+}

@@ -21,6 +21,7 @@ pub(super) fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode
         port,
         runtime: runtime_args,
         max_body,
+        body_timeout,
         poll_interval,
         drain_timeout,
         drain_delay,
@@ -39,6 +40,12 @@ pub(super) fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode
     if poll_interval.is_zero() {
         return Err(InputError(
             "--poll-interval must be more than 0: it is how long the server waits between registry lookups".into(),
+        )
+        .into());
+    }
+    if body_timeout.is_zero() {
+        return Err(InputError(
+            "--body-timeout must be more than 0: it is how long a client may take to send a request body".into(),
         )
         .into());
     }
@@ -92,6 +99,7 @@ pub(super) fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode
     };
     let limits = Limits {
         max_body,
+        body_timeout,
         batch_max_rows,
         batch_wait: Duration::from_micros(batch_wait_us),
         ..Limits::default()
