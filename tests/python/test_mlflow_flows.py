@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import socket
 import sys
 import time
 from pathlib import Path
@@ -982,3 +983,27 @@ def test_bad_allow_deleted_is_a_400_in_mlflows_shape(tracking):
         assert r.status_code == 400 and r.json()["error_code"] == "INVALID_PARAMETER_VALUE", r.text
     r = rest(tracking, "GET", f"logged-models/{m.model_id}", params={"allow_deleted": "false"})
     assert r.status_code == 200, r.text
+
+
+@pytest.mark.kiln_only
+def test_the_client_reconnects_after_an_idle_connection_is_closed(server_factory):
+    """`--header-timeout` closes keep-alive connections left idle that long: the MLflow client's
+    pooled connection is gone when it logs again, and it must carry on without an error."""
+    srv = server_factory.server("sqlite", start=False)
+    srv.env["KILN_HEADER_TIMEOUT"] = "1s"
+    srv.start()
+    client = mlflow.MlflowClient(tracking_uri=srv.url)
+    exp = client.create_experiment(unique("idle"))
+    run = client.create_run(exp)
+    for step in range(3):
+        client.log_metric(run.info.run_id, "m", float(step), step=step)
+        time.sleep(1.5)  # past the timeout: the server closes the idle connection
+    hist = client.get_metric_history(run.info.run_id, "m")
+    assert [m.step for m in hist] == [0, 1, 2]
+    # A client that never finishes its headers is cut off too.
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        got = b""
+        while chunk := s.recv(1024):  # socket.timeout here: the server kept it open
+            got += chunk
+        assert got == b"" or got.startswith(b"HTTP/1.1 408"), got

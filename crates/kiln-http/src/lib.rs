@@ -13,11 +13,11 @@
 //! Why not `axum::serve`: it spawns each connection's future as it is, and on tokio's
 //! multi-threaded runtime that costs a thread hand-off on every request that has a body (see
 //! [`InlineWakes`]). This loop is the same as axum's otherwise: hyper's HTTP/1 connection over
-//! the axum `Router`, no header timeout, keep-alive on.
+//! the axum `Router`, keep-alive on, and a [header read timeout](set_header_read_timeout).
 
 use std::future::Future;
 use std::pin::{pin, Pin};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
@@ -28,6 +28,29 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 
 pub mod busy_poll;
+
+/// The default of [`set_header_read_timeout`].
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// [`set_header_read_timeout`]'s value in milliseconds.
+static HEADER_READ_TIMEOUT_MS: AtomicU64 = AtomicU64::new(30_000);
+
+/// How long a connection of this process's servers may wait for a request's headers (set once
+/// at startup; default [`DEFAULT_HEADER_READ_TIMEOUT`]): a client that opens connections and
+/// never finishes a request (slowloris) cannot hold them, and their file descriptors, for
+/// ever. In hyper this clock also runs while a keep-alive connection is idle between
+/// requests, so an idle connection is closed after this long (as nginx's `keepalive_timeout`
+/// does); HTTP clients reconnect on their own. Zero is taken as one millisecond.
+pub fn set_header_read_timeout(timeout: Duration) {
+    let ms = u64::try_from(timeout.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    HEADER_READ_TIMEOUT_MS.store(ms, Ordering::Relaxed);
+}
+
+fn header_read_timeout() -> Duration {
+    Duration::from_millis(HEADER_READ_TIMEOUT_MS.load(Ordering::Relaxed))
+}
 
 /// Serve `app` on `listener` until `shutdown` resolves; then stop accepting, let the open
 /// connections finish their in-flight requests, and return. With `drain`, give up waiting
@@ -62,6 +85,8 @@ pub async fn serve(
         busy_poll::watch(std::os::fd::AsFd::as_fd(&stream));
         let service = TowerToHyperService::new(app.clone());
         let conn = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(header_read_timeout())
             .serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(InlineWakes::new(async move {

@@ -10,6 +10,7 @@ impl EnvVars {
     pub(crate) const BACKEND_STORE_URI: &'static str = "KILN_BACKEND_STORE_URI";
     pub(crate) const ARTIFACTS_DESTINATION: &'static str = "KILN_ARTIFACTS_DESTINATION";
     pub(crate) const BUSY_POLL: &'static str = "KILN_BUSY_POLL";
+    pub(crate) const HEADER_TIMEOUT: &'static str = "KILN_HEADER_TIMEOUT";
 }
 
 /// The longest `--busy-poll`: a worker that spins delays timers due meanwhile by up to this.
@@ -22,6 +23,15 @@ fn parse_busy_poll(text: &str) -> Result<std::time::Duration, String> {
         return Err(format!(
             "--busy-poll `{text}` is too long: at most {MAX_BUSY_POLL:?} (timers wait while a worker spins)"
         ));
+    }
+    Ok(d)
+}
+
+/// `--header-timeout`: a duration of more than 0.
+fn parse_header_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let d = kiln_serve::parse_duration(text)?;
+    if d.is_zero() {
+        return Err("--header-timeout must be more than 0".into());
     }
     Ok(d)
 }
@@ -488,6 +498,11 @@ pub(crate) struct ServerRuntimeArgs {
     /// its CPU.
     #[arg(long, env = EnvVars::BUSY_POLL, default_value = "100us", value_parser = parse_busy_poll, value_name = "DURATION")]
     pub(crate) busy_poll: std::time::Duration,
+    /// How long a connection may take to send a request's headers, and stay idle between
+    /// requests, before it is closed (as nginx's client_header_timeout and keepalive_timeout):
+    /// a client cannot hold connections open for ever. HTTP clients reconnect on their own.
+    #[arg(long, env = EnvVars::HEADER_TIMEOUT, default_value = "30s", value_parser = parse_header_timeout, value_name = "DURATION")]
+    pub(crate) header_timeout: std::time::Duration,
 }
 
 /// Where metadata and artifacts live.

@@ -681,7 +681,19 @@ fn a_body_that_never_arrives_is_a_408_after_the_body_timeout() {
     let zero = kiln(d, &["serve", "m", "--port", "0", "--body-timeout", "0s"]);
     assert_eq!(common::code(&zero), 2, "{}", text(&zero));
     assert!(text(&zero).contains("--body-timeout"), "{}", text(&zero));
-    let server = start_server(d, &["serve", "m", "--port", "0", "--body-timeout", "1s"]);
+    let server = start_server(
+        d,
+        &[
+            "serve",
+            "m",
+            "--port",
+            "0",
+            "--body-timeout",
+            "1s",
+            "--header-timeout",
+            "2s",
+        ],
+    );
     let host = server.addr.trim_start_matches("http://").to_string();
     let mut slow = std::net::TcpStream::connect(&host).expect("connect");
     slow.set_read_timeout(Some(Duration::from_secs(20)))
@@ -711,4 +723,30 @@ fn a_body_that_never_arrives_is_a_408_after_the_body_timeout() {
     );
     assert!(answer.contains("--body-timeout"), "{answer}");
     assert!(waited >= Duration::from_millis(900), "{waited:?}");
+
+    // Headers that never end, and a keep-alive connection left idle, are closed after
+    // --header-timeout.
+    let mut stalled = std::net::TcpStream::connect(&host).expect("connect");
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    write!(stalled, "POST /invocations HTTP/1.1\r\nHost: x\r\n").expect("write");
+    let mut idle = std::net::TcpStream::connect(&host).expect("connect");
+    idle.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    write!(idle, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+    let started = Instant::now();
+    for (what, conn) in [("stalled headers", &mut stalled), ("idle", &mut idle)] {
+        let mut rest = String::new();
+        conn.read_to_string(&mut rest)
+            .unwrap_or_else(|e| panic!("{what}: the server should close it: {e}"));
+        if what == "idle" {
+            assert!(rest.starts_with("HTTP/1.1 200"), "{rest}");
+        }
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -264,6 +264,7 @@ pub(crate) fn server_runtime(
     args: &crate::cli::ServerRuntimeArgs,
 ) -> anyhow::Result<tokio::runtime::Runtime> {
     let mut builder = runtime_builder(args.workers);
+    kiln_http::set_header_read_timeout(args.header_timeout);
     kiln_http::busy_poll::install(&mut builder, args.busy_poll)
         .context("Failed to set up busy polling (try --busy-poll 0)")?;
     builder.build().context("Failed to start the async runtime")
