@@ -29,6 +29,32 @@ use hyper_util::service::TowerToHyperService;
 
 pub mod busy_poll;
 
+/// Raise this process's soft limit on open files to its hard limit, as Go's runtime does: a
+/// server holds one descriptor per connection, and the usual soft limit of 1024 would refuse
+/// connections long before the machine runs out of anything. Returns the limit now in force
+/// (`None` where it cannot be read).
+pub fn raise_open_file_limit() -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::process::{getrlimit, setrlimit, Resource};
+        let mut limit = getrlimit(Resource::Nofile);
+        let soft = limit.current?;
+        if limit.maximum.is_none_or(|hard| hard > soft) {
+            // No hard limit: a generous fixed number (the kernel's nr_open caps it anyway).
+            limit.current = Some(limit.maximum.unwrap_or(1 << 20));
+            if let Err(err) = setrlimit(Resource::Nofile, limit) {
+                tracing::debug!(%err, "Could not raise the open-file limit.");
+                return Some(soft);
+            }
+        }
+        getrlimit(Resource::Nofile).current
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
+    }
+}
+
 /// The default of [`set_header_read_timeout`].
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 

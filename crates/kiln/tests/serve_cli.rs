@@ -750,3 +750,31 @@ fn a_body_that_never_arrives_is_a_408_after_the_body_timeout() {
         started.elapsed()
     );
 }
+
+/// A server raises its soft open-file limit to the hard limit (one descriptor per connection;
+/// a soft limit of 256 or 1024 would refuse clients long before the machine is busy).
+#[cfg(target_os = "linux")]
+#[test]
+fn servers_raise_their_open_file_limit() {
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        eprintln!("prlimit (util-linux) not installed; skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = Command::new("prlimit");
+    cmd.args(["--nofile=256:4096", "--", env!("CARGO_BIN_EXE_kiln")])
+        .args(["server", "--port", "0"])
+        .current_dir(dir.path())
+        .env_remove("KILN_TRACKING_URI")
+        .env_remove("KILN_BACKEND_STORE_URI")
+        .env_remove("KILN_ARTIFACTS_DESTINATION");
+    let server = common::start_command(cmd);
+    let limits =
+        std::fs::read_to_string(format!("/proc/{}/limits", server.child.id())).expect("limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("open files line");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(fields[3..5], ["4096", "4096"], "{line}");
+}

@@ -265,6 +265,9 @@ pub(crate) fn server_runtime(
 ) -> anyhow::Result<tokio::runtime::Runtime> {
     let mut builder = runtime_builder(args.workers);
     kiln_http::set_header_read_timeout(args.header_timeout);
+    if let Some(limit) = kiln_http::raise_open_file_limit() {
+        tracing::debug!(limit, "Open-file limit.");
+    }
     kiln_http::busy_poll::install(&mut builder, args.busy_poll)
         .context("Failed to set up busy polling (try --busy-poll 0)")?;
     builder.build().context("Failed to start the async runtime")

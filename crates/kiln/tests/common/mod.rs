@@ -115,7 +115,12 @@ impl Drop for Server {
 /// Spawn `kiln args` (a `serve` command) in `dir` with `KILN_LOG=info`, and wait up to 60 s
 /// for its `listening on http://…` line.
 pub(crate) fn start_server(dir: &Path, args: &[&str]) -> Server {
-    let mut child = command(dir, args)
+    start_command(command(dir, args))
+}
+
+/// [`start_server`] for a prepared command (e.g. kiln run under a wrapper).
+pub(crate) fn start_command(mut cmd: Command) -> Server {
+    let mut child = cmd
         .env("KILN_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
