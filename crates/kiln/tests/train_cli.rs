@@ -4,7 +4,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{kiln, text, write_churn};
+use common::{kiln, tag, text, write_churn};
 
 #[test]
 fn train_is_tracked_registered_and_bit_identical() {
@@ -611,14 +611,6 @@ fn runs(dir: &Path) -> Vec<serde_json::Value> {
     common::parse_json(&out).as_array().expect("runs").clone()
 }
 
-fn tag_of<'a>(run: &'a serde_json::Value, key: &str) -> Option<&'a str> {
-    run["data"]["tags"]
-        .as_array()?
-        .iter()
-        .find(|t| t["key"] == key)
-        .and_then(|t| t["value"].as_str())
-}
-
 #[test]
 fn a_run_whose_recording_fails_ends_failed_with_the_error() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -647,7 +639,7 @@ fn a_run_whose_recording_fails_ends_failed_with_the_error() {
     let all = runs(dir.path());
     assert_eq!(all.len(), 1, "{all:?}");
     assert_eq!(all[0]["info"]["status"], "FAILED", "{:?}", all[0]);
-    assert!(tag_of(&all[0], "kiln.error").is_some(), "{:?}", all[0]);
+    assert!(tag(&all[0], "kiln.error").is_some(), "{:?}", all[0]);
 }
 
 #[test]

@@ -4,7 +4,7 @@ mod common;
 
 use std::process::Output;
 
-use common::{kiln, text, write_churn};
+use common::{kiln, tag, text, write_churn};
 
 /// Parse `--json` output, asserting success.
 fn json(o: &Output) -> serde_json::Value {
@@ -32,14 +32,6 @@ fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     let mut v: Vec<&str> = BASE.to_vec();
     v.extend_from_slice(extra);
     v
-}
-
-fn tag<'a>(run: &'a serde_json::Value, key: &str) -> Option<&'a str> {
-    run["data"]["tags"]
-        .as_array()?
-        .iter()
-        .find(|t| t["key"] == key)
-        .and_then(|t| t["value"].as_str())
 }
 
 fn param<'a>(run: &'a serde_json::Value, key: &str) -> Option<&'a str> {

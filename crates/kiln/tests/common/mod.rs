@@ -157,3 +157,12 @@ pub(crate) fn start_command(mut cmd: Command) -> Server {
     }
     server
 }
+
+/// The value of tag `key` of a run in MLflow's JSON shape (`kiln runs show/list --json`).
+pub(crate) fn tag<'a>(run: &'a serde_json::Value, key: &str) -> Option<&'a str> {
+    run["data"]["tags"]
+        .as_array()?
+        .iter()
+        .find(|t| t["key"] == key)
+        .and_then(|t| t["value"].as_str())
+}
