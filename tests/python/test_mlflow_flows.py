@@ -1007,3 +1007,32 @@ def test_the_client_reconnects_after_an_idle_connection_is_closed(server_factory
         while chunk := s.recv(1024):  # socket.timeout here: the server kept it open
             got += chunk
         assert got == b"" or got.startswith(b"HTTP/1.1 408"), got
+
+
+@pytest.mark.kiln_only
+def test_conditional_alias_move_is_one_transaction_on_the_server(tracking):
+    """kiln's `expected_version` extension of POST registered-models/alias (what `kiln models
+    promote/rollback` send through a server): the alias moves only from that holder."""
+    name = unique("cas")
+    client = mlflow.MlflowClient()
+    client.create_registered_model(name)
+    exp = client.create_experiment(unique("cas"))
+    run_id = client.create_run(exp).info.run_id
+    for _ in range(3):
+        r = rest(tracking, "POST", "model-versions/create",
+                 json={"name": name, "source": f"runs:/{run_id}/model", "run_id": run_id})
+        assert r.status_code == 200, r.text
+    body = {"name": name, "alias": "champion", "version": "1", "expected_version": ""}
+    r = rest(tracking, "POST", "registered-models/alias", json=body)
+    assert r.status_code == 200 and r.json() == {"moved": True}, r.text
+    stale = {"name": name, "alias": "champion", "version": "3", "expected_version": "2"}
+    r = rest(tracking, "POST", "registered-models/alias", json=stale)
+    assert r.status_code == 200 and r.json() == {"moved": False}, r.text
+    assert client.get_model_version_by_alias(name, "champion").version == "1"
+    fresh = {"name": name, "alias": "champion", "version": "2", "expected_version": "1"}
+    assert rest(tracking, "POST", "registered-models/alias", json=fresh).json() == {"moved": True}
+    # Without the field it is MLflow's unconditional move; the same version again records nothing.
+    client.set_registered_model_alias(name, "champion", "2")
+    params = {"name": name, "alias": "champion"}
+    events = rest(tracking, "GET", "registered-models/alias/history", params=params).json()["events"]
+    assert [(e.get("version"), e.get("previous_version")) for e in events] == [("1", None), ("2", "1")], events

@@ -107,7 +107,9 @@ def test_alias_history_is_one_chain_under_concurrent_moves(replicas):
     out = a.kiln("models", "history", name, "--alias", "champion", "--json")
     events = json.loads(out.stdout)
     events = events.get("events", events) if isinstance(events, dict) else events
-    assert len(events) == 2 * ROUNDS
+    # A move onto the version already there records nothing: at most one event per request.
+    assert 1 <= len(events) <= 2 * ROUNDS
+    assert all(e["version"] != e.get("previous_version") for e in events), events
     for prev, event in zip(events, events[1:]):
         assert event["previous_version"] == prev["version"], (prev, event)
     current = rest(a, "GET", "registered-models/alias", params={"name": name, "alias": "champion"})

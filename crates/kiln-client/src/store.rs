@@ -605,6 +605,37 @@ impl RegistryStore for RestStore {
         Ok(())
     }
 
+    /// Against a kiln server, one conditional request (`expected_version`, checked and set in
+    /// one transaction there). MLflow's server ignores that field and moves the alias anyway:
+    /// the check made just before is then all there is, as in the trait's default.
+    fn set_alias_if(
+        &self,
+        name: &str,
+        alias: &str,
+        version: &str,
+        expected: Option<&str>,
+        actor: &AliasActor,
+    ) -> StoreResult<bool> {
+        let now = self
+            .get_registered_model(name)?
+            .aliases
+            .into_iter()
+            .find(|a| a.alias == alias)
+            .map(|a| a.version);
+        if now.as_deref() != expected {
+            return Ok(false);
+        }
+        let mut body = json!({
+            "name": name,
+            "alias": alias,
+            "version": version,
+            "expected_version": expected.unwrap_or(""),
+        });
+        actor_fields(&mut body, actor);
+        let answer: Value = self.post("registered-models/alias", &body)?;
+        Ok(answer.get("moved").and_then(Value::as_bool).unwrap_or(true))
+    }
+
     fn delete_alias(&self, name: &str, alias: &str, actor: &AliasActor) -> StoreResult<()> {
         let mut body = json!({ "name": name, "alias": alias });
         actor_fields(&mut body, actor);

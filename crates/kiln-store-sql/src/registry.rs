@@ -255,16 +255,21 @@ fn move_alias_tx(
 ) -> StoreResult<bool> {
     lock_model(tx, name)?;
     let v = require_version(tx, name, version)?;
+    let now = tx
+        .query_opt(
+            "SELECT version FROM registered_model_aliases WHERE name = ? AND alias = ?",
+            &[Val::from(name), Val::from(alias)],
+        )?
+        .map(|r| r.int(0));
     if let Some(expected) = expected {
-        let now = tx
-            .query_opt(
-                "SELECT version FROM registered_model_aliases WHERE name = ? AND alias = ?",
-                &[Val::from(name), Val::from(alias)],
-            )?
-            .map(|r| r.int(0).to_string());
-        if now.as_deref() != expected {
+        if now.map(|n| n.to_string()).as_deref() != expected {
             return Ok(false);
         }
+    }
+    if now == Some(v) {
+        // Already there: no event, or the history would read as a move (and a rollback's
+        // stack would take the repeat for a new holder).
+        return Ok(true);
     }
     record_alias(tx, name, alias, Some(v), actor)?;
     tx.exec(
@@ -405,6 +410,12 @@ impl RegistryStore for SqlStore {
                     "Registered Model (name={new_name}) already exists."
                 )));
             }
+            // History left under the new name by a store from before deletions removed it
+            // belongs to a model that is gone: it must not become this model's past.
+            tx.exec(
+                "DELETE FROM alias_history WHERE name = ?",
+                &[Val::from(new_name)],
+            )?;
             for table in [
                 "registered_models",
                 "registered_model_tags",
@@ -426,13 +437,16 @@ impl RegistryStore for SqlStore {
     fn delete_registered_model(&self, name: &str) -> StoreResult<()> {
         self.write(|tx| {
             lock_model(tx, name)?;
-            record_dropped_aliases(tx, name, None, "registered model deleted")?;
+            // The alias history goes with the model: a model created later under the same name
+            // starts its versions at 1 again, and must not inherit (or roll back into) the
+            // holders of the one deleted.
             for table in [
                 "registered_models",
                 "registered_model_tags",
                 "model_versions",
                 "model_version_tags",
                 "registered_model_aliases",
+                "alias_history",
             ] {
                 tx.exec(
                     &format!("DELETE FROM {table} WHERE name = ?"),

@@ -98,6 +98,7 @@ macro_rules! __contract_cases {
             aliases
             alias_history
             set_alias_if_moves_only_from_the_expected_holder
+            deleting_a_model_takes_its_alias_history
             gc_collectable_runs_and_cutoff
             gc_experiments_and_logged_models
             gc_purge
@@ -2613,6 +2614,29 @@ pub fn set_alias_if_moves_only_from_the_expected_holder(store: &dyn TrackingStor
     );
 }
 
+/// A model deleted and created again under the same name starts with no alias history: its
+/// versions restart at 1, and the old holders must not become the new model's past (a
+/// rollback would move the alias to a version that never held it).
+pub fn deleting_a_model_takes_its_alias_history(store: &dyn TrackingStore) {
+    let who = actor("ci", "ship");
+    create_model(store, "reborn");
+    new_version(store, "reborn", None, None);
+    new_version(store, "reborn", None, None);
+    ok(store.set_alias("reborn", "champion", "1", &who), "v1");
+    ok(store.set_alias("reborn", "champion", "2", &who), "v2");
+    ok(store.delete_registered_model("reborn"), "delete");
+    create_model(store, "reborn");
+    new_version(store, "reborn", None, None);
+    assert!(
+        ok(store.alias_history("reborn", "champion"), "history").is_empty(),
+        "the deleted model's history came back"
+    );
+    ok(store.set_alias("reborn", "champion", "1", &who), "new v1");
+    let events = ok(store.alias_history("reborn", "champion"), "history");
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].previous_version, None);
+}
+
 pub fn alias_history(store: &dyn TrackingStore) {
     create_model(store, "history");
     new_version(store, "history", None, None);
@@ -2629,6 +2653,21 @@ pub fn alias_history(store: &dyn TrackingStore) {
         store.set_alias("history", "champion", "1", &actor("carol", "rollback")),
         "rollback",
     );
+    // Setting it where it already points moves nothing, so it records nothing.
+    ok(
+        store.set_alias("history", "champion", "1", &actor("carol", "again")),
+        "no-op",
+    );
+    assert!(ok(
+        store.set_alias_if(
+            "history",
+            "champion",
+            "1",
+            Some("1"),
+            &actor("carol", "again")
+        ),
+        "no-op if"
+    ));
     assert_eq!(
         ok(
             store.get_model_version_by_alias("history", "champion"),

@@ -591,10 +591,14 @@ pub fn promote(tracker: &Tracker, req: &PromoteRequest) -> Result<PromoteOutcome
         ));
     }
     let previous = holder(store, name, alias)?;
-    let beat_before = match must_beat {
-        Some(beat) => holder(store, name, beat)?.map(|h| h.version),
+    // The holder to beat is read once: the comparison, the report and the check that nothing
+    // moved before the alias is set all speak of this one.
+    let beat_holder = match must_beat {
+        Some(beat) if beat == alias => previous.clone(),
+        Some(beat) => holder(store, name, beat)?,
         None => None,
     };
+    let beat_before = beat_holder.as_ref().map(|h| h.version.clone());
     let mut notes = Vec::new();
 
     let table = match on {
@@ -646,7 +650,25 @@ pub fn promote(tracker: &Tracker, req: &PromoteRequest) -> Result<PromoteOutcome
             )
         }
     };
-    let gates = check_gates(&candidate.metrics, require);
+    let mut gates = check_gates(&candidate.metrics, require);
+    if candidate.source == "run" {
+        // The run's logged metrics, not an evaluation: say so when a gate's metric is absent.
+        for g in gates.iter_mut().filter(|g| g.actual.is_none()) {
+            g.message = format!(
+                "the source run of v{} logged no `test_{m}` or `{m}` metric; it has: {}",
+                candidate.version,
+                join_or(
+                    &candidate
+                        .metrics
+                        .iter()
+                        .map(|(k, _)| k.clone())
+                        .collect::<Vec<_>>(),
+                    "no metrics"
+                ),
+                m = g.gate.metric,
+            );
+        }
+    }
 
     let mut holder_eval = None;
     let comparison = match (must_beat, &table, on, &candidate_model) {
@@ -656,8 +678,7 @@ pub fn promote(tracker: &Tracker, req: &PromoteRequest) -> Result<PromoteOutcome
                 .unwrap_or_else(|| default_metric(cm.task(), cm.classes().len()).to_string());
             let lower = lower_is_better(&metric);
             let cand = candidate.metric(&metric);
-            let current = holder(store, name, beat)?;
-            let comparison = match current {
+            let comparison = match beat_holder.clone() {
                 None => {
                     notes.push(format!(
                         "`{beat}` has no holder yet: nothing to beat, the comparison passes"
@@ -886,6 +907,9 @@ pub struct RollbackOutcome {
     pub reason: String,
     /// Previous holders passed over because their versions were deleted.
     pub skipped_deleted: Vec<String>,
+    /// Previous holders passed over because their model files are gone (`v<N>: why`).
+    pub skipped_unloadable: Vec<String>,
+    pub notes: Vec<String>,
 }
 
 /// The holders of an alias as a stack: promotions push, rollbacks pop.
@@ -915,15 +939,18 @@ fn holder_stack(events: &[AliasEvent]) -> Vec<String> {
 }
 
 /// Move `alias` back to its previous holder: the holder before the current one in the history
-/// (promotions push, rollbacks pop), skipping versions deleted since. Refused (input error)
-/// when there is no previous holder.
+/// (promotions push, rollbacks pop), skipping versions deleted since and versions whose model
+/// files are gone (a rollback is what runs in an incident: it must not deploy a model that
+/// cannot load). Refused (input error) when there is no previous holder, or when the alias
+/// moved while the rollback was deciding (another rollback or promotion): nothing changes.
 pub fn rollback(
-    store: &dyn TrackingStore,
+    tracker: &Tracker,
     name: &str,
     alias: &str,
     user: Option<String>,
     reason: Option<String>,
 ) -> Result<RollbackOutcome, TrainError> {
+    let store = tracker.store.as_ref();
     let events = history(store, name, alias)?;
     let current = holder(store, name, alias)?.map(|mv| mv.version);
     let mut stack = holder_stack(&events);
@@ -935,6 +962,8 @@ pub fn rollback(
         }
     }
     let mut skipped_deleted = Vec::new();
+    let mut skipped_unloadable = Vec::new();
+    let mut notes = Vec::new();
     let mut target = None;
     while let Some(candidate) = stack.pop() {
         if current.as_deref() == Some(candidate.as_str()) {
@@ -942,6 +971,23 @@ pub fn rollback(
         }
         match store.get_model_version(name, &candidate) {
             Ok(mv) => {
+                // As `promote` without --on: missing files disqualify; a model kiln cannot
+                // load itself (another flavor), or a store it cannot reach, only earns a note.
+                match tracker.load_any_model(&format!("models:/{name}/{}", mv.version)) {
+                    Ok(_) => {}
+                    Err(TrainError::NoArtifacts(why)) => {
+                        skipped_unloadable.push(format!("v{}: {why}", mv.version));
+                        continue;
+                    }
+                    Err(e) if e.is_input() => notes.push(format!(
+                        "kiln cannot load v{} itself ({e}): `kiln serve` will not serve it",
+                        mv.version
+                    )),
+                    Err(e) => notes.push(format!(
+                        "could not check that v{}'s files are there: {e}",
+                        mv.version
+                    )),
+                }
                 target = Some(mv.version);
                 break;
             }
@@ -969,6 +1015,12 @@ pub fn rollback(
                     .join(", ")
             ));
         }
+        if !skipped_unloadable.is_empty() {
+            message.push_str(&format!(
+                "; model files missing: {}",
+                skipped_unloadable.join("; ")
+            ));
+        }
         return Err(input(message));
     };
     let from_label = current.clone().or_else(|| {
@@ -982,15 +1034,26 @@ pub fn rollback(
         text.push_str(": ");
         text.push_str(&r);
     }
-    store.set_alias(
+    // Only from the holder this rollback read: two rollbacks at once must not both pop from
+    // the same holder (the second would move the alias forward again).
+    let set = store.set_alias_if(
         name,
         alias,
         &to,
+        current.as_deref(),
         &AliasActor {
             user_id: user,
             reason: Some(text.clone()),
         },
     )?;
+    if !set {
+        let now = holder(store, name, alias)?.map(|h| h.version);
+        return Err(input(format!(
+            "`{alias}` of `{name}` moved from {} to {} while the rollback was deciding (another rollback or promotion); nothing changed. Check `kiln models history {name} --alias {alias}` and run it again if still needed.",
+            current.as_deref().map_or("none".to_string(), |v| format!("v{v}")),
+            now.as_deref().map_or("none".to_string(), |v| format!("v{v}")),
+        )));
+    }
     Ok(RollbackOutcome {
         name: name.to_string(),
         alias: alias.to_string(),
@@ -998,6 +1061,8 @@ pub fn rollback(
         to,
         reason: text,
         skipped_deleted,
+        skipped_unloadable,
+        notes,
     })
 }
 

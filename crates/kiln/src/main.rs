@@ -40,11 +40,17 @@ fn main() -> ExitCode {
         .init();
 
     let printer = printer::Printer;
+    // Before the command consumes the arguments: whether stdout is for a script.
+    let json = std::env::args_os().skip(1).any(|a| a == "--json");
     match commands::run(cli.command, &printer) {
         Ok(code) => code,
         Err(err) => {
             printer.error(&err);
-            ExitCode::from(exit_code(&err))
+            let code = exit_code(&err);
+            if json {
+                printer.json_error(&err, code);
+            }
+            ExitCode::from(code)
         }
     }
 }

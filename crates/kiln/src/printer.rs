@@ -33,6 +33,16 @@ impl Printer {
         }
     }
 
+    /// A failure as JSON on stdout, for a command run with `--json`: a script reading stdout
+    /// gets `{"error": {"message", "causes", "exit_code"}}` instead of nothing.
+    pub(crate) fn json_error(&self, err: &anyhow::Error, exit_code: u8) {
+        let causes: Vec<String> = err.chain().skip(1).map(ToString::to_string).collect();
+        let body = serde_json::json!({
+            "error": { "message": err.to_string(), "causes": causes, "exit_code": exit_code }
+        });
+        let _ = writeln!(std::io::stdout().lock(), "{body:#}");
+    }
+
     /// A left-aligned text table.
     pub(crate) fn table(&self, headers: &[&str], rows: &[Vec<String>]) {
         let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();

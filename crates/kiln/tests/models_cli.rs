@@ -795,4 +795,140 @@ fn a_version_whose_files_are_gone_is_not_promoted() {
     assert_eq!(code(&o), 2, "{}", text(&o));
     assert!(text(&o).contains("its artifacts are gone"), "{}", text(&o));
     assert_eq!(champion(dir.path()), v1, "the alias did not move");
+
+    // A rollback does not deploy a version whose files are gone either: v3 is promoted over
+    // v1, v1's files go, and there is nothing loadable to roll back to.
+    let v3 = train(dir.path(), &["--model", "gbdt"]);
+    json(
+        dir.path(),
+        &[
+            "models", "promote", "churn", &v3, "--alias", "champion", "--json",
+        ],
+        0,
+    );
+    let shown = json(dir.path(), &["models", "show", "churn", &v1, "--json"], 0);
+    let run_id = shown["version"]["run_id"].as_str().expect("run id");
+    let gone = walk(&dir.path().join(".kiln/artifacts"))
+        .into_iter()
+        .find(|p| p.contains(run_id) && p.ends_with("kiln-model.json"))
+        .expect("v1's model file");
+    std::fs::remove_dir_all(dir.path().join(&gone).parent().expect("model dir")).expect("remove");
+    let refused = json(
+        dir.path(),
+        &[
+            "models", "rollback", "churn", "--alias", "champion", "--json",
+        ],
+        2,
+    );
+    let message = refused["error"]["message"].as_str().expect("message");
+    assert!(message.contains("model files missing: v1"), "{message}");
+    assert_eq!(refused["error"]["exit_code"], 2);
+    assert_eq!(champion(dir.path()), v3, "the alias did not move");
+}
+
+/// A model deleted and registered again under its name does not inherit the old alias
+/// history: rollback has nothing to return to instead of deploying a version that never held
+/// the alias.
+#[test]
+fn a_recreated_model_starts_with_no_alias_history() {
+    let dir = setup();
+    let d = dir.path();
+    for _ in 0..3 {
+        let v = train(d, &["--model", "gbdt"]);
+        json(
+            d,
+            &[
+                "models", "promote", "churn", &v, "--alias", "champion", "--json",
+            ],
+            0,
+        );
+    }
+    let store = kiln_store_sql::SqlStore::open(
+        &format!("sqlite:///{}", d.join(".kiln/kiln.db").display()),
+        &kiln_store_sql::OpenOptions::default(),
+    )
+    .expect("open store");
+    kiln_store::RegistryStore::delete_registered_model(&store, "churn").expect("delete");
+    let v1 = train(d, &["--model", "gbdt"]);
+    train(d, &["--model", "gbdt"]);
+    json(
+        d,
+        &[
+            "models", "promote", "churn", &v1, "--alias", "champion", "--json",
+        ],
+        0,
+    );
+    let history = json(d, &["models", "history", "churn", "--json"], 0);
+    assert_eq!(history.as_array().map(Vec::len), Some(1), "{history}");
+    let o = kiln(d, &["models", "rollback", "churn"]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert!(text(&o).contains("no previous holder"), "{}", text(&o));
+    assert_eq!(champion(d), v1);
+}
+
+/// Rollbacks that run at once each move the alias back from the holder they read, or refuse
+/// (exit 2): never forward again, and the history stays a stack later rollbacks can walk.
+#[test]
+fn concurrent_rollbacks_never_move_the_alias_forward() {
+    let dir = setup();
+    let d = dir.path();
+    let mut versions = Vec::new();
+    for _ in 0..4 {
+        let v = train(d, &["--model", "gbdt", "--param", "n_trees=3"]);
+        json(
+            d,
+            &[
+                "models", "promote", "churn", &v, "--alias", "champion", "--json",
+            ],
+            0,
+        );
+        versions.push(v);
+    }
+    // v4 holds champion; two rollbacks at once.
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            common::command(d, &["models", "rollback", "churn", "--json"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    let outcomes: Vec<Output> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().expect("wait"))
+        .collect();
+    let succeeded: Vec<&Output> = outcomes.iter().filter(|o| code(o) == 0).collect();
+    assert!(
+        !succeeded.is_empty(),
+        "{:?}",
+        outcomes.iter().map(text).collect::<Vec<_>>()
+    );
+    for o in &outcomes {
+        assert!(matches!(code(o), 0 | 2), "{}", text(o));
+    }
+    // Each success stepped back one holder: v3 then v2, or v3 alone.
+    let now = champion(d);
+    let want = if succeeded.len() == 2 {
+        &versions[1]
+    } else {
+        &versions[2]
+    };
+    assert_eq!(
+        &now,
+        want,
+        "{:?}",
+        outcomes.iter().map(text).collect::<Vec<_>>()
+    );
+    let history = json(d, &["models", "history", "churn", "--json"], 0);
+    for e in history.as_array().expect("events") {
+        assert_ne!(
+            e["version"], e["previous_version"],
+            "a no-op event: {history}"
+        );
+    }
+    // The stack still walks back to v1.
+    while champion(d) != versions[0] {
+        json(d, &["models", "rollback", "churn", "--json"], 0);
+    }
 }

@@ -130,6 +130,18 @@ pub(crate) async fn set_alias(
     let alias = p.str("alias")?;
     let version = p.str("version")?;
     let actor = actor(&p)?;
+    // kiln's extension for a conditional move (`kiln models promote/rollback` through a
+    // server): only while the alias still points at `expected_version` ("" = at nothing),
+    // checked and set in one transaction. MLflow's client never sends it.
+    if let Some(expected) = p.opt_str("expected_version")? {
+        let moved = blocking(move || {
+            let expected = Some(expected.as_str()).filter(|e| !e.is_empty());
+            s.store
+                .set_alias_if(&name, &alias, &version, expected, &actor)
+        })
+        .await?;
+        return Ok(Json(json!({ "moved": moved })));
+    }
     blocking(move || s.store.set_alias(&name, &alias, &version, &actor)).await?;
     Ok(empty())
 }

@@ -194,8 +194,8 @@ pub(super) fn run(cmd: ModelsCommand, printer: &Printer) -> anyhow::Result<ExitC
             store: s,
             json,
         } => {
-            let store = store(&s)?;
-            let outcome = registry::rollback(store.as_ref(), &name, &alias, user(who), reason)?;
+            let (tracker, _rt) = tracker(&s)?;
+            let outcome = registry::rollback(&tracker, &name, &alias, user(who), reason)?;
             if json {
                 printer.json(&outcome)?;
                 return Ok(ExitCode::SUCCESS);
@@ -204,6 +204,12 @@ pub(super) fn run(cmd: ModelsCommand, printer: &Printer) -> anyhow::Result<ExitC
                 printer.status(&format!(
                     "note: skipped v{v}: deleted since it held `{alias}`"
                 ));
+            }
+            for why in &outcome.skipped_unloadable {
+                printer.status(&format!("note: skipped {why}"));
+            }
+            for note in &outcome.notes {
+                printer.status(&format!("note: {note}"));
             }
             printer.line(&format!(
                 "Rolled back `{}` of {} from {} to v{} ({})",
@@ -365,6 +371,32 @@ fn promote(args: ModelsPromoteArgs, printer: &Printer) -> anyhow::Result<ExitCod
         if must_beat.is_none() {
             return Err(InputError(format!(
                 "--metric `{m}` picks what --must-beat compares: add --must-beat <ALIAS> --on <FILE>"
+            ))
+            .into());
+        }
+        if let Some(problem) = kiln_ml::evaluate::unknown_metric(m) {
+            return Err(InputError(format!("Invalid --metric: {problem}")).into());
+        }
+    }
+    // With --on kiln computes the metrics, so a gate naming none of them is a typo (without
+    // --on, gates read the run's logged metrics, which may have any name).
+    if on.is_some() {
+        if let Some((g, problem)) = require
+            .iter()
+            .zip(&gates)
+            .find_map(|(g, gate)| Some((g, kiln_ml::evaluate::unknown_metric(&gate.metric)?)))
+        {
+            return Err(InputError(format!("Invalid --require `{g}`: {problem}")).into());
+        }
+    }
+    for (flag, a) in [
+        ("--alias", Some(&alias)),
+        ("--must-beat", must_beat.as_ref()),
+    ] {
+        if let Some(problem) = a.and_then(|a| kiln_types::alias_problem(a)) {
+            return Err(InputError(format!(
+                "Invalid {flag} `{}`: {problem}",
+                a.map_or("", String::as_str)
             ))
             .into());
         }
