@@ -113,6 +113,19 @@ impl ModelLoader for TrackerLoader {
             .get_model_version_by_alias(name, alias)
             .map_err(|e| match e {
                 kiln_store::StoreError::NotFound(m) => ServeError::NotFound(m),
+                // MLflow answers a removed alias of an existing model with
+                // INVALID_PARAMETER_VALUE, not RESOURCE_DOES_NOT_EXIST: tell the two apart by
+                // the model's alias list, so a removed alias reads as removed.
+                kiln_store::StoreError::InvalidParameter(m) => {
+                    match t.store.get_registered_model(name) {
+                        Ok(model) if !model.aliases.iter().any(|a| a.alias == *alias) => {
+                            ServeError::NotFound(format!(
+                                "alias `{alias}` of `{name}` was removed ({m})"
+                            ))
+                        }
+                        _ => self.load_err(kiln_store::StoreError::InvalidParameter(m).into()),
+                    }
+                }
                 e => self.load_err(e.into()),
             })?;
         Ok(Some(mv.version))
@@ -140,7 +153,9 @@ impl ModelLoader for TrackerLoader {
             name: source.name,
             version: source.version,
             run_id: source.run_id,
-            source: uri,
+            // What the arm follows (`models:/churn@champion`), before and after a swap; the
+            // version that answers is `version`.
+            source: self.reference.uri(),
         })
     }
 }

@@ -501,6 +501,11 @@ fn serve_splits_canary_traffic_sticks_users_and_logs_predictions() {
             assert!(arms
                 .iter()
                 .any(|a| a["arm"] == "shadow" && a["version"] == "1"));
+            assert!(
+                arms.iter()
+                    .any(|a| a["arm"] == "canary" && a["source"] == "models:/churn@challenger"),
+                "the arm still follows its alias after the swap: {h}"
+            );
             break;
         }
         assert!(Instant::now() < deadline, "no canary swap: {h}");
@@ -522,6 +527,33 @@ fn serve_splits_canary_traffic_sticks_users_and_logs_predictions() {
         metrics.contains("kiln_prediction_log_dropped_total 0"),
         "{metrics}"
     );
+
+    // Removing the canary's alias withdraws the canary (the store answers a removed alias as
+    // MLflow does, INVALID_PARAMETER_VALUE): all traffic goes to the main arm.
+    store.delete_alias("churn", "challenger", &actor).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let h: serde_json::Value = client
+            .get(format!("{base}/health"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let arms = h["arms"].as_array().cloned().unwrap_or_default();
+        if arms
+            .iter()
+            .any(|a| a["arm"] == "canary" && a["withdrawn"] == true)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "canary not withdrawn: {h}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for i in 0..40 {
+        let (_, arm, _) = send(None, Some(&format!("after-{i}")));
+        assert_eq!(arm, "main", "a withdrawn canary answered");
+        sent += 1;
+    }
 
     // SIGTERM flushes the prediction log: every answered row, plus the shadow's copies.
     let status = wait_exit(&mut server);
