@@ -363,14 +363,49 @@ fn open_sink(destination: &str) -> Result<Sink, ServeError> {
             })?;
             Ok(Sink::Local(PathBuf::from(dir)))
         }
-        None => kiln_blob::open(destination).map(Sink::Store).map_err(|e| {
-            ServeError::Config(format!(
-                "Failed to open the prediction-log destination: {}",
-                crate::state::error_chain(&e)
-            ))
-        }),
+        None => {
+            let store = kiln_blob::open(destination).map_err(|e| {
+                ServeError::Config(format!(
+                    "Failed to open the prediction-log destination: {}",
+                    crate::state::error_chain(&e)
+                ))
+            })?;
+            probe_store(&store).map_err(|e| {
+                ServeError::Config(format!(
+                    "Cannot write the prediction log to `{destination}` (does the bucket exist, and may these credentials write to it?): {e}"
+                ))
+            })?;
+            Ok(Sink::Store(store))
+        }
     }
 }
+
+/// The marker object written at start to a prediction-log store: a missing bucket or missing
+/// write permission fails the start instead of losing every log file later.
+const PROBE_OBJECT: &str = ".kiln-prediction-log";
+
+fn probe_store(store: &Arc<dyn kiln_blob::BlobStore>) -> Result<(), String> {
+    let store = Arc::clone(store);
+    // On a thread of its own: the caller may be inside the server's runtime.
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let path = kiln_blob::BlobPath::parse(PROBE_OBJECT).map_err(|e| e.to_string())?;
+        let text = bytes::Bytes::from_static(b"kiln serve writes prediction logs here\n");
+        let body: kiln_blob::ByteStream = Box::pin(futures::stream::once(async move { Ok(text) }));
+        rt.block_on(store.put(&path, body))
+            .map(|_| ())
+            .map_err(|e| crate::state::error_chain(&e))
+    })
+    .join()
+    .map_err(|_| "the probe thread panicked".to_string())?
+}
+
+/// Finished files whose upload failed, kept on local disk and retried (oldest first) after
+/// each later file; beyond this many, the oldest is given up.
+const MAX_PENDING_UPLOADS: usize = 32;
 
 /// Rows per Parquet row group (and the most rows buffered before a write).
 const ROW_GROUP: usize = 8192;
@@ -578,6 +613,8 @@ struct Writer {
     tag: String,
     /// For uploads to an artifact store.
     runtime: Option<tokio::runtime::Runtime>,
+    /// Finished files not uploaded yet (`(local file, name)`), oldest first.
+    pending: std::collections::VecDeque<(PathBuf, String)>,
 }
 
 impl Writer {
@@ -592,6 +629,7 @@ impl Writer {
             seq: 0,
             tag,
             runtime: None,
+            pending: std::collections::VecDeque::new(),
         }
     }
 
@@ -623,6 +661,7 @@ impl Writer {
                 Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => {
                     self.write_group();
                     self.close_file();
+                    self.keep_unsent();
                     return;
                 }
                 Err(RecvTimeoutError::Timeout) => {}
@@ -735,9 +774,21 @@ impl Writer {
             Sink::Local(dir) => fs_err::rename(&tmp, dir.join(&name)).map_err(|e| e.to_string()),
             Sink::Store(store) => {
                 let store = Arc::clone(store);
-                let uploaded = self.upload(&store, &tmp, &name);
-                let _ = fs_err::remove_file(&tmp);
-                uploaded
+                // Earlier files that failed go first, in order; a store still failing keeps
+                // this one too, for the next attempt.
+                self.retry_pending(&store);
+                if self.pending.is_empty() {
+                    let uploaded = self.upload(&store, &tmp, &name);
+                    if uploaded.is_ok() {
+                        let _ = fs_err::remove_file(&tmp);
+                    } else {
+                        self.hold(tmp.clone(), name.clone());
+                    }
+                    uploaded
+                } else {
+                    self.hold(tmp.clone(), name.clone());
+                    return;
+                }
             }
         };
         match moved {
@@ -745,9 +796,67 @@ impl Writer {
                 self.metrics.log_files.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(file = %name, "Wrote a prediction-log file.");
             }
+            Err(e) if matches!(self.sink, Sink::Store(_)) => {
+                self.metrics.log_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(err = %e, file = %name, "Failed to upload a prediction-log file; kept on local disk and retried after the next file.");
+            }
             Err(e) => {
                 let _ = fs_err::remove_file(&tmp);
                 self.fail("store a prediction-log file", &e);
+            }
+        }
+    }
+
+    /// Keep a finished file for a later upload, giving up the oldest beyond
+    /// [`MAX_PENDING_UPLOADS`].
+    fn hold(&mut self, tmp: PathBuf, name: String) {
+        self.pending.push_back((tmp, name));
+        while self.pending.len() > MAX_PENDING_UPLOADS {
+            if let Some((old, old_name)) = self.pending.pop_front() {
+                let _ = fs_err::remove_file(&old);
+                self.fail(
+                    &format!("upload {old_name} (more than {MAX_PENDING_UPLOADS} files waiting)"),
+                    &"the artifact store kept failing",
+                );
+            }
+        }
+    }
+
+    /// Upload held files, oldest first, until one fails.
+    fn retry_pending(&mut self, store: &Arc<dyn kiln_blob::BlobStore>) {
+        while let Some((tmp, name)) = self.pending.front().cloned() {
+            if self.upload(store, &tmp, &name).is_err() {
+                return;
+            }
+            let _ = fs_err::remove_file(&tmp);
+            self.pending.pop_front();
+            self.metrics.log_files.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(file = %name, "Uploaded a prediction-log file that had failed before.");
+        }
+    }
+
+    /// At shutdown: one more try for held files, then move what is left where an operator
+    /// finds it (and the sweep of abandoned staging files does not remove it).
+    fn keep_unsent(&mut self) {
+        let Sink::Store(store) = &self.sink else {
+            return;
+        };
+        let store = Arc::clone(store);
+        self.retry_pending(&store);
+        if self.pending.is_empty() {
+            return;
+        }
+        let dir = std::env::temp_dir().join("kiln-predictions-unsent");
+        let _ = fs_err::create_dir_all(&dir);
+        for (tmp, name) in std::mem::take(&mut self.pending) {
+            let kept = dir.join(&name);
+            match fs_err::rename(&tmp, &kept) {
+                Ok(()) => tracing::error!(
+                    file = %kept.display(),
+                    destination = %store.uri(),
+                    "A prediction-log file could not be uploaded before exit; it is kept here: copy it to the destination by hand."
+                ),
+                Err(e) => self.fail(&format!("keep {name}"), &e),
             }
         }
     }
