@@ -640,7 +640,8 @@ pub(crate) enum RunsCommand {
     List {
         #[command(flatten)]
         tracking: TrackingArgs,
-        /// Experiment name or id (default: `Default`).
+        /// Experiment name or id (default: experiment 0, "Default" in a new store, even once
+        /// renamed).
         #[arg(long, short)]
         experiment: Option<String>,
         /// Filter, e.g. `metrics.accuracy > 0.9 and params.model = 'gbdt'`.

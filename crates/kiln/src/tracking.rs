@@ -30,13 +30,7 @@ impl Tracking {
                 // A named SQLite file must exist: opening would create it (and its
                 // directories), and a typo would then read as an empty store.
                 if !create {
-                    if let Some(path) = kiln_store_sql::sqlite_file(&u).filter(|p| !p.exists()) {
-                        return Err(crate::commands::InputError(format!(
-                            "No kiln store at `{}` (from `{u}`): check the path, or run `kiln server` or `kiln train` with it first",
-                            path.display()
-                        ))
-                        .into());
-                    }
+                    crate::commands::require_existing_store(&u)?;
                 }
                 u
             }

@@ -322,6 +322,17 @@ fn bad_inputs_exit_2_and_name_what_exists() {
         );
     };
     fails(&["models", "versions", "nope"], "registered models: churn");
+    // A mistyped store is not an empty registry, and is not created.
+    for args in [
+        &["models", "list"][..],
+        &["models", "rollback", "churn"][..],
+        &["models", "promote", "churn", "1"][..],
+    ] {
+        let mut with = args.to_vec();
+        with.extend(["--backend-store-uri", "sqlite:///typo/kiln.db"]);
+        fails(&with, "No kiln store at");
+    }
+    assert!(!d.join("typo").exists(), "a store was created");
     fails(&["models", "show", "churn", "9"], "its versions: 1, 2");
     fails(
         &["models", "show", "churn", "--alias", "prod"],

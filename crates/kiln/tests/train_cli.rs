@@ -851,6 +851,13 @@ fn a_tracking_server_that_never_answers_times_out_as_configured() {
         "waited {:?}",
         started.elapsed()
     );
+    // A value that is not a number of seconds is refused, not ignored.
+    let out = common::command(dir.path(), &["runs", "list", "--tracking-uri", &url])
+        .env("KILN_HTTP_TIMEOUT", "abc")
+        .output()
+        .expect("run");
+    assert_eq!(common::code(&out), 2, "{}", text(&out));
+    assert!(text(&out).contains("KILN_HTTP_TIMEOUT"), "{}", text(&out));
     drop(listener);
 }
 

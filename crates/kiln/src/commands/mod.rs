@@ -214,8 +214,29 @@ pub(crate) fn is_server_uri(uri: &str) -> bool {
 
 /// The metadata store at `uri`: a database, or a tracking server's REST API (a blocking
 /// client: open it outside any async context).
+/// A SQLite file named for reading must exist: opening would create it (and its
+/// directories), and a typo would then read as an empty store.
+pub(crate) fn require_existing_store(uri: &str) -> anyhow::Result<()> {
+    if let Some(path) = kiln_store_sql::sqlite_file(uri).filter(|p| !p.exists()) {
+        return Err(InputError(format!(
+            "No kiln store at `{}` (from `{uri}`): check the path, or run `kiln server` or `kiln train` with it first",
+            path.display()
+        ))
+        .into());
+    }
+    Ok(())
+}
+
 pub(crate) fn open_metadata(uri: &str) -> anyhow::Result<Arc<dyn kiln_store::TrackingStore>> {
     if is_server_uri(uri) {
+        if let Ok(v) = std::env::var("KILN_HTTP_TIMEOUT") {
+            if v.trim().parse::<u64>().ok().filter(|s| *s > 0).is_none() {
+                return Err(InputError(format!(
+                    "KILN_HTTP_TIMEOUT must be a whole number of seconds above 0, got `{v}`"
+                ))
+                .into());
+            }
+        }
         let store = kiln_client::RestStore::new(uri).with_context(|| {
             format!(
                 "Failed to reach the tracking server `{}`",

@@ -12,16 +12,26 @@ use serde_json::json;
 
 use super::data::read_options;
 use super::train::tracker;
-use super::{client_locations, format_ms, open_metadata, InputError};
+use super::{client_locations, format_ms, open_metadata, require_existing_store, InputError};
 use crate::cli::{ModelsCommand, ModelsPromoteArgs, StoreArgs};
 use crate::printer::Printer;
 
 /// Exit code when a promotion gate fails.
 const EXIT_REFUSED: u8 = 1;
 
-/// The metadata store: a database, or a tracking server's REST API.
+/// The metadata store: a database, or a tracking server's REST API. A registry is never
+/// created by `kiln models`: a SQLite file named by the flags or the environment must exist.
 fn store(args: &StoreArgs) -> anyhow::Result<Arc<dyn kiln_store::TrackingStore>> {
-    open_metadata(&client_locations(args)?.backend)
+    let backend = existing(args)?;
+    open_metadata(&backend)
+}
+
+/// The backend URI of `args`, checked as [`store`] checks it (the default `.kiln/kiln.db`
+/// included: in a directory with no store, `kiln models` says so instead of making one).
+fn existing(args: &StoreArgs) -> anyhow::Result<String> {
+    let backend = client_locations(args)?.backend;
+    require_existing_store(&backend)?;
+    Ok(backend)
 }
 
 fn user(arg: Option<String>) -> Option<String> {
@@ -194,6 +204,7 @@ pub(super) fn run(cmd: ModelsCommand, printer: &Printer) -> anyhow::Result<ExitC
             store: s,
             json,
         } => {
+            existing(&s)?;
             let (tracker, _rt) = tracker(&s)?;
             let outcome = registry::rollback(&tracker, &name, &alias, user(who), reason)?;
             if json {
@@ -414,6 +425,7 @@ fn promote(args: ModelsPromoteArgs, printer: &Printer) -> anyhow::Result<ExitCod
         )),
         None => None,
     };
+    existing(&store_args)?;
     let (tracker, _rt) = tracker(&store_args)?;
     let outcome = registry::promote(
         &tracker,
