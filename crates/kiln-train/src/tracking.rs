@@ -21,6 +21,34 @@ pub struct Tracker {
     pub runtime: tokio::runtime::Handle,
 }
 
+/// Who runs this process, much as MLflow's client finds out (`getpass.getuser()`): `USER`,
+/// `LOGNAME`, `LNAME` or `USERNAME`, else the user database's name for this uid (CI containers
+/// often set none of the variables), else `uid:<n>`.
+pub fn current_user() -> Option<String> {
+    for var in ["USER", "LOGNAME", "LNAME", "USERNAME"] {
+        if let Some(v) = std::env::var(var).ok().filter(|v| !v.trim().is_empty()) {
+            return Some(v);
+        }
+    }
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .to_string();
+    let from_passwd = std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|passwd| {
+            passwd.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                (fields.nth(1)? == uid && !name.is_empty()).then(|| name.to_string())
+            })
+        });
+    Some(from_passwd.unwrap_or_else(|| format!("uid:{uid}")))
+}
+
 /// A run being recorded.
 pub struct RunHandle {
     pub run_id: String,
@@ -129,7 +157,7 @@ impl Tracker {
         extra_tags: Vec<Tag>,
     ) -> Result<RunHandle, TrainError> {
         let experiment_id = self.experiment(experiment)?;
-        let user = std::env::var("USER").unwrap_or_default();
+        let user = current_user().unwrap_or_default();
         let mut tags = vec![
             Tag::new("mlflow.source.name", command),
             Tag::new("mlflow.source.type", "LOCAL"),
@@ -203,6 +231,9 @@ impl Tracker {
         let name = std::path::Path::new(path)
             .file_name()
             .map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned());
+        // The absolute path: lineage read later, from elsewhere, must still find the file.
+        let path = std::fs::canonicalize(path)
+            .map_or_else(|_| path.to_string(), |p| p.display().to_string());
         let input = DatasetInput {
             tags: vec![Tag::new("mlflow.data.context", context)],
             dataset: Dataset {
@@ -272,7 +303,7 @@ impl Tracker {
             run_link: None,
             description: None,
             tags,
-            user_id: std::env::var("USER").ok(),
+            user_id: current_user(),
         })?;
         Ok(version.version)
     }
@@ -443,7 +474,7 @@ impl Tracker {
             alias,
             version,
             &AliasActor {
-                user_id: std::env::var("USER").ok(),
+                user_id: current_user(),
                 reason: Some(reason.to_string()),
             },
         )?)

@@ -568,7 +568,7 @@ impl ChildRuns<'_> {
             self.tracker.store.as_ref(),
             &NewRun {
                 experiment_id: self.parent.experiment_id.clone(),
-                user_id: std::env::var("USER").unwrap_or_default(),
+                user_id: crate::tracking::current_user().unwrap_or_default(),
                 run_name: Some(format!("trial-{index}")),
                 start_time: kiln_types::now_ms(),
                 tags,

@@ -943,3 +943,62 @@ fn concurrent_rollbacks_never_move_the_alias_forward() {
         json(d, &["models", "rollback", "churn", "--json"], 0);
     }
 }
+
+/// Lineage names every file the version's metrics came from, by absolute path: the training
+/// file and the `--test-data` file, each with its own BLAKE3 digest.
+#[test]
+fn lineage_lists_the_test_data_with_absolute_sources() {
+    let dir = setup();
+    let d = dir.path();
+    let trained = json(
+        d,
+        &[TRAIN, &["--model", "gbdt", "--test-data", "test.csv"]].concat(),
+        0,
+    );
+    let version = trained["registered"]["version"].as_str().expect("version");
+    let shown = json(d, &["models", "show", "churn", version, "--json"], 0);
+    let lineage = &shown["lineage"];
+    let hash = lineage["data_hash"].as_str().expect("data hash");
+    let (train_hash, test_hash) = hash.split_once('+').expect("train+test hash");
+    let datasets = lineage["datasets"].as_array().expect("datasets");
+    assert_eq!(datasets.len(), 2, "{lineage}");
+    for (name, context, digest) in [
+        ("train.csv", "training", train_hash),
+        ("test.csv", "testing", test_hash),
+    ] {
+        let ds = datasets
+            .iter()
+            .find(|ds| ds["context"] == context)
+            .unwrap_or_else(|| panic!("no {context} dataset: {lineage}"));
+        assert_eq!(ds["name"], name);
+        assert_eq!(ds["digest"], digest);
+        let source = ds["source"].as_str().expect("source");
+        let want = std::fs::canonicalize(d.join(name)).expect("canonical");
+        assert!(source.contains(&want.display().to_string()), "{source}");
+    }
+}
+
+/// With no `USER` (or `LOGNAME`…) in the environment, as in many CI containers, the history
+/// and the run still name who acted: the user database's name for the uid.
+#[test]
+fn who_is_known_without_a_user_variable() {
+    let dir = setup();
+    let d = dir.path();
+    let v = train(d, &["--model", "gbdt", "--param", "n_trees=3"]);
+    let o = common::command(
+        d,
+        &[
+            "models", "promote", "churn", &v, "--alias", "champion", "--json",
+        ],
+    )
+    .env_remove("USER")
+    .env_remove("LOGNAME")
+    .env_remove("LNAME")
+    .env_remove("USERNAME")
+    .output()
+    .expect("run");
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let history = json(d, &["models", "history", "churn", "--json"], 0);
+    let who = history[0]["user_id"].as_str().unwrap_or_default();
+    assert!(!who.is_empty(), "{history}");
+}

@@ -35,7 +35,7 @@ fn existing(args: &StoreArgs) -> anyhow::Result<String> {
 }
 
 fn user(arg: Option<String>) -> Option<String> {
-    arg.or_else(|| std::env::var("USER").ok())
+    arg.or_else(kiln_train::tracking::current_user)
         .filter(|u| !u.trim().is_empty())
 }
 

@@ -67,6 +67,23 @@ pub(crate) fn tracker(
     ))
 }
 
+/// Record the training file, and the `--test-data` file the metrics came from, as the run's
+/// inputs (`data_hash` is `<train>` or `<train>+<test>`).
+pub(crate) fn log_datasets(
+    t: &Tracker,
+    run: &kiln_train::tracking::RunHandle,
+    data: &str,
+    test_data: Option<&str>,
+    data_hash: &str,
+) -> anyhow::Result<()> {
+    let (train_hash, test_hash) = data_hash.split_once('+').unwrap_or((data_hash, ""));
+    t.log_dataset(run, data, train_hash, "training")?;
+    if let Some(test) = test_data.filter(|_| !test_hash.is_empty()) {
+        t.log_dataset(run, test, test_hash, "testing")?;
+    }
+    Ok(())
+}
+
 /// Start a run that is ended for sure: by [`end_run`], or KILLED on SIGTERM/Ctrl-C. A
 /// cancelled CI job must not leave runs RUNNING forever. The first run started installs the
 /// signal handler, on the tracker's runtime (which the command keeps until it returns).
@@ -228,7 +245,7 @@ pub(super) fn run(args: TrainArgs, printer: &Printer) -> anyhow::Result<ExitCode
     )?;
     let req = TrainRequest {
         data: data.clone(),
-        test_data,
+        test_data: test_data.clone(),
         target,
         task: Task::parse(&task).ok_or_else(|| InputError(format!("Invalid --task `{task}`")))?,
         model: ModelKind::parse(&model)
@@ -292,7 +309,7 @@ pub(super) fn run(args: TrainArgs, printer: &Printer) -> anyhow::Result<ExitCode
                     &metrics,
                     &[Tag::new("kiln.data.hash", &outcome.data_hash)],
                 )?;
-                t.log_dataset(r, &data, &outcome.data_hash, "training")?;
+                log_datasets(t, r, &data, test_data.as_deref(), &outcome.data_hash)?;
                 t.put_artifact(
                     r,
                     &format!("model/{}", kiln_train::artifact::MODEL_FILE),

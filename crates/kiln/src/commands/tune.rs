@@ -127,7 +127,7 @@ pub(super) fn run(args: TuneArgs, printer: &Printer) -> anyhow::Result<ExitCode>
     }
     let req = TrainRequest {
         data: data.clone(),
-        test_data,
+        test_data: test_data.clone(),
         target,
         task: task_kind,
         model: model_kind,
@@ -178,7 +178,7 @@ pub(super) fn run(args: TuneArgs, printer: &Printer) -> anyhow::Result<ExitCode>
         )?),
         None => None,
     };
-    let user = std::env::var("USER").unwrap_or_default();
+    let user = kiln_train::tracking::current_user().unwrap_or_default();
     let mut child_tags = vec![
         Tag::new("mlflow.source.name", "kiln tune"),
         Tag::new("mlflow.source.type", "LOCAL"),
@@ -260,7 +260,7 @@ pub(super) fn run(args: TuneArgs, printer: &Printer) -> anyhow::Result<ExitCode>
                 tags.push(Tag::new("kiln.tune.best_run_id", id));
             }
             t.log(p, &logged, &metrics, &tags)?;
-            t.log_dataset(p, &data, &prep.data_hash, "training")?;
+            super::train::log_datasets(t, p, &data, test_data.as_deref(), &prep.data_hash)?;
             t.put_artifact(
                 p,
                 &format!("model/{}", kiln_train::artifact::MODEL_FILE),
