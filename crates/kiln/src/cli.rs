@@ -27,6 +27,16 @@ fn parse_busy_poll(text: &str) -> Result<std::time::Duration, String> {
     Ok(d)
 }
 
+/// `--workers`: 1 to 1024 threads.
+fn parse_workers(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n @ 1..=1024) => Ok(n),
+        _ => Err(format!(
+            "expected a number of threads from 1 to 1024, got `{text}`"
+        )),
+    }
+}
+
 /// `--header-timeout`: a duration of more than 0.
 fn parse_header_timeout(text: &str) -> Result<std::time::Duration, String> {
     let d = kiln_serve::parse_duration(text)?;
@@ -266,8 +276,8 @@ pub(crate) struct ServeArgs {
     /// Start a new prediction-log file after this many rows.
     #[arg(long, default_value_t = 100_000)]
     pub(crate) log_rotate_rows: usize,
-    /// Start a new prediction-log file after this many seconds.
-    #[arg(long, default_value_t = 60)]
+    /// Start a new prediction-log file after this many seconds (at least 1).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) log_rotate_secs: u64,
     /// Micro-batching: coalesce up to this many rows of concurrent requests into one model
     /// call (0: off). Default: 32 for ONNX models, off for kiln models.
@@ -487,8 +497,8 @@ pub(crate) struct TuneArgs {
 /// The worker threads of `kiln server` and `kiln serve`.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct ServerRuntimeArgs {
-    /// Worker threads (default: one per core).
-    #[arg(long)]
+    /// Worker threads (default: one per core; 1 to 1024).
+    #[arg(long, value_parser = parse_workers)]
     pub(crate) workers: Option<usize>,
     /// Before a worker thread sleeps, watch the open connections for this long (`0`: off; at
     /// most `1ms`). A request that arrives meanwhile is served without waking a sleeping CPU,

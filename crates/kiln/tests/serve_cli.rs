@@ -330,6 +330,16 @@ fn serve_refuses_bad_references_with_exit_code_2() {
     assert!(text(&o).contains("at most 1ms"), "{}", text(&o));
     let o = kiln(dir.path(), &["server", "--busy-poll", "soon"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    for flags in [
+        &["--workers", "0"][..],
+        &["--workers", "100000"][..],
+        &["--log-rotate-secs", "0"][..],
+        &["--header-timeout", "0s"][..],
+    ] {
+        let o = kiln(dir.path(), &[&["serve", "m.json"][..], flags].concat());
+        assert_eq!(o.status.code(), Some(2), "{flags:?}: {}", text(&o));
+        assert!(text(&o).contains(flags[0]), "{flags:?}: {}", text(&o));
+    }
 }
 
 /// Train `churn.csv` twice (20 and 60 trees) and register both as `churn` versions 1 and 2.
