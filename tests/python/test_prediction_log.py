@@ -128,3 +128,36 @@ def test_a_bucket_that_cannot_be_written_fails_the_start(tmp_path, model):
         assert "s3://missing/serve" in proc.stderr and "bucket" in proc.stderr, proc.stderr
     finally:
         s3.close()
+
+
+def test_files_unsent_at_exit_are_uploaded_by_the_next_server(tmp_path, model, monkeypatch):
+    """A store down through the shutdown: the file waits on local disk (not in the staging
+    files a restart sweeps away), and the next server logging there uploads it at start."""
+    import time
+
+    path, X = model
+    s3 = FakeS3(fail=1_000_000)
+    try:
+        for k, v in s3.env().items():
+            monkeypatch.setenv(k, v)
+        monkeypatch.setenv("TMPDIR", str(tmp_path))
+        columns = [f"f{j}" for j in range(X.shape[1])]
+        extra = ("--log-predictions", "s3://logs/later", "--log-sample", "1", "--log-rotate-rows", "5")
+        with served(path, tmp_path, *extra) as base:
+            for i in range(5):
+                body = {"dataframe_split": {"columns": columns, "data": [X[i].tolist()]}}
+                assert requests.post(f"{base}/invocations", json=body, timeout=10).status_code == 200
+        kept = list((tmp_path / "kiln-predictions-unsent").rglob("predictions-*.parquet"))
+        assert len(kept) == 1, list(tmp_path.rglob("*"))
+        assert not [p for p in s3.objects if p.endswith(".parquet")]
+        s3.fail = 0
+        with served(path, tmp_path, *extra):
+            deadline = time.time() + 30
+            while not [p for p in s3.objects if p.endswith(".parquet")] and time.time() < deadline:
+                time.sleep(0.1)
+        names = [p for p in s3.objects if p.endswith(".parquet")]
+        assert names == [f"/logs/later/{kept[0].name}"], names
+        assert pq.read_table(io.BytesIO(s3.objects[names[0]])).num_rows == 5
+        assert not kept[0].exists()
+    finally:
+        s3.close()

@@ -407,6 +407,47 @@ fn probe_store(store: &Arc<dyn kiln_blob::BlobStore>) -> Result<(), String> {
 /// each later file; beyond this many, the oldest is given up.
 const MAX_PENDING_UPLOADS: usize = 32;
 
+/// Where finished prediction-log files wait for an artifact store that failed: one directory
+/// per destination under the system temp dir, e.g. `kiln-predictions-unsent/s3_logs_serve`.
+fn unsent_dir(destination: &str) -> PathBuf {
+    let safe: String = destination
+        .trim_end_matches('/')
+        .split("://")
+        .flat_map(|part| part.split('/'))
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join("_")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    std::env::temp_dir()
+        .join("kiln-predictions-unsent")
+        .join(safe)
+}
+
+/// Files an earlier server left in [`unsent_dir`] for this destination, oldest first.
+fn left_unsent(destination: &str) -> std::collections::VecDeque<(PathBuf, String)> {
+    let Ok(entries) = std::fs::read_dir(unsent_dir(destination)) else {
+        return std::collections::VecDeque::new();
+    };
+    let mut files: Vec<(PathBuf, String)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name.starts_with("predictions-") && name.ends_with(".parquet"))
+                .then(|| (e.path(), name))
+        })
+        .collect();
+    files.sort_by(|a, b| a.1.cmp(&b.1));
+    files.into_iter().collect()
+}
+
 /// Rows per Parquet row group (and the most rows buffered before a write).
 const ROW_GROUP: usize = 8192;
 /// Text bytes in one column of a row group, at most (well under Arrow's 2 GiB offsets).
@@ -619,6 +660,11 @@ struct Writer {
 
 impl Writer {
     fn new(config: LogConfig, sink: Sink, metrics: Arc<Metrics>, tag: String) -> Self {
+        // Files an earlier server could not upload to this destination go first.
+        let pending = match &sink {
+            Sink::Store(_) => left_unsent(&config.destination),
+            Sink::Local(_) => std::collections::VecDeque::new(),
+        };
         Self {
             config,
             sink,
@@ -629,11 +675,15 @@ impl Writer {
             seq: 0,
             tag,
             runtime: None,
-            pending: std::collections::VecDeque::new(),
+            pending,
         }
     }
 
     fn run(mut self, rx: &mpsc::Receiver<Msg>, budget: &ByteBudget) {
+        if let (Sink::Store(store), false) = (&self.sink, self.pending.is_empty()) {
+            let store = Arc::clone(store);
+            self.retry_pending(&store);
+        }
         loop {
             let wait = self.file.as_ref().map_or(self.config.rotate_interval, |f| {
                 self.config
@@ -779,14 +829,20 @@ impl Writer {
                 self.retry_pending(&store);
                 if self.pending.is_empty() {
                     let uploaded = self.upload(&store, &tmp, &name);
-                    if uploaded.is_ok() {
-                        let _ = fs_err::remove_file(&tmp);
-                    } else {
-                        self.hold(tmp.clone(), name.clone());
+                    match &uploaded {
+                        Ok(()) => {
+                            let _ = fs_err::remove_file(&tmp);
+                        }
+                        Err(e) => {
+                            self.metrics.log_errors.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(err = %e, file = %name, "Failed to upload a prediction-log file; kept on local disk and retried before the next file.");
+                            self.hold(&tmp, name.clone());
+                            return;
+                        }
                     }
                     uploaded
                 } else {
-                    self.hold(tmp.clone(), name.clone());
+                    self.hold(&tmp, name.clone());
                     return;
                 }
             }
@@ -796,10 +852,6 @@ impl Writer {
                 self.metrics.log_files.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(file = %name, "Wrote a prediction-log file.");
             }
-            Err(e) if matches!(self.sink, Sink::Store(_)) => {
-                self.metrics.log_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(err = %e, file = %name, "Failed to upload a prediction-log file; kept on local disk and retried after the next file.");
-            }
             Err(e) => {
                 let _ = fs_err::remove_file(&tmp);
                 self.fail("store a prediction-log file", &e);
@@ -808,9 +860,20 @@ impl Writer {
     }
 
     /// Keep a finished file for a later upload, giving up the oldest beyond
-    /// [`MAX_PENDING_UPLOADS`].
-    fn hold(&mut self, tmp: PathBuf, name: String) {
-        self.pending.push_back((tmp, name));
+    /// [`MAX_PENDING_UPLOADS`]. It moves at once to [`unsent_dir`], out of reach of the start-up
+    /// sweep of abandoned staging files: if this process dies before it is uploaded, the next
+    /// server logging to the same destination uploads it.
+    fn hold(&mut self, tmp: &Path, name: String) {
+        let dir = unsent_dir(&self.config.destination);
+        let kept = dir.join(&name);
+        let path = match fs_err::create_dir_all(&dir).and_then(|()| fs_err::rename(tmp, &kept)) {
+            Ok(()) => kept,
+            Err(e) => {
+                tracing::debug!(error = %e, "could not move a prediction-log file to the unsent directory");
+                tmp.to_path_buf()
+            }
+        };
+        self.pending.push_back((path, name));
         while self.pending.len() > MAX_PENDING_UPLOADS {
             if let Some((old, old_name)) = self.pending.pop_front() {
                 let _ = fs_err::remove_file(&old);
@@ -822,42 +885,36 @@ impl Writer {
         }
     }
 
-    /// Upload held files, oldest first, until one fails.
+    /// Upload held files, oldest first, until one fails (each failure counted). A held file
+    /// gone from the local disk (a temp cleaner) is given up, not retried for ever.
     fn retry_pending(&mut self, store: &Arc<dyn kiln_blob::BlobStore>) {
-        while let Some((tmp, name)) = self.pending.front().cloned() {
-            if self.upload(store, &tmp, &name).is_err() {
+        while let Some((path, name)) = self.pending.front().cloned() {
+            if !path.exists() {
+                self.pending.pop_front();
+                self.fail(&format!("upload {name}"), &"its local copy is gone");
+                continue;
+            }
+            if let Err(e) = self.upload(store, &path, &name) {
+                self.metrics.log_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(err = %e, file = %name, waiting = self.pending.len(), "Failed to upload a held prediction-log file; retrying before the next file.");
                 return;
             }
-            let _ = fs_err::remove_file(&tmp);
+            let _ = fs_err::remove_file(&path);
             self.pending.pop_front();
             self.metrics.log_files.fetch_add(1, Ordering::Relaxed);
             tracing::info!(file = %name, "Uploaded a prediction-log file that had failed before.");
         }
     }
 
-    /// At shutdown: one more try for held files, then move what is left where an operator
-    /// finds it (and the sweep of abandoned staging files does not remove it).
+    /// At shutdown, after the last file's attempt: say where the files still unsent are (the
+    /// next server logging to this destination uploads them).
     fn keep_unsent(&mut self) {
-        let Sink::Store(store) = &self.sink else {
-            return;
-        };
-        let store = Arc::clone(store);
-        self.retry_pending(&store);
-        if self.pending.is_empty() {
-            return;
-        }
-        let dir = std::env::temp_dir().join("kiln-predictions-unsent");
-        let _ = fs_err::create_dir_all(&dir);
-        for (tmp, name) in std::mem::take(&mut self.pending) {
-            let kept = dir.join(&name);
-            match fs_err::rename(&tmp, &kept) {
-                Ok(()) => tracing::error!(
-                    file = %kept.display(),
-                    destination = %store.uri(),
-                    "A prediction-log file could not be uploaded before exit; it is kept here: copy it to the destination by hand."
-                ),
-                Err(e) => self.fail(&format!("keep {name}"), &e),
-            }
+        for (path, name) in std::mem::take(&mut self.pending) {
+            tracing::error!(
+                file = %path.display(),
+                destination = %self.config.destination,
+                "Prediction-log file {name} could not be uploaded before exit; it is kept on local disk, and the next kiln serve logging to this destination uploads it."
+            );
         }
     }
 
