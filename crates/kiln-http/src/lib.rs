@@ -56,10 +56,10 @@ pub fn raise_open_file_limit() -> Option<u64> {
 }
 
 /// The default of [`set_header_read_timeout`].
-pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(75);
 
 /// [`set_header_read_timeout`]'s value in milliseconds.
-static HEADER_READ_TIMEOUT_MS: AtomicU64 = AtomicU64::new(30_000);
+static HEADER_READ_TIMEOUT_MS: AtomicU64 = AtomicU64::new(75_000);
 
 /// How long a connection of this process's servers may wait for a request's headers (set once
 /// at startup; default [`DEFAULT_HEADER_READ_TIMEOUT`]): a client that opens connections and

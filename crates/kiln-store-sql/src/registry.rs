@@ -361,6 +361,9 @@ impl RegistryStore for SqlStore {
             if tx.query_opt("SELECT 1 FROM registered_models WHERE name = ?", &[Val::from(name)])?.is_some() {
                 return Err(StoreError::already_exists(format!("Registered Model (name={name}) already exists.")));
             }
+            // History left under this name by a model deleted before deletions removed it (a
+            // store from an earlier kiln) is not this new model's past.
+            tx.exec("DELETE FROM alias_history WHERE name = ?", &[Val::from(name)])?;
             let now = kiln_types::now_ms();
             tx.exec(
                 "INSERT INTO registered_models (name, creation_timestamp, last_updated_timestamp, description) VALUES (?, ?, ?, ?)",

@@ -365,3 +365,29 @@ fn sqlite_history_is_packed_per_key_and_merged_on_read() {
     );
     assert_eq!(count("SELECT COUNT(*) FROM metrics_staged"), 0);
 }
+
+/// A store from before deleting a model removed its alias history still holds that history
+/// under the name: a model created with the name again does not inherit it.
+#[test]
+fn a_model_created_over_left_over_alias_history_starts_clean() {
+    use kiln_store::RegistryStore;
+    let dir = tempfile::tempdir().expect("temp dir");
+    drop(SqlStore::open(&uri(&dir), &OpenOptions::default()).expect("open"));
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("kiln.db")).expect("raw open");
+        conn.execute(
+            "INSERT INTO alias_history (name, alias, version, previous_version, timestamp, user_id, reason) \
+             VALUES ('churn', 'champion', 3, 2, 1, 'ci', 'promoted')",
+            [],
+        )
+        .expect("left-over history");
+    }
+    let store = SqlStore::open(&uri(&dir), &OpenOptions::default()).expect("open");
+    store
+        .create_registered_model("churn", None, &[])
+        .expect("model");
+    assert!(store
+        .alias_history("churn", "champion")
+        .expect("history")
+        .is_empty());
+}

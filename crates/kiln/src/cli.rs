@@ -510,8 +510,10 @@ pub(crate) struct ServerRuntimeArgs {
     pub(crate) busy_poll: std::time::Duration,
     /// How long a connection may take to send a request's headers, and stay idle between
     /// requests, before it is closed (as nginx's client_header_timeout and keepalive_timeout):
-    /// a client cannot hold connections open for ever. HTTP clients reconnect on their own.
-    #[arg(long, env = EnvVars::HEADER_TIMEOUT, default_value = "30s", value_parser = parse_header_timeout, value_name = "DURATION")]
+    /// a client cannot hold connections open for ever. HTTP clients reconnect on their own;
+    /// behind a proxy, keep it above the proxy's upstream idle timeout (60s for ingress-nginx
+    /// and AWS ALB).
+    #[arg(long, env = EnvVars::HEADER_TIMEOUT, default_value = "75s", value_parser = parse_header_timeout, value_name = "DURATION")]
     pub(crate) header_timeout: std::time::Duration,
 }
 
