@@ -8,7 +8,7 @@ mod tracking;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::Parser as _;
 
 /// Exit code for a usage or input error.
 const EXIT_INPUT: u8 = 2;
@@ -23,7 +23,28 @@ fn main() -> ExitCode {
     if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
         std::env::set_var("RUST_LIB_BACKTRACE", "0");
     }
-    let cli = cli::Cli::parse();
+    // Whether stdout is for a script: then every failure, a usage error included, is also
+    // JSON there.
+    let json = std::env::args_os().skip(1).any(|a| a == "--json");
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let usage_error = err.use_stderr();
+            if json && usage_error {
+                let rendered = err.render().to_string();
+                let first = rendered.lines().next().unwrap_or_default();
+                let body = serde_json::json!({
+                    "error": {
+                        "message": first.strip_prefix("error: ").unwrap_or(first),
+                        "causes": [],
+                        "exit_code": EXIT_INPUT,
+                    }
+                });
+                println!("{body:#}");
+            }
+            err.exit();
+        }
+    };
     let default_level = if matches!(
         cli.command,
         cli::Command::Server(_) | cli::Command::Serve(_)
@@ -42,8 +63,6 @@ fn main() -> ExitCode {
         .init();
 
     let printer = printer::Printer;
-    // Before the command consumes the arguments: whether stdout is for a script.
-    let json = std::env::args_os().skip(1).any(|a| a == "--json");
     match commands::run(cli.command, &printer) {
         Ok(code) => code,
         Err(err) => {

@@ -333,6 +333,19 @@ fn bad_inputs_exit_2_and_name_what_exists() {
         fails(&with, "No kiln store at");
     }
     assert!(!d.join("typo").exists(), "a store was created");
+    // With --json, stdout is JSON for a usage error too.
+    let usage = json(
+        d,
+        &["models", "promote", "churn", "1", "--json", "--bogus"],
+        2,
+    );
+    assert_eq!(usage["error"]["exit_code"], 2, "{usage}");
+    assert!(
+        usage["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("--bogus")),
+        "{usage}"
+    );
     fails(&["models", "show", "churn", "9"], "its versions: 1, 2");
     fails(
         &["models", "show", "churn", "--alias", "prod"],
