@@ -8,6 +8,8 @@ mod tracking;
 
 use std::process::ExitCode;
 
+use std::io::Write as _;
+
 use clap::Parser as _;
 
 /// Exit code for a usage or input error.
@@ -40,7 +42,7 @@ fn main() -> ExitCode {
                         "exit_code": EXIT_INPUT,
                     }
                 });
-                println!("{body:#}");
+                let _ = writeln!(std::io::stdout().lock(), "{body:#}");
             }
             err.exit();
         }
