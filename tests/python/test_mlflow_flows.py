@@ -1036,3 +1036,21 @@ def test_conditional_alias_move_is_one_transaction_on_the_server(tracking):
     params = {"name": name, "alias": "champion"}
     events = rest(tracking, "GET", "registered-models/alias/history", params=params).json()["events"]
     assert [(e.get("version"), e.get("previous_version")) for e in events] == [("1", None), ("2", "1")], events
+
+
+def test_mlflow_answers_kept_for_odd_requests(tracking):
+    """Answers the MLflow server gives (checked side by side with it): history of an unknown
+    run is empty, deleting a deleted experiment is RESOURCE_DOES_NOT_EXIST, finalizing a logged
+    model needs its status."""
+    client = mlflow.MlflowClient()
+    assert client.get_metric_history("0123456789abcdef0123456789abcdef", "m") == []
+    exp = client.create_experiment(unique("twice"))
+    client.delete_experiment(exp)
+    with pytest.raises(MlflowException) as e:
+        client.delete_experiment(exp)
+    assert e.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+    client.restore_experiment(exp)
+    mlflow.set_experiment(experiment_id=exp)
+    m = mlflow.initialize_logged_model(name="fin")
+    r = rest(tracking, "PATCH", f"logged-models/{m.model_id}", json={"model_id": m.model_id})
+    assert r.status_code == 400 and r.json()["error_code"] == "INVALID_PARAMETER_VALUE", r.text

@@ -318,10 +318,13 @@ impl ExperimentStore for SqlStore {
             return Err(StoreError::invalid("Cannot delete the default experiment '0'. This is an internally reserved experiment."));
         }
         let done = self.write(|tx| {
-            // Deleting twice must keep the first deletion time: restore brings back the runs
-            // deleted at that time, and gc's cutoff counts from it.
+            // As on MLflow's server, only an active experiment can be deleted; deleting twice
+            // is RESOURCE_DOES_NOT_EXIST, and the first deletion time stays (restore brings
+            // back the runs deleted at that time, and gc's cutoff counts from it).
             if require_experiment(tx, id, experiment_id)? == "deleted" {
-                return Ok(());
+                return Err(StoreError::not_found(format!(
+                    "No Experiment with id={experiment_id} exists (it is deleted)"
+                )));
             }
             let now = kiln_types::now_ms();
             tx.exec(

@@ -66,9 +66,8 @@ pub(crate) async fn finalize(
     Params(p): Params,
 ) -> ApiResult<Json<Value>> {
     check_id(&model_id)?;
-    let raw = p
-        .opt_str("status")?
-        .unwrap_or_else(|| "LOGGED_MODEL_READY".into());
+    // Required, as on MLflow's server (its client always sends it).
+    let raw = p.str("status")?;
     let status = LoggedModelStatus::parse(&raw)
         .ok_or_else(|| ApiError::invalid(format!("Invalid logged model status '{raw}'")))?;
     let model = blocking(move || s.store.set_logged_model_status(&model_id, status)).await?;

@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::Json;
 use kiln_api::ApiError;
 use kiln_store::{NewRun, RunQuery, RunUpdate};
+use kiln_types::ErrorCode;
 use kiln_types::{
     filter::Target, DatasetInput, Metric, ModelOutput, Param, RunStatus, Tag, ViewType,
 };
@@ -246,7 +247,12 @@ pub(crate) async fn get_history(
     let id = run_id(&p)?;
     let key = p.str("metric_key")?;
     let page = page_request(&p, 25_000)?;
-    let result = blocking(move || s.store.get_metric_history(&id, &key, &page)).await?;
+    // MLflow's server answers a run it does not know with an empty history (its client's
+    // get_metric_history then returns []), not RESOURCE_DOES_NOT_EXIST.
+    let result = match blocking(move || s.store.get_metric_history(&id, &key, &page)).await {
+        Err(e) if e.0.code == ErrorCode::ResourceDoesNotExist => return Ok(Json(json!({}))),
+        other => other?,
+    };
     let body = if result.items.is_empty() {
         json!({})
     } else {
