@@ -1054,3 +1054,18 @@ def test_mlflow_answers_kept_for_odd_requests(tracking):
     m = mlflow.initialize_logged_model(name="fin")
     r = rest(tracking, "PATCH", f"logged-models/{m.model_id}", json={"model_id": m.model_id})
     assert r.status_code == 400 and r.json()["error_code"] == "INVALID_PARAMETER_VALUE", r.text
+
+
+def test_models_logged_as_run_inputs_show_on_the_run(tracking):
+    """MLflow 3's `models` of runs/log-inputs: the run lists them in inputs.model_inputs."""
+    client = mlflow.MlflowClient()
+    exp = client.create_experiment(unique("model-inputs"))
+    mlflow.set_experiment(experiment_id=exp)
+    model = mlflow.initialize_logged_model(name="read-me")
+    run = client.create_run(exp)
+    body = {"run_id": run.info.run_id, "models": [{"model_id": model.model_id}]}
+    r = rest(tracking, "POST", "runs/log-inputs", json=body)
+    assert r.status_code == 200, r.text
+    got = rest(tracking, "GET", "runs/get", params={"run_id": run.info.run_id}).json()["run"]
+    assert got["inputs"]["model_inputs"] == [{"model_id": model.model_id}], got["inputs"]
+    assert [m.model_id for m in client.get_run(run.info.run_id).inputs.model_inputs] == [model.model_id]

@@ -14,7 +14,8 @@ use kiln_store::{
 use kiln_types::filter::OrderBy;
 use kiln_types::{
     AliasEvent, DatasetInput, ErrorCode, Experiment, LoggedModel, LoggedModelStatus, Metric,
-    ModelOutput, ModelVersion, PageToken, Param, RegisteredModel, Run, RunInfo, Tag, ViewType,
+    ModelInput, ModelOutput, ModelVersion, PageToken, Param, RegisteredModel, Run, RunInfo, Tag,
+    ViewType,
 };
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -266,6 +267,14 @@ impl RunStore for RestStore {
         self.post(
             "runs/log-inputs",
             &json!({ "run_id": run_id, "datasets": datasets }),
+        )?;
+        Ok(())
+    }
+
+    fn log_model_inputs(&self, run_id: &str, models: &[ModelInput]) -> StoreResult<()> {
+        self.post(
+            "runs/log-inputs",
+            &json!({ "run_id": run_id, "models": models }),
         )?;
         Ok(())
     }

@@ -226,7 +226,7 @@ impl GcStore for SqlStore {
                 if !still_deleted {
                     continue;
                 }
-                for table in ["metrics", "metric_chunks", "metrics_staged", "metrics_staged_batches", "latest_pending", "latest_metrics", "params", "tags", "inputs", "input_tags", "run_outputs", "runs"] {
+                for table in ["metrics", "metric_chunks", "metrics_staged", "metrics_staged_batches", "latest_pending", "latest_metrics", "params", "tags", "inputs", "input_tags", "run_outputs", "run_model_inputs", "runs"] {
                     tx.exec(&format!("DELETE FROM {table} WHERE run_uuid = ?"), &id)?;
                 }
             }

@@ -281,6 +281,17 @@ CREATE TABLE journal_applied (id BIGINT PRIMARY KEY, seq BIGINT NOT NULL);
 INSERT INTO journal_applied (id, seq) VALUES (1, 0)
 ",
     },
+    Migration {
+        version: 7,
+        description: "logged models a run read (runs/log-inputs `models`)",
+        sql: r"
+CREATE TABLE run_model_inputs (
+    run_uuid TEXT NOT NULL,
+    model_id TEXT NOT NULL,
+    PRIMARY KEY (run_uuid, model_id)
+)
+",
+    },
 ];
 
 /// The schema version this binary writes.

@@ -7,8 +7,8 @@ use kiln_store::{
     StoreError, StoreResult,
 };
 use kiln_types::{
-    filter::Entity, DatasetInput, Experiment, LifecycleStage, Metric, ModelOutput, Param, Run,
-    RunData, RunInfo, RunInputs, RunOutputs, RunStatus, Tag,
+    filter::Entity, DatasetInput, Experiment, LifecycleStage, Metric, ModelInput, ModelOutput,
+    Param, Run, RunData, RunInfo, RunInputs, RunOutputs, RunStatus, Tag,
 };
 
 use crate::db::{Row, Tx, Val};
@@ -494,6 +494,11 @@ pub(crate) fn load_runs(tx: &mut dyn Tx, ids: &[String]) -> StoreResult<Vec<Run>
             }
         }
         load_inputs(tx, &vals, &ph, &mut runs)?;
+        for row in tx.query(&format!("SELECT run_uuid, model_id FROM run_model_inputs WHERE run_uuid IN ({ph}) ORDER BY model_id"), &vals)? {
+            if let Some(run) = runs.get_mut(&row.text(0)) {
+                run.inputs.model_inputs.push(ModelInput { model_id: row.text(1) });
+            }
+        }
         for row in tx.query(&format!("SELECT run_uuid, model_id, step FROM run_outputs WHERE run_uuid IN ({ph}) ORDER BY model_id"), &vals)? {
             if let Some(run) = runs.get_mut(&row.text(0)) {
                 run.outputs.model_outputs.push(ModelOutput { model_id: row.text(1), step: row.int(2) });
@@ -1072,6 +1077,20 @@ impl RunStore for SqlStore {
                         &[Val::from(run_id), Val::from(&dataset_uuid), Val::from(&t.key), Val::from(&t.value)],
                     )?;
                 }
+            }
+            Ok(())
+        })
+    }
+
+    fn log_model_inputs(&self, run_id: &str, models: &[ModelInput]) -> StoreResult<()> {
+        self.write(|tx| {
+            require_active_run(tx, run_id)?;
+            for m in models {
+                tx.exec(
+                    "INSERT INTO run_model_inputs (run_uuid, model_id) VALUES (?, ?) \
+                     ON CONFLICT (run_uuid, model_id) DO NOTHING",
+                    &[Val::from(run_id), Val::from(&m.model_id)],
+                )?;
             }
             Ok(())
         })

@@ -310,7 +310,7 @@ fn pg_upgrade_from_v1_backfills_version_counter() {
     db.client()
         .batch_execute(
             "ALTER TABLE registered_models DROP COLUMN max_version; \
-             DROP TABLE latest_pending; DROP TABLE metrics_staged; DROP TABLE metric_chunks; DROP TABLE metrics_staged_batches; DROP TABLE journal_applied; DELETE FROM kiln_migrations WHERE version >= 2;",
+             DROP TABLE latest_pending; DROP TABLE metrics_staged; DROP TABLE metric_chunks; DROP TABLE metrics_staged_batches; DROP TABLE journal_applied; DROP TABLE run_model_inputs; DELETE FROM kiln_migrations WHERE version >= 2;",
         )
         .expect("downgrade to version 1");
     let latest = latest_version();

@@ -133,7 +133,7 @@ fn sqlite_upgrade_from_v1_backfills_version_counter() {
         // Turn the file back into a version-1 database.
         let conn = rusqlite::Connection::open(dir.path().join("kiln.db")).expect("raw open");
         conn.execute_batch(
-            "ALTER TABLE registered_models DROP COLUMN max_version; DROP TABLE latest_pending; DROP TABLE metrics_staged; DROP TABLE metric_chunks; DROP TABLE metrics_staged_batches; DROP TABLE journal_applied; \
+            "ALTER TABLE registered_models DROP COLUMN max_version; DROP TABLE latest_pending; DROP TABLE metrics_staged; DROP TABLE metric_chunks; DROP TABLE metrics_staged_batches; DROP TABLE journal_applied; DROP TABLE run_model_inputs; \
              DELETE FROM kiln_migrations WHERE version >= 2;",
         )
         .expect("downgrade");

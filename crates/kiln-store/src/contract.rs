@@ -29,7 +29,7 @@ use std::fmt::Debug;
 use kiln_types::filter::{parse_filter, parse_order_by, Entity, Filter, OrderBy, Target};
 use kiln_types::{
     Dataset, DatasetInput, ErrorCode, LifecycleStage, LoggedModel, LoggedModelStatus, Metric,
-    ModelOutput, Param, Run, RunStatus, Tag, ViewType,
+    ModelInput, ModelOutput, Param, Run, RunStatus, Tag, ViewType,
 };
 
 use crate::{
@@ -1361,11 +1361,27 @@ pub fn log_inputs_and_outputs(store: &dyn TrackingStore) {
     assert_eq!(
         got.outputs.model_outputs,
         vec![ModelOutput {
-            model_id: mid,
+            model_id: mid.clone(),
             step: 3
         }]
     );
     assert!(get_run(store, &r2).outputs.model_outputs.is_empty());
+
+    // A logged model another run read (MLflow 3's `models` of log-inputs), once however often.
+    for _ in 0..2 {
+        ok(
+            store.log_model_inputs(
+                &r2,
+                &[ModelInput {
+                    model_id: mid.clone(),
+                }],
+            ),
+            "log_model_inputs",
+        );
+    }
+    let got = get_run(store, &r2);
+    assert_eq!(got.inputs.model_inputs, vec![ModelInput { model_id: mid }]);
+    assert!(get_run(store, &r1).inputs.model_inputs.is_empty());
 }
 
 // ------------------------------------------------------------------ search runs

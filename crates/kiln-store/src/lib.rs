@@ -21,8 +21,8 @@ pub use error::{StoreError, StoreResult};
 pub use query::*;
 
 use kiln_types::{
-    AliasEvent, DatasetInput, Experiment, LoggedModel, LoggedModelStatus, Metric, ModelOutput,
-    ModelVersion, Param, RegisteredModel, Run, RunInfo, RunStatus, Tag,
+    AliasEvent, DatasetInput, Experiment, LoggedModel, LoggedModelStatus, Metric, ModelInput,
+    ModelOutput, ModelVersion, Param, RegisteredModel, Run, RunInfo, RunStatus, Tag,
 };
 
 /// Experiments: named groups of runs.
@@ -75,6 +75,9 @@ pub trait RunStore: Send + Sync {
     fn delete_tag(&self, run_id: &str, key: &str) -> StoreResult<()>;
     fn log_inputs(&self, run_id: &str, datasets: &[DatasetInput]) -> StoreResult<()>;
     fn log_outputs(&self, run_id: &str, models: &[ModelOutput]) -> StoreResult<()>;
+    /// Logged models a run read (MLflow 3's `models` of `runs/log-inputs`); shown in the run's
+    /// `inputs.model_inputs`.
+    fn log_model_inputs(&self, run_id: &str, models: &[ModelInput]) -> StoreResult<()>;
     fn get_metric_history(
         &self,
         run_id: &str,

@@ -4,9 +4,9 @@ use axum::extract::State;
 use axum::Json;
 use kiln_api::ApiError;
 use kiln_store::{NewRun, RunQuery, RunUpdate};
-use kiln_types::ErrorCode;
 use kiln_types::{
-    filter::Target, DatasetInput, Metric, ModelOutput, Param, RunStatus, Tag, ViewType,
+    filter::Target, DatasetInput, ErrorCode, Metric, ModelInput, ModelOutput, Param, RunStatus,
+    Tag, ViewType,
 };
 use serde_json::{json, Value};
 
@@ -198,7 +198,16 @@ pub(crate) async fn log_inputs(
 ) -> ApiResult<Json<Value>> {
     let id = run_id(&p)?;
     let datasets: Vec<DatasetInput> = p.list("datasets")?;
-    blocking(move || s.store.log_inputs(&id, &datasets)).await?;
+    let models: Vec<ModelInput> = p.list("models")?;
+    blocking(move || {
+        s.store.log_inputs(&id, &datasets)?;
+        if models.is_empty() {
+            Ok(())
+        } else {
+            s.store.log_model_inputs(&id, &models)
+        }
+    })
+    .await?;
     Ok(empty())
 }
 
