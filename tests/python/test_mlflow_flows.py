@@ -1069,3 +1069,14 @@ def test_models_logged_as_run_inputs_show_on_the_run(tracking):
     got = rest(tracking, "GET", "runs/get", params={"run_id": run.info.run_id}).json()["run"]
     assert got["inputs"]["model_inputs"] == [{"model_id": model.model_id}], got["inputs"]
     assert [m.model_id for m in client.get_run(run.info.run_id).inputs.model_inputs] == [model.model_id]
+
+
+def test_a_model_in_another_bucket_can_be_registered(tracking):
+    """`register_model("s3://…")` / create_model_version with an object-store source: recorded
+    as it is and handed back by get-download-uri (the server never reads it)."""
+    client = mlflow.MlflowClient()
+    name = unique("external")
+    client.create_registered_model(name)
+    mv = client.create_model_version(name, source="s3://team-models/churn/7")
+    assert mv.source == "s3://team-models/churn/7"
+    assert client.get_model_version_download_uri(name, mv.version) == "s3://team-models/churn/7"

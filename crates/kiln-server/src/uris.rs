@@ -83,11 +83,53 @@ pub fn validate_source(source: &str, root_uri: &str) -> Result<(), ApiError> {
     if location_path(source, root_uri).is_some() {
         return Ok(());
     }
+    // A model kept in another bucket (`mlflow.register_model("s3://team-models/churn", …)`):
+    // recorded as MLflow records it, and handed back as it is by get-download-uri for the
+    // client to fetch with its own credentials. The server never reads or writes it.
+    if external_object_uri(source) && !same_bucket(source, root_uri) {
+        return Ok(());
+    }
     Err(rejects(
         "source",
         source,
-        "model sources must be a logged model, a run artifact or a path inside the artifact root",
+        "model sources must be a logged model, a run artifact, a path inside the artifact root or an object-store URI (s3://bucket/key, gs://, wasbs://, abfss://, hdfs://)",
     ))
+}
+
+/// Whether `source` names the bucket of the server's own artifact root (then only a place
+/// inside the root will do: a sibling prefix there is another tenant's, or a prefix trick).
+fn same_bucket(source: &str, root_uri: &str) -> bool {
+    let bucket_of = |uri: &str| {
+        uri.split_once("://").map(|(scheme, rest)| {
+            (
+                scheme.to_string(),
+                rest.split('/').next().unwrap_or("").to_string(),
+            )
+        })
+    };
+    matches!((bucket_of(source), bucket_of(root_uri)), (Some(a), Some(b)) if a == b)
+}
+
+/// An object-store URI outside this server: a known remote scheme, a bucket (host), and a
+/// plain key — no `..` or `.` segment, no percent-escapes, query, fragment, backslash or
+/// control character, so nothing in it can be read as a path trick.
+fn external_object_uri(source: &str) -> bool {
+    const SCHEMES: [&str; 6] = ["s3", "s3a", "gs", "wasbs", "abfss", "hdfs"];
+    let Some((scheme, rest)) = source.split_once("://") else {
+        return false;
+    };
+    if !SCHEMES.contains(&scheme) {
+        return false;
+    }
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    let clean = |s: &str| {
+        !s.chars()
+            .any(|c| c.is_control() || matches!(c, '%' | '?' | '#' | '\\'))
+    };
+    !bucket.is_empty()
+        && clean(bucket)
+        && clean(key)
+        && key.split('/').all(|seg| seg != ".." && seg != ".")
 }
 
 #[cfg(test)]
@@ -107,6 +149,27 @@ mod tests {
         assert!(to_blob_path("mlflow-artifacts://evil.example:80/x").is_none());
         assert!(to_blob_path("mlflow-artifacts:/../x").is_none());
         assert!(to_blob_path("s3://b/x").is_none());
+    }
+
+    #[test]
+    fn external_object_store_sources() {
+        let root = "file:///srv/artifacts";
+        for good in ["s3://team-models/churn/1", "gs://b/m", "s3://b"] {
+            assert!(validate_source(good, root).is_ok(), "{good}");
+        }
+        for bad in [
+            "s3:///x",
+            "s3://b/../x",
+            "s3://b/a/./x",
+            "s3://b/%2e%2e/x",
+            "s3://b/x?versionId=1",
+            "s3://b/x#frag",
+            "s3://b/a\\b",
+            "ftp://b/x",
+            "file://b/x",
+        ] {
+            assert!(validate_source(bad, root).is_err(), "{bad}");
+        }
     }
 
     #[test]
