@@ -1050,6 +1050,9 @@ def test_mlflow_answers_kept_for_odd_requests(tracking):
         client.delete_experiment(exp)
     assert e.value.error_code == "RESOURCE_DOES_NOT_EXIST"
     client.restore_experiment(exp)
+    with pytest.raises(MlflowException) as e:
+        client.restore_experiment(exp)
+    assert e.value.error_code == "RESOURCE_DOES_NOT_EXIST"
     mlflow.set_experiment(experiment_id=exp)
     m = mlflow.initialize_logged_model(name="fin")
     r = rest(tracking, "PATCH", f"logged-models/{m.model_id}", json={"model_id": m.model_id})

@@ -346,7 +346,8 @@ impl ExperimentStore for SqlStore {
         self.write(|tx| {
             let stage = require_experiment(tx, id, experiment_id)?;
             if stage != "deleted" {
-                return Err(StoreError::invalid(format!("Cannot restore an active experiment {experiment_id}.")));
+                // MLflow's server looks among deleted experiments only: RESOURCE_DOES_NOT_EXIST.
+                return Err(StoreError::not_found(format!("No deleted Experiment with id={experiment_id} exists (it is active)")));
             }
             let row = tx.query_opt("SELECT deleted_time FROM experiments WHERE experiment_id = ?", &[Val::Int(id)])?;
             let deleted_time = row.and_then(|r| r.opt_int(0));

@@ -594,7 +594,7 @@ pub fn experiment_delete_and_restore(store: &dyn TrackingStore) {
         LifecycleStage::Deleted,
         "a run deleted before the experiment stays deleted"
     );
-    invalid(store.restore_experiment(&e), "restore an active experiment");
+    not_found(store.restore_experiment(&e), "restore an active experiment");
     not_found(store.delete_experiment("987654321"), "delete unknown");
     not_found(store.restore_experiment("987654321"), "restore unknown");
     create_run(store, &e, "after-restore", T0 + 2);
