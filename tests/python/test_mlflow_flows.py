@@ -1083,3 +1083,17 @@ def test_a_model_in_another_bucket_can_be_registered(tracking):
     mv = client.create_model_version(name, source="s3://team-models/churn/7")
     assert mv.source == "s3://team-models/churn/7"
     assert client.get_model_version_download_uri(name, mv.version) == "s3://team-models/churn/7"
+
+
+def test_ordering_by_a_metric_puts_nan_before_runs_without_it(tracking):
+    """MLflow's server orders values first, then NaN, then runs without the metric, either way."""
+    client = mlflow.MlflowClient()
+    exp = client.create_experiment(unique("nan-order"))
+    ids = {}
+    for name, value in (("v", 0.5), ("nan", float("nan")), ("missing", None)):
+        run = client.create_run(exp, run_name=name)
+        client.log_metric(run.info.run_id, "acc" if value is not None else "other", 1.0 if value is None else value)
+        ids[run.info.run_id] = name
+    for direction in ("ASC", "DESC"):
+        runs = client.search_runs([exp], order_by=[f"metrics.acc {direction}"])
+        assert [ids[r.info.run_id] for r in runs] == ["v", "nan", "missing"], direction

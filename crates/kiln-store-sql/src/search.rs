@@ -281,6 +281,9 @@ pub(crate) fn compile_run_search(
                     }
                 };
                 order.push(format!("{alias}.value {dir}{nulls}"));
+                // As MLflow's server orders them, either direction: values, then NaN (a NULL
+                // value flagged is_nan), then runs without the metric.
+                order.push(format!("{alias}.is_nan DESC{}", dialect.nulls_last(false)));
             }
             Entity::Param | Entity::Tag => {
                 let table = if o.entity == Entity::Param {

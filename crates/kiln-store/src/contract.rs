@@ -1564,7 +1564,8 @@ pub fn search_runs_attribute_and_dataset_filters(store: &dyn TrackingStore) {
     );
 }
 
-/// order_by a metric, ASC and DESC: runs whose value is missing or NaN come last either way.
+/// order_by a metric, ASC and DESC: runs whose value is NaN, then runs without the metric,
+/// come last either way (MLflow's server's order).
 pub fn search_runs_order_by_metric_missing_last(store: &dyn TrackingStore) {
     let e = create_exp(store, "order-metric");
     let mk = |name: &str, start: i64, acc: Option<f64>| {
@@ -1590,6 +1591,11 @@ pub fn search_runs_order_by_metric_missing_last(store: &dyn TrackingStore) {
         &[ninf.clone(), v01.clone(), v05.clone(), v09.clone()]
     );
     assert_eq!(set(asc[4..].to_vec()), last_two, "missing/NaN last in ASC");
+    assert_eq!(
+        &asc[4..],
+        &[nan.clone(), missing.clone()],
+        "NaN before missing"
+    );
 
     let desc = ordered_ids(store, &[&e], &["metrics.acc DESC"]);
     assert_eq!(
@@ -1600,6 +1606,11 @@ pub fn search_runs_order_by_metric_missing_last(store: &dyn TrackingStore) {
         set(desc[4..].to_vec()),
         last_two,
         "missing/NaN last in DESC"
+    );
+    assert_eq!(
+        &desc[4..],
+        &[nan.clone(), missing.clone()],
+        "NaN before missing"
     );
 
     let default_dir = ordered_ids(store, &[&e], &["metrics.acc"]);
