@@ -209,3 +209,18 @@ def test_sqlite_uris_read_as_mlflow_reads_them(tmp_path):
     proc = run_kiln("experiments", "list", "--json", cwd=work, env={"KILN_BACKEND_STORE_URI": f"sqlite:///{absolute}"})
     names = {e["name"] for e in _json(proc.stdout)}
     assert "abs" in names and "rel" not in names, names
+
+
+def test_a_schema_newer_than_the_binary_is_a_setup_error(tmp_path):
+    """A store written by a newer kiln is refused with both versions named and exit 2 (the
+    operator's to fix, like `kiln db upgrade` for an older PostgreSQL schema), not exit 3."""
+    import sqlite3
+
+    db = tmp_path / "kiln.db"
+    run_kiln("experiments", "create", "x", "--tracking-uri", f"sqlite:///{db}")
+    with sqlite3.connect(db) as conn:
+        latest = conn.execute("SELECT MAX(version) FROM kiln_migrations").fetchone()[0]
+        conn.execute("INSERT INTO kiln_migrations (version, description, applied_at) VALUES (?, 'future', 0)", (latest + 1,))
+    proc = run_kiln("runs", "list", "--tracking-uri", f"sqlite:///{db}", check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert str(latest) in proc.stderr and str(latest + 1) in proc.stderr, proc.stderr

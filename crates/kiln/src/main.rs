@@ -87,10 +87,10 @@ fn exit_code(err: &anyhow::Error) -> u8 {
     }
     for cause in err.chain() {
         if let Some(e) = cause.downcast_ref::<kiln_store::StoreError>() {
+            // A schema older or newer than this binary is the operator's to fix (`kiln db
+            // upgrade`, or a newer kiln): exit 2, as for any setup mistake.
             return match e {
-                kiln_store::StoreError::Backend { .. } | kiln_store::StoreError::Schema(_) => {
-                    EXIT_INTERNAL
-                }
+                kiln_store::StoreError::Backend { .. } => EXIT_INTERNAL,
                 _ => EXIT_INPUT,
             };
         }
