@@ -599,6 +599,20 @@ pub fn promote(tracker: &Tracker, req: &PromoteRequest) -> Result<PromoteOutcome
         None => None,
     };
     let beat_before = beat_holder.as_ref().map(|h| h.version.clone());
+    // A `--must-beat` alias this model never had, while it has others, is a typo in a gate: it
+    // would wave the candidate through. (A model with no alias yet is being bootstrapped.)
+    if let (Some(beat), None) = (must_beat, &beat_holder) {
+        if beat != alias {
+            if let Some(note) = never_held_note(store, name, beat) {
+                let has_aliases = model(store, name).is_ok_and(|m| !m.aliases.is_empty());
+                if has_aliases {
+                    return Err(input(format!(
+                        "Refusing to compare with `{beat}`: {note}. Nothing was evaluated."
+                    )));
+                }
+            }
+        }
+    }
     let mut notes = Vec::new();
 
     let table = match on {

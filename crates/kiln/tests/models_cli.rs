@@ -457,6 +457,23 @@ fn bad_inputs_exit_2_and_name_what_exists() {
         0,
     );
     assert_eq!(again["moved"], false);
+    // Once the model has aliases, a --must-beat alias it never had is a typo in the gate:
+    // refused before anything is evaluated, instead of waving the candidate through.
+    fails(
+        &[
+            "models",
+            "promote",
+            "churn",
+            "2",
+            "--alias",
+            "challenger",
+            "--must-beat",
+            "champoin",
+            "--on",
+            "test.csv",
+        ],
+        "check --must-beat for a typo",
+    );
     let history = json(
         d,
         &[
