@@ -209,6 +209,8 @@ pub struct Metrics {
     pub(crate) log_records: AtomicU64,
     /// Prediction-log requests dropped because the queue was full.
     pub(crate) log_dropped: AtomicU64,
+    /// Their predicted rows (comparable with `log_records`).
+    pub(crate) log_dropped_rows: AtomicU64,
     /// Prediction-log files written (renamed into place or uploaded).
     pub(crate) log_files: AtomicU64,
     /// Prediction-log write failures (a file or a group of rows lost).
@@ -371,7 +373,7 @@ impl Metrics {
                 u8::from(flavor.is_some())
             );
         }
-        let counters: [(&str, &str, &AtomicU64); 7] = [
+        let counters: [(&str, &str, &AtomicU64); 8] = [
             (
                 "kiln_prediction_log_records_total",
                 "Predicted rows queued for the prediction log.",
@@ -381,6 +383,11 @@ impl Metrics {
                 "kiln_prediction_log_dropped_total",
                 "Sampled requests not logged because the prediction-log queue was full.",
                 &self.log_dropped,
+            ),
+            (
+                "kiln_prediction_log_dropped_rows_total",
+                "Predicted rows of those requests (the drop rate is this over this plus records).",
+                &self.log_dropped_rows,
             ),
             (
                 "kiln_prediction_log_files_total",

@@ -221,6 +221,9 @@ impl PredictionLog {
         let cost = record.cost();
         if !self.budget.try_take(cost, QUEUE_BYTES) {
             self.metrics.log_dropped.fetch_add(1, Ordering::Relaxed);
+            self.metrics
+                .log_dropped_rows
+                .fetch_add(rows, Ordering::Relaxed);
             return;
         }
         match self.tx.try_send(Msg::Record(record, cost)) {
@@ -230,6 +233,9 @@ impl PredictionLog {
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.budget.give(cost);
                 self.metrics.log_dropped.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .log_dropped_rows
+                    .fetch_add(rows, Ordering::Relaxed);
             }
         }
     }

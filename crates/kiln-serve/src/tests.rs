@@ -1665,6 +1665,12 @@ fn a_full_prediction_log_queue_drops_and_counts() {
     let (records, dropped, files, errors, _) = metrics.log_counts();
     assert!(dropped > 0, "a one-slot queue should overflow");
     assert_eq!(records / 2 + dropped, 2000);
+    // Rows dropped count like rows queued: two per request here.
+    let dropped_rows = metrics
+        .log_dropped_rows
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(dropped_rows, 2 * dropped);
+    assert_eq!(records + dropped_rows, 4000);
     assert_eq!((files, errors), (1, 0));
     let rows: usize = read_log(dir.path())
         .iter()

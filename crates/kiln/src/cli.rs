@@ -276,6 +276,10 @@ pub(crate) struct ServeArgs {
     /// Start a new prediction-log file after this many rows.
     #[arg(long, default_value_t = 100_000)]
     pub(crate) log_rotate_rows: usize,
+    /// Requests the prediction log may hold before its writer takes them (beyond it, or
+    /// beyond 64 MiB of rows, a sampled request is dropped and counted, never waited for).
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub(crate) log_queue: u64,
     /// Start a new prediction-log file after this many seconds (at least 1).
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) log_rotate_secs: u64,

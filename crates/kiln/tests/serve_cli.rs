@@ -334,6 +334,7 @@ fn serve_refuses_bad_references_with_exit_code_2() {
         &["--workers", "0"][..],
         &["--workers", "100000"][..],
         &["--log-rotate-secs", "0"][..],
+        &["--log-queue", "0"][..],
         &["--header-timeout", "0s"][..],
     ] {
         let o = kiln(dir.path(), &[&["serve", "m.json"][..], flags].concat());
@@ -424,6 +425,8 @@ fn serve_splits_canary_traffic_sticks_users_and_logs_predictions() {
             "1",
             "--log-rotate-rows",
             "100",
+            "--log-queue",
+            "8192",
         ],
     );
     let base = server.addr.clone();
@@ -535,6 +538,10 @@ fn serve_splits_canary_traffic_sticks_users_and_logs_predictions() {
     );
     assert!(
         metrics.contains("kiln_prediction_log_dropped_total 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("kiln_prediction_log_dropped_rows_total 0"),
         "{metrics}"
     );
 

@@ -32,6 +32,7 @@ pub(super) fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode
         log_predictions,
         log_sample,
         log_rotate_rows,
+        log_queue,
         log_rotate_secs,
         batch_max_rows,
         batch_wait_us,
@@ -107,6 +108,7 @@ pub(super) fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode
     let log = log_predictions.map(|destination| LogConfig {
         sample: log_sample,
         rotate_rows: log_rotate_rows,
+        queue: usize::try_from(log_queue).unwrap_or(usize::MAX),
         rotate_interval: Duration::from_secs(log_rotate_secs.max(1)),
         ..LogConfig::new(destination)
     });
