@@ -215,11 +215,14 @@ fn parse_canary(spec: &str, main: &ModelRef) -> anyhow::Result<(ModelRef, f64)> 
         ))
     };
     let (target, percent) = spec.rsplit_once('=').ok_or_else(bad)?;
-    let percent: f64 = percent
-        .trim()
-        .trim_end_matches('%')
-        .parse()
-        .map_err(|_| bad())?;
+    let text = percent.trim().trim_end_matches('%');
+    let percent: f64 = text.parse().map_err(|_| bad())?;
+    // The split is kept in basis points: a finer share would be rounded without a word.
+    if text.split_once('.').is_some_and(|(_, frac)| frac.len() > 2) {
+        anyhow::bail!(kiln_serve::ServeError::Config(format!(
+            "--canary `{spec}`: at most two decimals (the split is kept in hundredths of a percent)"
+        )));
+    }
     if !(0.0..=100.0).contains(&percent) {
         anyhow::bail!(kiln_serve::ServeError::Config(format!(
             "--canary `{spec}`: the percentage must be between 0 and 100"
