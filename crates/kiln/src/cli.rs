@@ -27,6 +27,14 @@ fn parse_busy_poll(text: &str) -> Result<std::time::Duration, String> {
     Ok(d)
 }
 
+/// A fraction from 0 to 1 (`--log-sample`), refused even where it would go unused.
+fn parse_fraction(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err(format!("expected a fraction from 0 to 1, got `{text}`")),
+    }
+}
+
 /// `--workers`: 1 to 1024 threads.
 fn parse_workers(text: &str) -> Result<usize, String> {
     match text.trim().parse::<usize>() {
@@ -271,7 +279,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "DIR|URI")]
     pub(crate) log_predictions: Option<String>,
     /// Fraction of requests written to the prediction log (0-1).
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = parse_fraction)]
     pub(crate) log_sample: f64,
     /// Start a new prediction-log file after this many rows.
     #[arg(long, default_value_t = 100_000)]

@@ -336,6 +336,7 @@ fn serve_refuses_bad_references_with_exit_code_2() {
         &["--log-rotate-secs", "0"][..],
         &["--log-queue", "0"][..],
         &["--canary", "challenger=10.555"][..],
+        &["--log-sample", "1.5"][..],
         &["--header-timeout", "0s"][..],
     ] {
         let o = kiln(dir.path(), &[&["serve", "m.json"][..], flags].concat());
