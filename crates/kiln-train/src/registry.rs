@@ -279,6 +279,8 @@ pub struct Lineage {
     pub run_name: String,
     pub experiment_id: String,
     pub status: String,
+    /// Whether the source run was deleted (soft: `kiln gc` keeps runs that versions use).
+    pub run_deleted: bool,
     pub user: String,
     pub start_time: i64,
     pub end_time: Option<i64>,
@@ -311,6 +313,7 @@ impl Lineage {
             run_name: run.info.run_name.clone(),
             experiment_id: run.info.experiment_id.clone(),
             status: run.info.status.as_str().to_string(),
+            run_deleted: run.info.lifecycle_stage == kiln_types::LifecycleStage::Deleted,
             user: run.info.user_id.clone(),
             start_time: run.info.start_time,
             end_time: run.info.end_time,

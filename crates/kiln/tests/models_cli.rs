@@ -1006,6 +1006,20 @@ fn lineage_lists_the_test_data_with_absolute_sources() {
         let want = std::fs::canonicalize(d.join(name)).expect("canonical");
         assert!(source.contains(&want.display().to_string()), "{source}");
     }
+    assert_eq!(lineage["run_deleted"], false);
+
+    // A source run deleted since (the MLflow UI's delete) says so in the lineage.
+    let store = kiln_store_sql::SqlStore::open(
+        &format!("sqlite:///{}", d.join(".kiln/kiln.db").display()),
+        &kiln_store_sql::OpenOptions::default(),
+    )
+    .expect("open store");
+    let run_id = lineage["run_id"].as_str().expect("run id");
+    kiln_store::RunStore::delete_run(&store, run_id).expect("delete run");
+    let shown = json(d, &["models", "show", "churn", version, "--json"], 0);
+    assert_eq!(shown["lineage"]["run_deleted"], true, "{shown}");
+    let o = kiln(d, &["models", "show", "churn", version]);
+    assert!(text(&o).contains("run deleted"), "{}", text(&o));
 }
 
 /// With no `USER` (or `LOGNAME`…) in the environment, as in many CI containers, the history

@@ -303,7 +303,15 @@ fn show(printer: &Printer, d: &registry::VersionDetails) {
     printer.line("Lineage:");
     printer.line(&format!("  run:         {} ({})", l.run_id, l.run_name));
     printer.line(&format!("  experiment:  {}", l.experiment_id));
-    printer.line(&format!("  status:      {}", l.status));
+    printer.line(&format!(
+        "  status:      {}{}",
+        l.status,
+        if l.run_deleted {
+            " (run deleted; kept while a version uses it)"
+        } else {
+            ""
+        }
+    ));
     printer.line(&format!("  trained by:  {}", dash(Some(&l.user))));
     printer.line(&format!("  started:     {} UTC", format_ms(l.start_time)));
     printer.line(&format!(
