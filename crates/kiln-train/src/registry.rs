@@ -737,7 +737,15 @@ pub fn promote(tracker: &Tracker, req: &PromoteRequest) -> Result<PromoteOutcome
                     }
                 }
                 Some(h) => {
-                    let (_, he) = evaluate_on(tracker, name, &h, t, path)?;
+                    // Name the holder: its files being gone is not the candidate's fault.
+                    let (_, he) = evaluate_on(tracker, name, &h, t, path).map_err(|e| match e {
+                        TrainError::NoArtifacts(why) => input(format!(
+                            "The current holder of `{beat}`, v{}, cannot be compared with: {why}. \
+                             Move `{beat}` off it first (kiln models rollback, or promote without --must-beat).",
+                            h.version
+                        )),
+                        other => other,
+                    })?;
                     let hv = he.metric(&metric);
                     let (passed, message) = match (cand, hv) {
                         (Some(c), Some(hv)) => {

@@ -865,6 +865,35 @@ fn a_version_whose_files_are_gone_is_not_promoted() {
     assert!(message.contains("model files missing: v1"), "{message}");
     assert_eq!(refused["error"]["exit_code"], 2);
     assert_eq!(champion(dir.path()), v3, "the alias did not move");
+
+    // The holder's files gone: --must-beat names the holder, not the candidate.
+    let v4 = train(dir.path(), &["--model", "gbdt"]);
+    let shown = json(dir.path(), &["models", "show", "churn", &v3, "--json"], 0);
+    let run_id = shown["version"]["run_id"].as_str().expect("run id");
+    let gone = walk(&dir.path().join(".kiln/artifacts"))
+        .into_iter()
+        .find(|p| p.contains(run_id) && p.ends_with("kiln-model.json"))
+        .expect("v3's model file");
+    std::fs::remove_dir_all(dir.path().join(&gone).parent().expect("model dir")).expect("remove");
+    let o = kiln(
+        dir.path(),
+        &[
+            "models",
+            "promote",
+            "churn",
+            &v4,
+            "--must-beat",
+            "champion",
+            "--on",
+            "test.csv",
+        ],
+    );
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("current holder of `champion`, v{v3}")),
+        "{}",
+        text(&o)
+    );
 }
 
 /// A model deleted and registered again under its name does not inherit the old alias
