@@ -797,9 +797,17 @@ pub fn promote(tracker: &Tracker, req: &PromoteRequest) -> Result<PromoteOutcome
     let passed = all_passed(&gates) && comparison.as_ref().is_none_or(|c| c.passed);
     let previous_version = previous.as_ref().map(|p| p.version.clone());
     let already = previous_version.as_deref() == Some(candidate_mv.version.as_str());
-    let reason = reason
-        .clone()
-        .unwrap_or_else(|| auto_reason(passed, comparison.as_ref(), &gates, on.as_deref()));
+    let reason = reason.clone().unwrap_or_else(|| {
+        if passed && already {
+            // Nothing is recorded: say so rather than "promoted".
+            format!(
+                "v{} already holds `{alias}`: nothing moved",
+                candidate_mv.version
+            )
+        } else {
+            auto_reason(passed, comparison.as_ref(), &gates, on.as_deref())
+        }
+    });
     let mut moved = false;
     if passed && already {
         notes.push(format!(

@@ -457,6 +457,12 @@ fn bad_inputs_exit_2_and_name_what_exists() {
         0,
     );
     assert_eq!(again["moved"], false);
+    assert!(
+        again["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("already holds") && r.contains("nothing moved")),
+        "{again}"
+    );
     // Once the model has aliases, a --must-beat alias it never had is a typo in the gate:
     // refused before anything is evaluated, instead of waving the candidate through.
     fails(
