@@ -85,6 +85,14 @@ class FakeS3:
         self.server.shutdown()
 
 
+def predict_rows(base: str, X, n: int) -> None:
+    """The first `n` rows of `X`, one request each, every one answered 200."""
+    columns = [f"f{j}" for j in range(X.shape[1])]
+    for i in range(n):
+        body = {"dataframe_split": {"columns": columns, "data": [X[i].tolist()]}}
+        assert requests.post(f"{base}/invocations", json=body, timeout=10).status_code == 200
+
+
 @pytest.fixture
 def model(tmp_path):
     X_train, X_test, y_train, _ = split(load_breast_cancer)
@@ -98,12 +106,9 @@ def test_failed_uploads_are_kept_and_retried(tmp_path, model, monkeypatch):
     try:
         for k, v in s3.env().items():
             monkeypatch.setenv(k, v)
-        columns = [f"f{j}" for j in range(X.shape[1])]
         extra = ("--log-predictions", "s3://logs/serve", "--log-sample", "1", "--log-rotate-rows", "5")
         with served(path, tmp_path, *extra) as base:
-            for i in range(20):
-                body = {"dataframe_split": {"columns": columns, "data": [X[i].tolist()]}}
-                assert requests.post(f"{base}/invocations", json=body, timeout=10).status_code == 200
+            predict_rows(base, X, 20)
         # Two uploads were refused; every file still arrived, once, with every row.
         assert len(s3.refused) == 2, s3.refused
         names = [p for p in s3.objects if p.endswith(".parquet")]
@@ -141,12 +146,9 @@ def test_files_unsent_at_exit_are_uploaded_by_the_next_server(tmp_path, model, m
         for k, v in s3.env().items():
             monkeypatch.setenv(k, v)
         monkeypatch.setenv("TMPDIR", str(tmp_path))
-        columns = [f"f{j}" for j in range(X.shape[1])]
         extra = ("--log-predictions", "s3://logs/later", "--log-sample", "1", "--log-rotate-rows", "5")
         with served(path, tmp_path, *extra) as base:
-            for i in range(5):
-                body = {"dataframe_split": {"columns": columns, "data": [X[i].tolist()]}}
-                assert requests.post(f"{base}/invocations", json=body, timeout=10).status_code == 200
+            predict_rows(base, X, 5)
         kept = list((tmp_path / "kiln-predictions-unsent").rglob("predictions-*.parquet"))
         assert len(kept) == 1, list(tmp_path.rglob("*"))
         assert not [p for p in s3.objects if p.endswith(".parquet")]

@@ -625,13 +625,7 @@ impl RegistryStore for RestStore {
         expected: Option<&str>,
         actor: &AliasActor,
     ) -> StoreResult<bool> {
-        let now = self
-            .get_registered_model(name)?
-            .aliases
-            .into_iter()
-            .find(|a| a.alias == alias)
-            .map(|a| a.version);
-        if now.as_deref() != expected {
+        if self.alias_version(name, alias)?.as_deref() != expected {
             return Ok(false);
         }
         let mut body = json!({

@@ -117,12 +117,10 @@ impl ModelLoader for TrackerLoader {
                 // INVALID_PARAMETER_VALUE, not RESOURCE_DOES_NOT_EXIST: tell the two apart by
                 // the model's alias list, so a removed alias reads as removed.
                 kiln_store::StoreError::InvalidParameter(m) => {
-                    match t.store.get_registered_model(name) {
-                        Ok(model) if !model.aliases.iter().any(|a| a.alias == *alias) => {
-                            ServeError::NotFound(format!(
-                                "alias `{alias}` of `{name}` was removed ({m})"
-                            ))
-                        }
+                    match kiln_store::RegistryStore::alias_version(t.store.as_ref(), name, alias) {
+                        Ok(None) => ServeError::NotFound(format!(
+                            "alias `{alias}` of `{name}` was removed ({m})"
+                        )),
                         _ => self.load_err(kiln_store::StoreError::InvalidParameter(m).into()),
                     }
                 }

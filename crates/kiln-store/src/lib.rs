@@ -154,6 +154,17 @@ pub trait RegistryStore: Send + Sync {
         version: &str,
         actor: &AliasActor,
     ) -> StoreResult<()>;
+    /// The version `alias` of `name` points at, `None` when it points at nothing. (From the
+    /// model's alias list: a missing alias is an error of its own over MLflow's REST API,
+    /// INVALID_PARAMETER_VALUE.)
+    fn alias_version(&self, name: &str, alias: &str) -> StoreResult<Option<String>> {
+        Ok(self
+            .get_registered_model(name)?
+            .aliases
+            .into_iter()
+            .find(|a| a.alias == alias)
+            .map(|a| a.version))
+    }
     /// [`set_alias`](Self::set_alias) only while `alias` still points at version `expected`
     /// (`None`: at nothing): `Ok(false)`, and nothing changed, when it has moved. A store that
     /// can checks and sets in one transaction; this default checks, then sets.
@@ -165,15 +176,7 @@ pub trait RegistryStore: Send + Sync {
         expected: Option<&str>,
         actor: &AliasActor,
     ) -> StoreResult<bool> {
-        // (From the model's alias list: a missing alias is an error of its own over MLflow's
-        // REST API, INVALID_PARAMETER_VALUE.)
-        let now = self
-            .get_registered_model(name)?
-            .aliases
-            .into_iter()
-            .find(|a| a.alias == alias)
-            .map(|a| a.version);
-        if now.as_deref() != expected {
+        if self.alias_version(name, alias)?.as_deref() != expected {
             return Ok(false);
         }
         self.set_alias(name, alias, version, actor)?;

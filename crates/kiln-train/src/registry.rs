@@ -521,6 +521,23 @@ fn run_metrics(
     Ok(out)
 }
 
+/// Whether version `version` of `name` still has its model files, checked before an alias (and
+/// every replica that follows it) points at it: `Err(why)` when they are gone; otherwise a note
+/// when kiln cannot load the model itself (another flavor) or cannot reach the store
+/// (credentials, network: the check is skipped, as the alias move only writes metadata).
+fn files_check(tracker: &Tracker, name: &str, version: &str) -> Result<Option<String>, String> {
+    match tracker.load_any_model(&format!("models:/{name}/{version}")) {
+        Ok(_) => Ok(None),
+        Err(TrainError::NoArtifacts(why)) => Err(why),
+        Err(e) if e.is_input() => Ok(Some(format!(
+            "kiln cannot load v{version} itself ({e}): `kiln serve` will not serve it"
+        ))),
+        Err(e) => Ok(Some(format!(
+            "could not check that v{version}'s files are there: {e}"
+        ))),
+    }
+}
+
 /// Evaluate a version on a table, as `kiln evaluate` does.
 fn evaluate_on(
     tracker: &Tracker,
@@ -630,25 +647,14 @@ pub fn promote(tracker: &Tracker, req: &PromoteRequest) -> Result<PromoteOutcome
         _ => {
             // Without --on nothing reads the candidate: make sure it is there before an alias
             // (and every replica that follows it) points at it.
-            let reference = format!("models:/{name}/{}", candidate_mv.version);
-            match tracker.load_any_model(&reference) {
-                Ok(_) => {}
-                Err(TrainError::NoArtifacts(why)) => {
+            match files_check(tracker, name, &candidate_mv.version) {
+                Ok(note) => notes.extend(note),
+                Err(why) => {
                     return Err(input(format!(
                         "Refusing to point `{alias}` at {name} v{}: {why}",
                         candidate_mv.version
                     )));
                 }
-                Err(e) if e.is_input() => notes.push(format!(
-                    "kiln cannot load v{} itself ({e}): `kiln serve` will not serve it",
-                    candidate_mv.version
-                )),
-                // The store could not be read (credentials, network): the check is skipped, as
-                // it was before there was one; the promotion itself only writes metadata.
-                Err(e) => notes.push(format!(
-                    "could not check that v{}'s files are there: {e}",
-                    candidate_mv.version
-                )),
             }
             if !require.is_empty() {
                 notes.push(
@@ -1004,22 +1010,13 @@ pub fn rollback(
         }
         match store.get_model_version(name, &candidate) {
             Ok(mv) => {
-                // As `promote` without --on: missing files disqualify; a model kiln cannot
-                // load itself (another flavor), or a store it cannot reach, only earns a note.
-                match tracker.load_any_model(&format!("models:/{name}/{}", mv.version)) {
-                    Ok(_) => {}
-                    Err(TrainError::NoArtifacts(why)) => {
+                // As `promote` without --on: missing files disqualify.
+                match files_check(tracker, name, &mv.version) {
+                    Ok(note) => notes.extend(note),
+                    Err(why) => {
                         skipped_unloadable.push(format!("v{}: {why}", mv.version));
                         continue;
                     }
-                    Err(e) if e.is_input() => notes.push(format!(
-                        "kiln cannot load v{} itself ({e}): `kiln serve` will not serve it",
-                        mv.version
-                    )),
-                    Err(e) => notes.push(format!(
-                        "could not check that v{}'s files are there: {e}",
-                        mv.version
-                    )),
                 }
                 target = Some(mv.version);
                 break;

@@ -23,8 +23,14 @@ pub struct Tracker {
 
 /// Who runs this process, much as MLflow's client finds out (`getpass.getuser()`): `USER`,
 /// `LOGNAME`, `LNAME` or `USERNAME`, else the user database's name for this uid (CI containers
-/// often set none of the variables), else `uid:<n>`.
+/// often set none of the variables), else `uid:<n>`. Looked up once per process (a tuning run
+/// asks once per trial).
 pub fn current_user() -> Option<String> {
+    static USER: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    USER.get_or_init(lookup_user).clone()
+}
+
+fn lookup_user() -> Option<String> {
     for var in ["USER", "LOGNAME", "LNAME", "USERNAME"] {
         if let Some(v) = std::env::var(var).ok().filter(|v| !v.trim().is_empty()) {
             return Some(v);

@@ -45,11 +45,11 @@ fn parse_workers(text: &str) -> Result<usize, String> {
     }
 }
 
-/// `--header-timeout`: a duration of more than 0.
-fn parse_header_timeout(text: &str) -> Result<std::time::Duration, String> {
+/// A timeout (`--header-timeout`, `--body-timeout`): a duration of more than 0.
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
     let d = kiln_serve::parse_duration(text)?;
     if d.is_zero() {
-        return Err("--header-timeout must be more than 0".into());
+        return Err("a timeout must be more than 0".into());
     }
     Ok(d)
 }
@@ -245,7 +245,7 @@ pub(crate) struct ServeArgs {
     pub(crate) max_body: usize,
     /// How long a client may take to send a request body once its headers are in (slower:
     /// 408 and the connection closes), e.g. `30s`; bounds what a slow client can hold.
-    #[arg(long, default_value = "30s", value_parser = kiln_serve::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = parse_timeout)]
     pub(crate) body_timeout: std::time::Duration,
     /// How often to re-resolve a `models:/<name>@<alias>` (e.g. `5s`, `500ms`).
     #[arg(long, default_value = "5s", value_parser = kiln_serve::parse_duration)]
@@ -525,7 +525,7 @@ pub(crate) struct ServerRuntimeArgs {
     /// a client cannot hold connections open for ever. HTTP clients reconnect on their own;
     /// behind a proxy, keep it above the proxy's upstream idle timeout (60s for ingress-nginx
     /// and AWS ALB).
-    #[arg(long, env = EnvVars::HEADER_TIMEOUT, default_value = "75s", value_parser = parse_header_timeout, value_name = "DURATION")]
+    #[arg(long, env = EnvVars::HEADER_TIMEOUT, default_value = "75s", value_parser = parse_timeout, value_name = "DURATION")]
     pub(crate) header_timeout: std::time::Duration,
 }
 

@@ -8,8 +8,6 @@ mod tracking;
 
 use std::process::ExitCode;
 
-use std::io::Write as _;
-
 use clap::Parser as _;
 
 /// Exit code for a usage or input error.
@@ -35,14 +33,8 @@ fn main() -> ExitCode {
             if json && usage_error {
                 let rendered = err.render().to_string();
                 let first = rendered.lines().next().unwrap_or_default();
-                let body = serde_json::json!({
-                    "error": {
-                        "message": first.strip_prefix("error: ").unwrap_or(first),
-                        "causes": [],
-                        "exit_code": EXIT_INPUT,
-                    }
-                });
-                let _ = writeln!(std::io::stdout().lock(), "{body:#}");
+                let message = first.strip_prefix("error: ").unwrap_or(first);
+                printer::Printer.json_error(&anyhow::anyhow!("{message}"), EXIT_INPUT);
             }
             err.exit();
         }

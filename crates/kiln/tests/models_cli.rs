@@ -814,6 +814,18 @@ fn a_promotion_refuses_when_the_alias_moved_during_its_evaluation() {
     assert_eq!(champion(d), "3", "the gated promotion changed nothing");
 }
 
+/// Remove the model files of `churn` version `version` from the embedded artifact store (deleted
+/// by hand, or by a bucket lifecycle rule).
+fn remove_model_files(dir: &Path, version: &str) {
+    let shown = json(dir, &["models", "show", "churn", version, "--json"], 0);
+    let run_id = shown["version"]["run_id"].as_str().expect("run id");
+    let file = walk(&dir.join(".kiln/artifacts"))
+        .into_iter()
+        .find(|p| p.contains(run_id) && p.ends_with("kiln-model.json"))
+        .unwrap_or_else(|| panic!("v{version}'s model file"));
+    std::fs::remove_dir_all(dir.join(&file).parent().expect("model dir")).expect("remove");
+}
+
 #[test]
 fn a_version_whose_files_are_gone_is_not_promoted() {
     let dir = setup();
@@ -827,14 +839,7 @@ fn a_version_whose_files_are_gone_is_not_promoted() {
         0,
     );
     // v2's artifacts disappear (deleted by hand, or a bucket lifecycle rule).
-    let shown = json(dir.path(), &["models", "show", "churn", &v2, "--json"], 0);
-    let run_id = shown["version"]["run_id"].as_str().expect("run id");
-    let gone = walk(&dir.path().join(".kiln/artifacts"))
-        .into_iter()
-        .find(|p| p.contains(run_id) && p.ends_with("kiln-model.json"))
-        .expect("v2's model file");
-    let model_dir = dir.path().join(&gone);
-    std::fs::remove_dir_all(model_dir.parent().expect("model dir")).expect("remove");
+    remove_model_files(dir.path(), &v2);
     let o = kiln(
         dir.path(),
         &["models", "promote", "churn", &v2, "--alias", "champion"],
@@ -853,13 +858,7 @@ fn a_version_whose_files_are_gone_is_not_promoted() {
         ],
         0,
     );
-    let shown = json(dir.path(), &["models", "show", "churn", &v1, "--json"], 0);
-    let run_id = shown["version"]["run_id"].as_str().expect("run id");
-    let gone = walk(&dir.path().join(".kiln/artifacts"))
-        .into_iter()
-        .find(|p| p.contains(run_id) && p.ends_with("kiln-model.json"))
-        .expect("v1's model file");
-    std::fs::remove_dir_all(dir.path().join(&gone).parent().expect("model dir")).expect("remove");
+    remove_model_files(dir.path(), &v1);
     let refused = json(
         dir.path(),
         &[
@@ -874,13 +873,7 @@ fn a_version_whose_files_are_gone_is_not_promoted() {
 
     // The holder's files gone: --must-beat names the holder, not the candidate.
     let v4 = train(dir.path(), &["--model", "gbdt"]);
-    let shown = json(dir.path(), &["models", "show", "churn", &v3, "--json"], 0);
-    let run_id = shown["version"]["run_id"].as_str().expect("run id");
-    let gone = walk(&dir.path().join(".kiln/artifacts"))
-        .into_iter()
-        .find(|p| p.contains(run_id) && p.ends_with("kiln-model.json"))
-        .expect("v3's model file");
-    std::fs::remove_dir_all(dir.path().join(&gone).parent().expect("model dir")).expect("remove");
+    remove_model_files(dir.path(), &v3);
     let o = kiln(
         dir.path(),
         &[

@@ -628,13 +628,8 @@ fn serve_splits_canary_traffic_sticks_users_and_logs_predictions() {
     }
 }
 
-/// `--drain-delay`: after SIGTERM the server keeps accepting new connections and answering,
-/// with `/health` and `/v2/health/ready` at 503 so a load balancer stops routing to it; then it
-/// exits 0.
-#[test]
-fn drain_delay_keeps_serving_while_health_checks_fail() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let d = dir.path();
+/// Train a small untracked model into `d/m` (from a 300-row `churn.csv`).
+fn small_model(d: &Path) {
     write_churn(d, "churn.csv", 300);
     let o = kiln(
         d,
@@ -656,6 +651,16 @@ fn drain_delay_keeps_serving_while_health_checks_fail() {
         ],
     );
     assert!(o.status.success(), "{}", text(&o));
+}
+
+/// `--drain-delay`: after SIGTERM the server keeps accepting new connections and answering,
+/// with `/health` and `/v2/health/ready` at 503 so a load balancer stops routing to it; then it
+/// exits 0.
+#[test]
+fn drain_delay_keeps_serving_while_health_checks_fail() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    small_model(d);
     let mut server = start_server(d, &["serve", "m", "--port", "0", "--drain-delay", "3s"]);
     let base = server.addr.clone();
     let pid = server.child.id().to_string();
@@ -708,27 +713,7 @@ fn a_body_that_never_arrives_is_a_408_after_the_body_timeout() {
     use std::io::{Read, Write};
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    write_churn(d, "churn.csv", 300);
-    let o = kiln(
-        d,
-        &[
-            "train",
-            "--data",
-            "churn.csv",
-            "--target",
-            "churned",
-            "--task",
-            "classification",
-            "--exclude",
-            "customer_id",
-            "--param",
-            "n_trees=5",
-            "--no-track",
-            "--output",
-            "m",
-        ],
-    );
-    assert!(o.status.success(), "{}", text(&o));
+    small_model(d);
     let zero = kiln(d, &["serve", "m", "--port", "0", "--body-timeout", "0s"]);
     assert_eq!(common::code(&zero), 2, "{}", text(&zero));
     assert!(text(&zero).contains("--body-timeout"), "{}", text(&zero));

@@ -44,12 +44,6 @@ pub(super) fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode
         )
         .into());
     }
-    if body_timeout.is_zero() {
-        return Err(InputError(
-            "--body-timeout must be more than 0: it is how long a client may take to send a request body".into(),
-        )
-        .into());
-    }
     let reference = ModelRef::parse(&model)?;
     let canary = canary
         .as_deref()
